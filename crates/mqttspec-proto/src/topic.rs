@@ -1,0 +1,47 @@
+//! Topic names of the protocol and parsing of the server's request topic.
+
+/// `{prefix}/{client_id}/request`: where a client publishes requests.
+pub fn request_topic(prefix: &str, client_id: &str) -> String {
+    format!("{prefix}/{client_id}/request")
+}
+
+/// `{prefix}/{client_id}/response`: where the server answers.
+pub fn response_topic(prefix: &str, client_id: &str) -> String {
+    format!("{prefix}/{client_id}/response")
+}
+
+/// `{prefix}/{client_id}/notify/{subscription_id}`.
+pub fn notify_topic(prefix: &str, client_id: &str, subscription_id: &str) -> String {
+    format!("{prefix}/{client_id}/notify/{subscription_id}")
+}
+
+/// The filter the server subscribes to: `{prefix}/+/request`.
+pub fn server_request_filter(prefix: &str) -> String {
+    format!("{prefix}/+/request")
+}
+
+/// Client id of a request topic (`{prefix}/{client_id}/request`), if the
+/// topic is one under `prefix`.
+pub fn client_id_of_request(prefix: &str, topic: &str) -> Option<String> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let client_id = rest.strip_suffix("/request")?;
+    (!client_id.is_empty() && !client_id.contains('/')).then(|| client_id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_roundtrip() {
+        assert_eq!(request_topic("spec", "c1"), "spec/c1/request");
+        assert_eq!(notify_topic("spec", "c1", "s"), "spec/c1/notify/s");
+        assert_eq!(
+            client_id_of_request("spec", "spec/c1/request").as_deref(),
+            Some("c1")
+        );
+        assert_eq!(client_id_of_request("spec", "spec/a/b/request"), None);
+        assert_eq!(client_id_of_request("spec", "other/c1/request"), None);
+        assert_eq!(client_id_of_request("spec", "spec//request"), None);
+    }
+}

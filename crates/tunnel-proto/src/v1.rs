@@ -1,0 +1,180 @@
+//! v1 control messages: JSON objects in WebSocket text frames, tagged by
+//! `type`, wire-compatible with the http-tunnel `ttf` forwarder.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Header map as it travels on the wire: lower-case name to all its values.
+pub type Headers = BTreeMap<String, Vec<String>>;
+
+/// One control message. Unknown fields are ignored when decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Forwarder to edge, first frame after the socket opens.
+    Ready {
+        /// Protocol version the forwarder speaks; absent means v1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
+    /// Edge to forwarder, the answer to `ready`.
+    ConnectionEstablished {
+        connection_id: String,
+        tunnel_id: String,
+        public_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subdomain_url: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_based_url: Option<String>,
+        /// Protocol version the edge will speak; absent means v1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
+    /// Edge to forwarder: one public request.
+    HttpRequest {
+        request_id: String,
+        method: String,
+        /// Path and query, tunnel prefix already stripped.
+        uri: String,
+        #[serde(default)]
+        headers: Headers,
+        /// Base64 body, may be empty.
+        #[serde(default)]
+        body: String,
+        /// Unix milliseconds when the edge received the request.
+        #[serde(default)]
+        timestamp: u64,
+    },
+    /// Forwarder to edge: the local service's answer.
+    HttpResponse {
+        request_id: String,
+        status_code: u16,
+        #[serde(default)]
+        headers: Headers,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        processing_time_ms: u64,
+    },
+    /// Forwarder to edge: the request could not be served.
+    Error {
+        #[serde(default)]
+        request_id: Option<String>,
+        code: ErrorCode,
+        #[serde(default)]
+        message: String,
+    },
+    Ping,
+    Pong,
+}
+
+/// Error codes a forwarder reports, with the status the public caller sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidRequest,
+    Timeout,
+    LocalServiceUnavailable,
+    /// Also the fallback for codes this side does not know.
+    #[serde(other)]
+    InternalError,
+}
+
+impl ErrorCode {
+    /// HTTP status the public caller receives for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidRequest => 400,
+            ErrorCode::Timeout => 504,
+            ErrorCode::LocalServiceUnavailable => 503,
+            ErrorCode::InternalError => 502,
+        }
+    }
+}
+
+/// A frame that is not a valid control message.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("invalid tunnel message: {0}; expected a JSON object with a known \"type\"")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid base64 body: {0}")]
+    Base64(#[from] base64::DecodeError),
+}
+
+impl Message {
+    /// Decode one text frame.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        Ok(serde_json::from_str(text)?)
+    }
+
+    /// Encode as the text of one frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("tunnel messages always serialize")
+    }
+}
+
+/// Encode a body for the `body` field.
+pub fn encode_body(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decode a `body` field.
+pub fn decode_body(body: &str) -> Result<Vec<u8>, ProtocolError> {
+    Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_without_version_is_v1() {
+        let m = Message::decode(r#"{"type":"ready"}"#).unwrap();
+        assert_eq!(m, Message::Ready { version: None });
+        assert_eq!(m.encode(), r#"{"type":"ready"}"#);
+    }
+
+    #[test]
+    fn request_roundtrip_keeps_multi_value_headers_and_body() {
+        let mut headers = Headers::new();
+        headers.insert("set-cookie".into(), vec!["a=1".into(), "b=2".into()]);
+        let m = Message::HttpRequest {
+            request_id: "r1".into(),
+            method: "POST".into(),
+            uri: "/x?y=1".into(),
+            headers,
+            body: encode_body(&[0, 255, 1]),
+            timestamp: 42,
+        };
+        let back = Message::decode(&m.encode()).unwrap();
+        assert_eq!(back, m);
+        if let Message::HttpRequest { body, .. } = back {
+            assert_eq!(decode_body(&body).unwrap(), vec![0, 255, 1]);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_ignored_unknown_error_code_is_internal() {
+        let m = Message::decode(
+            r#"{"type":"error","request_id":null,"code":"weird","message":"m","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            Message::Error {
+                request_id: None,
+                code: ErrorCode::InternalError,
+                message: "m".into()
+            }
+        );
+        assert_eq!(ErrorCode::LocalServiceUnavailable.http_status(), 503);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let e = Message::decode("{nope").unwrap_err();
+        assert!(e.to_string().contains("invalid tunnel message"));
+        assert!(Message::decode(r#"{"type":"teleport"}"#).is_err());
+    }
+}
