@@ -120,11 +120,13 @@ impl Proc {
                         return Ok(line);
                     }
                 }
-                Err(_) => bail!(
-                    "{} printed no line containing {needle:?} within {timeout:?}; it printed:\n{}",
-                    self.name,
-                    self.output()
-                ),
+                Err(_) => {
+                    let output = self.output();
+                    bail!(
+                        "{} printed no line containing {needle:?} within {timeout:?}; it printed:\n{output}",
+                        self.name
+                    )
+                }
             }
         }
     }
@@ -221,6 +223,7 @@ pub struct Mosquitto {
     /// MQTT over WebSocket port.
     pub ws_port: u16,
     dir: tempfile::TempDir,
+    extra: String,
 }
 
 impl Mosquitto {
