@@ -1,10 +1,23 @@
 //! The MQTTSpec wire format (see `docs/MQTTSPEC_PROTOCOL.md`), shared by
-//! `mqttspec-server` and the `mqttspec-wasm` browser client.
+//! `mqttspec-server` and the `mqttspec-wasm` browser client. IO-free: it
+//! compiles to wasm32 and only depends on serde.
 //!
-//! Messages are JSON objects carried one per MQTT payload; topics follow
-//! `{prefix}/{client_id}/{request|response|notify/{subscription_id}}`.
+//! - [`message`]: the one JSON message shape.
+//! - [`topic`]: `{prefix}/{client_id}/{request|response|notify/{id}}`.
+//! - [`options`]: typed request options (filters, sort, paging, columns).
+//! - [`filter`]: filter evaluation ([`matches`]) and row ordering
+//!   ([`compare_rows`]) with the same semantics as the server's SQL.
+//! - [`error`]: the error codes of failed responses.
+//! - [`response`]: constructors of responses and notifications.
 
+pub mod error;
+pub mod filter;
 pub mod message;
+pub mod options;
+pub mod response;
 pub mod topic;
 
+pub use error::ErrorCode;
+pub use filter::{compare_rows, matches, Row};
 pub use message::{ErrorBody, Message, MessageType, Operation};
+pub use options::{Direction, Filter, FilterOp, Logic, Options, Sort};
