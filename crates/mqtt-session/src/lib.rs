@@ -1,7 +1,21 @@
 //! Sans-IO MQTT client machinery: bytes and events in, bytes, events and
 //! deadlines out. Drivers (web-sys in the browser, tokio natively) own the
 //! sockets and timers.
+//!
+//! - [`framing`]: whole packets from arbitrary chunks;
+//! - [`codec`]: MQTT 3.1.1/5 encoding through `mqttbytes`;
+//! - [`session`]: the client state machine (QoS flows, keep alive, resend);
+//! - [`topic`]: topic validation and filter matching.
 
+pub mod codec;
+pub mod error;
 pub mod framing;
+pub mod session;
+pub mod topic;
 
+pub use codec::DecodeError;
+pub use error::Error;
 pub use framing::{FrameError, Framer};
+pub use mqttbytes::v5::{LastWill, PublishProperties, SubscribeFilter, WillProperties};
+pub use mqttbytes::{v5, Protocol, QoS};
+pub use session::{Event, Message, Options, Session};

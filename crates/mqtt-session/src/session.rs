@@ -1,0 +1,801 @@
+//! The sans-IO MQTT client session (modelled on rumqttc's `MqttState` and
+//! quinn-proto): the driver feeds received bytes, elapsed time and
+//! application requests in, and takes packets to send (one per WebSocket
+//! message), application events and the next deadline out. No sockets, no
+//! timers; time is a number of milliseconds chosen by the driver.
+//!
+//! The session outlives connections: publishes not yet acknowledged,
+//! subscriptions and pending (un)subscribe requests are kept across
+//! [`Session::connection_lost`] and replayed after the next CONNACK.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+use mqttbytes::v5::{self, Packet};
+use mqttbytes::{Protocol, QoS};
+
+use crate::codec::{decode, encode};
+use crate::error::Error;
+use crate::framing::Framer;
+use crate::topic::{validate_filter, validate_topic};
+
+/// Connection parameters and client-side limits.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Client identifier (may be empty with MQTT 5 or a clean 3.1.1 session).
+    pub client_id: String,
+    /// MQTT 3.1.1 (`V4`) or MQTT 5 (`V5`).
+    pub protocol: Protocol,
+    /// Keep alive in seconds (0 disables pings).
+    pub keep_alive: u16,
+    /// Clean start / clean session flag, sent on the first connection only;
+    /// reconnections always ask to resume the session.
+    pub clean_start: bool,
+    /// User name and password.
+    pub login: Option<(String, String)>,
+    /// Last will, published by the broker if the connection drops without DISCONNECT.
+    pub will: Option<v5::LastWill>,
+    /// MQTT 5 session expiry interval in seconds.
+    pub session_expiry: Option<u32>,
+    /// Largest packet accepted from the server, in bytes (also announced in MQTT 5).
+    pub max_packet_size: u32,
+    /// Topic aliases the server may use towards us (MQTT 5; 0 = none).
+    pub topic_alias_max: u16,
+    /// MQTT 5 user properties of CONNECT.
+    pub user_properties: Vec<(String, String)>,
+    /// How long to wait for CONNACK, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Re-send subscriptions when the server did not keep the session.
+    pub resubscribe: bool,
+    /// Maximum publishes held while disconnected.
+    pub max_offline: usize,
+}
+
+impl Options {
+    /// Defaults: keep alive 60 s, clean start, 1 MiB packets, 30 s connect
+    /// timeout, resubscribe on, 1000 offline messages.
+    pub fn new(client_id: impl Into<String>, protocol: Protocol) -> Self {
+        Options {
+            client_id: client_id.into(),
+            protocol,
+            keep_alive: 60,
+            clean_start: true,
+            login: None,
+            will: None,
+            session_expiry: None,
+            max_packet_size: 1 << 20,
+            topic_alias_max: 0,
+            user_properties: Vec::new(),
+            connect_timeout_ms: 30_000,
+            resubscribe: true,
+            max_offline: 1000,
+        }
+    }
+}
+
+/// A message received from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// Topic name (topic aliases already resolved).
+    pub topic: String,
+    /// Payload bytes.
+    pub payload: Bytes,
+    /// QoS it was delivered with.
+    pub qos: QoS,
+    /// Retained message (sent because of a new subscription).
+    pub retain: bool,
+    /// Redelivery flag.
+    pub dup: bool,
+    /// MQTT 5 properties (None for 3.1.1).
+    pub properties: Option<v5::PublishProperties>,
+}
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// CONNACK with success.
+    Connected {
+        /// The server resumed the previous session.
+        session_present: bool,
+        /// MQTT 5 CONNACK properties.
+        properties: Option<v5::ConnAckProperties>,
+    },
+    /// A message arrived (once per QoS 2 message, even if the server resends it).
+    Message(Message),
+    /// The QoS 1/2 flow of publish `pkid` finished: `reason` 0 (or 0x10 "no
+    /// matching subscribers") is success, >= 0x80 a refusal by the server.
+    Published {
+        /// Packet identifier returned by [`Session::publish`].
+        pkid: u16,
+        /// MQTT 5 reason code (always 0 with 3.1.1).
+        reason: u8,
+    },
+    /// SUBACK: one code per filter (granted QoS 0-2, or >= 0x80 failure).
+    Subscribed {
+        /// Packet identifier returned by [`Session::subscribe`].
+        pkid: u16,
+        /// Per-filter result codes.
+        codes: Vec<u8>,
+    },
+    /// UNSUBACK: one code per filter (0 with 3.1.1).
+    Unsubscribed {
+        /// Packet identifier returned by [`Session::unsubscribe`].
+        pkid: u16,
+        /// Per-filter result codes.
+        codes: Vec<u8>,
+    },
+}
+
+/// Where an outgoing QoS 1/2 publish stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Not sent on the current connection yet.
+    Queued,
+    /// QoS 1 sent, waiting for PUBACK.
+    WaitAck,
+    /// QoS 2 sent, waiting for PUBREC.
+    WaitRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    WaitComp,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    seq: u64,
+    publish: v5::Publish,
+    stage: Stage,
+}
+
+/// A SUBSCRIBE or UNSUBSCRIBE awaiting its ack.
+#[derive(Debug)]
+struct Request {
+    seq: u64,
+    packet: Packet,
+}
+
+/// An entry of the send queue (publishes waiting for a connection or for
+/// the server's receive maximum).
+#[derive(Debug)]
+enum Queued {
+    Qos0(Box<v5::Publish>),
+    Pkid(u16),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Disconnected,
+    Connecting { deadline: u64 },
+    Connected,
+    Ended,
+}
+
+/// The client session. See the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    opts: Options,
+    state: State,
+    framer: Framer,
+    now: u64,
+    seq: u64,
+    next_pkid: u16,
+    /// Clean start is requested on the first connection only.
+    first_connect: bool,
+    outgoing: HashMap<u16, Outgoing>,
+    queue: VecDeque<Queued>,
+    sent_count: usize,
+    requests: HashMap<u16, Request>,
+    /// Granted subscriptions, replayed when the server lost the session.
+    subscriptions: BTreeMap<String, v5::SubscribeFilter>,
+    incoming_qos2: HashSet<u16>,
+    aliases: HashMap<u16, String>,
+    /// Server limits from CONNACK.
+    receive_max: usize,
+    server_max_packet: usize,
+    keep_alive_ms: u64,
+    last_tx: u64,
+    ping_sent: Option<u64>,
+    transmit: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+}
+
+impl Session {
+    /// A disconnected session; call [`Session::start_connection`] once the transport is open.
+    pub fn new(opts: Options) -> Self {
+        Session {
+            framer: Framer::new(opts.max_packet_size as usize),
+            keep_alive_ms: u64::from(opts.keep_alive) * 1000,
+            opts,
+            state: State::Disconnected,
+            now: 0,
+            seq: 0,
+            next_pkid: 0,
+            first_connect: true,
+            outgoing: HashMap::new(),
+            queue: VecDeque::new(),
+            sent_count: 0,
+            requests: HashMap::new(),
+            subscriptions: BTreeMap::new(),
+            incoming_qos2: HashSet::new(),
+            aliases: HashMap::new(),
+            receive_max: usize::from(u16::MAX),
+            server_max_packet: usize::MAX,
+            last_tx: 0,
+            ping_sent: None,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The options the session was made with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// CONNACK received and the connection usable.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// [`Session::end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// QoS 1/2 publishes not yet completed (sent or queued).
+    pub fn inflight(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// Publishes waiting to be sent (offline or beyond the server's receive maximum).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Subscribe/unsubscribe requests not yet acknowledged.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Filters currently granted by the server.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.keys().map(String::as_str)
+    }
+
+    /// The transport is open: queue CONNECT and wait for CONNACK.
+    pub fn start_connection(&mut self, now: u64) -> Result<(), Error> {
+        if self.state == State::Ended {
+            return Err(Error::Ended);
+        }
+        self.now = now;
+        self.framer = Framer::new(self.opts.max_packet_size as usize);
+        self.transmit.clear();
+        self.aliases.clear();
+        self.ping_sent = None;
+        self.keep_alive_ms = u64::from(self.opts.keep_alive) * 1000;
+        self.state = State::Connecting {
+            deadline: now.saturating_add(self.opts.connect_timeout_ms),
+        };
+        let connect = self.connect_packet();
+        self.send(&Packet::Connect(connect))
+    }
+
+    fn connect_packet(&self) -> v5::Connect {
+        let o = &self.opts;
+        let mut c = v5::Connect::new(o.client_id.as_str());
+        c.protocol = o.protocol;
+        c.keep_alive = o.keep_alive;
+        c.clean_session = self.first_connect && o.clean_start;
+        c.last_will = o.will.clone();
+        c.login = o
+            .login
+            .as_ref()
+            .map(|(u, p)| v5::Login::new(u.as_str(), p.as_str()));
+        if o.protocol == Protocol::V5 {
+            c.properties = Some(v5::ConnectProperties {
+                session_expiry_interval: o.session_expiry,
+                receive_maximum: None,
+                max_packet_size: Some(o.max_packet_size),
+                topic_alias_max: (o.topic_alias_max > 0).then_some(o.topic_alias_max),
+                request_response_info: None,
+                request_problem_info: None,
+                user_properties: o.user_properties.clone(),
+                authentication_method: None,
+                authentication_data: None,
+            });
+        }
+        c
+    }
+
+    /// The transport closed or failed. Everything not acknowledged is kept
+    /// and replayed after the next CONNACK.
+    pub fn connection_lost(&mut self) {
+        if self.state != State::Ended {
+            self.state = State::Disconnected;
+        }
+        self.transmit.clear();
+        // Publishes never sent keep their place in `queue`; sent ones are
+        // replayed from `outgoing` after the next CONNACK.
+        self.sent_count = 0;
+    }
+
+    /// Graceful end: DISCONNECT is queued if connected, and the session
+    /// refuses further work. Pending operations stay visible through
+    /// [`Session::inflight`] for the driver to fail them.
+    pub fn end(&mut self) {
+        if self.state == State::Connected {
+            let _ = self.send(&Packet::Disconnect(v5::Disconnect::new()));
+        }
+        self.state = State::Ended;
+    }
+
+    /// Next packet to write, exactly one MQTT packet (one WebSocket message).
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.transmit.pop_front()
+    }
+
+    /// Next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must be called next (ms), if ever.
+    pub fn poll_deadline(&self) -> Option<u64> {
+        match self.state {
+            State::Connecting { deadline } => Some(deadline),
+            State::Connected if self.keep_alive_ms > 0 => Some(match self.ping_sent {
+                Some(at) => at.saturating_add(self.keep_alive_ms),
+                None => self.last_tx.saturating_add(self.keep_alive_ms),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Time passed: send PINGREQ when idle, fail when the server is silent.
+    /// An error means the connection must be closed.
+    pub fn handle_timeout(&mut self, now: u64) -> Result<(), Error> {
+        self.now = now;
+        let Some(deadline) = self.poll_deadline() else {
+            return Ok(());
+        };
+        if now < deadline {
+            return Ok(());
+        }
+        let err = match self.state {
+            State::Connecting { .. } => Error::ConnectTimeout,
+            _ if self.ping_sent.is_some() => Error::KeepaliveTimeout,
+            _ => {
+                self.ping_sent = Some(now);
+                return self.send(&Packet::PingReq);
+            }
+        };
+        self.connection_lost();
+        Err(err)
+    }
+
+    /// Bytes received from the transport (any cut: part of a packet,
+    /// several packets). An error means the connection must be closed; the
+    /// session state (in-flight publishes, subscriptions) is kept.
+    pub fn handle_bytes(&mut self, data: &[u8], now: u64) -> Result<(), Error> {
+        self.now = now;
+        self.framer.push(data);
+        let result = self.drain_framer();
+        if result.is_err() {
+            self.connection_lost();
+        }
+        result
+    }
+
+    fn drain_framer(&mut self) -> Result<(), Error> {
+        while let Some(frame) = self.framer.next_packet()? {
+            let packet = decode(frame, self.opts.protocol)?;
+            self.handle_packet(packet)?;
+        }
+        Ok(())
+    }
+
+    fn handle_packet(&mut self, packet: Packet) -> Result<(), Error> {
+        if let State::Connecting { .. } = self.state {
+            return match packet {
+                Packet::ConnAck(ack) => self.handle_connack(ack),
+                _ => Err(Error::Protocol("expected CONNACK as the first packet")),
+            };
+        }
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p),
+            Packet::PubAck(ack) => {
+                self.handle_puback(ack.pkid, ack.reason as u8);
+                Ok(())
+            }
+            Packet::PubRec(rec) => self.handle_pubrec(rec.pkid, rec.reason as u8),
+            Packet::PubRel(rel) => {
+                self.incoming_qos2.remove(&rel.pkid);
+                self.send(&Packet::PubComp(v5::PubComp::new(rel.pkid)))
+            }
+            Packet::PubComp(comp) => {
+                if let Some(o) = self.outgoing.get(&comp.pkid) {
+                    if o.stage == Stage::WaitComp {
+                        self.complete(comp.pkid, 0);
+                    }
+                }
+                Ok(())
+            }
+            Packet::SubAck(ack) => {
+                let codes: Vec<u8> = ack.return_codes.iter().map(|c| *c as u8).collect();
+                if let Some(Request {
+                    packet: Packet::Subscribe(sub),
+                    ..
+                }) = self.requests.remove(&ack.pkid)
+                {
+                    for (filter, code) in sub.filters.into_iter().zip(&codes) {
+                        if *code < 0x80 {
+                            self.subscriptions.insert(filter.path.clone(), filter);
+                        }
+                    }
+                    self.events.push_back(Event::Subscribed {
+                        pkid: ack.pkid,
+                        codes,
+                    });
+                }
+                Ok(())
+            }
+            Packet::UnsubAck(ack) => {
+                if let Some(Request {
+                    packet: Packet::Unsubscribe(unsub),
+                    ..
+                }) = self.requests.remove(&ack.pkid)
+                {
+                    let mut codes: Vec<u8> = ack.reasons.iter().map(|c| *c as u8).collect();
+                    codes.resize(unsub.filters.len(), 0);
+                    for filter in &unsub.filters {
+                        self.subscriptions.remove(filter);
+                    }
+                    self.events.push_back(Event::Unsubscribed {
+                        pkid: ack.pkid,
+                        codes,
+                    });
+                }
+                Ok(())
+            }
+            Packet::PingResp => {
+                self.ping_sent = None;
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                self.connection_lost();
+                Err(Error::ServerDisconnect(d.reason_code as u8))
+            }
+            Packet::ConnAck(_) => Err(Error::Protocol("CONNACK received twice")),
+            Packet::Connect(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq => Err(Error::Protocol("server sent a client-only packet")),
+        }
+    }
+
+    fn handle_connack(&mut self, ack: v5::ConnAck) -> Result<(), Error> {
+        let code = ack.code as u8;
+        if code != 0 {
+            self.connection_lost();
+            return Err(Error::Refused(code));
+        }
+        self.state = State::Connected;
+        self.first_connect = false;
+        let session_present = ack.session_present;
+        if let Some(p) = &ack.properties {
+            self.receive_max = usize::from(p.receive_max.unwrap_or(u16::MAX).max(1));
+            self.server_max_packet = p.max_packet_size.map_or(usize::MAX, |m| m as usize);
+            if let Some(ka) = p.server_keep_alive {
+                self.keep_alive_ms = u64::from(ka) * 1000;
+            }
+        }
+        if !session_present {
+            self.incoming_qos2.clear();
+        }
+        self.events.push_back(Event::Connected {
+            session_present,
+            properties: ack.properties,
+        });
+        self.replay(session_present)
+    }
+
+    /// After CONNACK: resend unacknowledged publishes and PUBRELs in their
+    /// original order, resubscribe if the session was lost, resend pending
+    /// requests, then flush the queue.
+    fn replay(&mut self, session_present: bool) -> Result<(), Error> {
+        let mut sent: Vec<(u64, u16)> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.stage != Stage::Queued)
+            .map(|(pkid, o)| (o.seq, *pkid))
+            .collect();
+        sent.sort_unstable();
+        for (_, pkid) in sent {
+            let Some(o) = self.outgoing.get_mut(&pkid) else {
+                continue;
+            };
+            let packet = if o.stage == Stage::WaitComp {
+                Packet::PubRel(v5::PubRel::new(pkid))
+            } else {
+                o.publish.dup = session_present;
+                Packet::Publish(o.publish.clone())
+            };
+            self.sent_count += 1;
+            self.send(&packet)?;
+        }
+        if !session_present && self.opts.resubscribe && !self.subscriptions.is_empty() {
+            let pkid = self.alloc_pkid()?;
+            let sub = v5::Subscribe {
+                pkid,
+                filters: self.subscriptions.values().cloned().collect(),
+                properties: None,
+            };
+            // Sent with the pending requests below, before them in order.
+            self.requests.insert(
+                pkid,
+                Request {
+                    seq: 0,
+                    packet: Packet::Subscribe(sub),
+                },
+            );
+        }
+        let mut pending: Vec<(u64, u16)> = self.requests.iter().map(|(k, r)| (r.seq, *k)).collect();
+        pending.sort_unstable();
+        for (_, pkid) in pending {
+            if let Some(r) = self.requests.get(&pkid) {
+                let bytes = encode(&r.packet, self.opts.protocol).map_err(|_| Error::Encode)?;
+                self.push_transmit(bytes);
+            }
+        }
+        self.flush_queue()
+    }
+
+    fn handle_publish(&mut self, mut p: v5::Publish) -> Result<(), Error> {
+        let alias = p.properties.as_ref().and_then(|props| props.topic_alias);
+        if let Some(alias) = alias {
+            if alias == 0 || alias > self.opts.topic_alias_max {
+                return Err(Error::Protocol("topic alias out of the announced range"));
+            }
+            if p.topic.is_empty() {
+                match self.aliases.get(&alias) {
+                    Some(topic) => p.topic.clone_from(topic),
+                    None => return Err(Error::Protocol("unknown topic alias")),
+                }
+            } else {
+                self.aliases.insert(alias, p.topic.clone());
+            }
+        } else if p.topic.is_empty() {
+            return Err(Error::Protocol("PUBLISH with an empty topic and no alias"));
+        }
+        let fresh = match p.qos {
+            QoS::AtMostOnce => true,
+            QoS::AtLeastOnce => {
+                self.send(&Packet::PubAck(v5::PubAck::new(p.pkid)))?;
+                true
+            }
+            QoS::ExactlyOnce => {
+                self.send(&Packet::PubRec(v5::PubRec::new(p.pkid)))?;
+                self.incoming_qos2.insert(p.pkid)
+            }
+        };
+        if fresh {
+            self.events.push_back(Event::Message(Message {
+                topic: p.topic,
+                payload: p.payload,
+                qos: p.qos,
+                retain: p.retain,
+                dup: p.dup,
+                properties: p.properties,
+            }));
+        }
+        Ok(())
+    }
+
+    fn handle_puback(&mut self, pkid: u16, reason: u8) {
+        if let Some(o) = self.outgoing.get(&pkid) {
+            if o.stage == Stage::WaitAck {
+                self.complete(pkid, reason);
+            }
+        }
+    }
+
+    fn handle_pubrec(&mut self, pkid: u16, reason: u8) -> Result<(), Error> {
+        match self.outgoing.get_mut(&pkid) {
+            Some(o) if o.stage == Stage::WaitRec && reason >= 0x80 => {
+                self.complete(pkid, reason);
+                Ok(())
+            }
+            Some(o) if matches!(o.stage, Stage::WaitRec | Stage::WaitComp) => {
+                o.stage = Stage::WaitComp;
+                // The payload is no longer needed: the server owns the message.
+                o.publish.payload = Bytes::new();
+                self.send(&Packet::PubRel(v5::PubRel::new(pkid)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A QoS 1/2 flow finished: free the identifier and send what waited.
+    fn complete(&mut self, pkid: u16, reason: u8) {
+        self.outgoing.remove(&pkid);
+        self.sent_count = self.sent_count.saturating_sub(1);
+        self.events.push_back(Event::Published { pkid, reason });
+        // Errors here concern queued publishes, which report their own failure.
+        let _ = self.flush_queue();
+    }
+
+    /// Publish a message. Returns the packet identifier for QoS 1/2 (an
+    /// [`Event::Published`] with it follows when the flow completes), None
+    /// for QoS 0 (sent or queued). While disconnected publishes wait in a
+    /// bounded queue.
+    pub fn publish(&mut self, mut publish: v5::Publish) -> Result<Option<u16>, Error> {
+        if self.state == State::Ended {
+            return Err(Error::Ended);
+        }
+        validate_topic(&publish.topic)?;
+        let size = publish.len() + 5;
+        if size > self.server_max_packet {
+            return Err(Error::PacketTooLarge {
+                size,
+                limit: self.server_max_packet,
+            });
+        }
+        let connected = self.state == State::Connected;
+        if !connected && self.queue.len() >= self.opts.max_offline {
+            return Err(Error::QueueFull(self.opts.max_offline));
+        }
+        publish.dup = false;
+        if publish.qos == QoS::AtMostOnce {
+            publish.pkid = 0;
+            if connected && self.queue.is_empty() {
+                self.send(&Packet::Publish(publish))?;
+            } else {
+                self.queue.push_back(Queued::Qos0(Box::new(publish)));
+            }
+            return Ok(None);
+        }
+        // Refuse unencodable packets now rather than at replay time.
+        publish.pkid = 1;
+        encode(&Packet::Publish(publish.clone()), self.opts.protocol).map_err(|_| Error::Encode)?;
+        let pkid = self.alloc_pkid()?;
+        publish.pkid = pkid;
+        self.seq += 1;
+        self.outgoing.insert(
+            pkid,
+            Outgoing {
+                seq: self.seq,
+                publish,
+                stage: Stage::Queued,
+            },
+        );
+        self.queue.push_back(Queued::Pkid(pkid));
+        if connected {
+            self.flush_queue()?;
+        }
+        Ok(Some(pkid))
+    }
+
+    /// Send queued publishes while connected and within the receive maximum.
+    fn flush_queue(&mut self) -> Result<(), Error> {
+        if self.state != State::Connected {
+            return Ok(());
+        }
+        while let Some(front) = self.queue.front() {
+            if matches!(front, Queued::Pkid(_)) && self.sent_count >= self.receive_max {
+                break;
+            }
+            let Some(item) = self.queue.pop_front() else {
+                break;
+            };
+            match item {
+                Queued::Qos0(p) => self.send_checked(*p, None)?,
+                Queued::Pkid(pkid) => {
+                    let Some(o) = self.outgoing.get_mut(&pkid) else {
+                        continue;
+                    };
+                    o.stage = if o.publish.qos == QoS::AtLeastOnce {
+                        Stage::WaitAck
+                    } else {
+                        Stage::WaitRec
+                    };
+                    let p = o.publish.clone();
+                    self.sent_count += 1;
+                    self.send_checked(p, Some(pkid))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Send a queued publish, failing it (not the connection) if the server's
+    /// maximum packet size, learnt after it was queued, is too small.
+    fn send_checked(&mut self, p: v5::Publish, pkid: Option<u16>) -> Result<(), Error> {
+        if p.len() + 5 > self.server_max_packet {
+            if let Some(pkid) = pkid {
+                self.outgoing.remove(&pkid);
+                self.sent_count = self.sent_count.saturating_sub(1);
+                self.events
+                    .push_back(Event::Published { pkid, reason: 0x95 });
+            }
+            return Ok(());
+        }
+        self.send(&Packet::Publish(p))
+    }
+
+    /// Subscribe to filters (filter, QoS). Returns the packet identifier of
+    /// the coming [`Event::Subscribed`]. While disconnected the request waits
+    /// for the connection.
+    pub fn subscribe(&mut self, filters: Vec<v5::SubscribeFilter>) -> Result<u16, Error> {
+        for f in &filters {
+            validate_filter(&f.path)?;
+        }
+        let pkid = self.alloc_pkid()?;
+        self.request(Packet::Subscribe(v5::Subscribe {
+            pkid,
+            filters,
+            properties: None,
+        }))?;
+        Ok(pkid)
+    }
+
+    /// Unsubscribe from filters. Returns the packet identifier of the coming
+    /// [`Event::Unsubscribed`].
+    pub fn unsubscribe(&mut self, filters: Vec<String>) -> Result<u16, Error> {
+        for f in &filters {
+            validate_filter(f)?;
+        }
+        let pkid = self.alloc_pkid()?;
+        self.request(Packet::Unsubscribe(v5::Unsubscribe {
+            pkid,
+            filters,
+            properties: None,
+        }))?;
+        Ok(pkid)
+    }
+
+    fn request(&mut self, packet: Packet) -> Result<(), Error> {
+        if self.state == State::Ended {
+            return Err(Error::Ended);
+        }
+        let bytes = encode(&packet, self.opts.protocol).map_err(|_| Error::Encode)?;
+        let pkid = match &packet {
+            Packet::Subscribe(s) => s.pkid,
+            Packet::Unsubscribe(u) => u.pkid,
+            _ => return Err(Error::Encode),
+        };
+        if self.state == State::Connected {
+            self.push_transmit(bytes);
+        }
+        self.seq += 1;
+        self.requests.insert(
+            pkid,
+            Request {
+                seq: self.seq,
+                packet,
+            },
+        );
+        Ok(())
+    }
+
+    /// A free packet identifier (1..=65535), not used by any pending operation.
+    fn alloc_pkid(&mut self) -> Result<u16, Error> {
+        for _ in 0..u16::MAX {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            let id = self.next_pkid;
+            if !self.outgoing.contains_key(&id) && !self.requests.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        Err(Error::PacketIdsExhausted)
+    }
+
+    fn send(&mut self, packet: &Packet) -> Result<(), Error> {
+        let bytes = encode(packet, self.opts.protocol).map_err(|_| Error::Encode)?;
+        self.push_transmit(bytes);
+        Ok(())
+    }
+
+    fn push_transmit(&mut self, bytes: Bytes) {
+        self.last_tx = self.now;
+        self.transmit.push_back(bytes);
+    }
+}
