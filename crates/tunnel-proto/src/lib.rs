@@ -1,9 +1,17 @@
-//! The tunnel wire format, shared by the edge worker and the `ttf` forwarder.
+//! The tunnel wire format and edge rules, shared by the edge worker and the
+//! `ttf` forwarder.
 //!
 //! One definition of every message that crosses the control WebSocket
-//! (see `docs/TUNNEL_PROTOCOL.md`). No IO: callers hand in text frames and get
-//! typed messages back, or build messages and serialize them.
+//! (see `docs/TUNNEL.md` and the shared protocol doc), plus the pure rules
+//! around it: routing, header handling, the in-flight request table,
+//! path-prefix rewriting and JWT checks. No IO: callers hand in text frames,
+//! headers and times and get typed results back.
 
+pub mod headers;
+pub mod inflight;
+pub mod jwt;
+pub mod rewrite;
+pub mod route;
 pub mod v1;
 
 pub use v1::{ErrorCode, Headers, Message, ProtocolError};

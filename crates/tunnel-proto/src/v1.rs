@@ -82,6 +82,16 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::LocalServiceUnavailable => "local_service_unavailable",
+            ErrorCode::InternalError => "internal_error",
+        }
+    }
+
     /// HTTP status the public caller receives for this code.
     pub fn http_status(self) -> u16 {
         match self {
@@ -169,6 +179,17 @@ mod tests {
             }
         );
         assert_eq!(ErrorCode::LocalServiceUnavailable.http_status(), 503);
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::Timeout,
+            ErrorCode::LocalServiceUnavailable,
+            ErrorCode::InternalError,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
+        }
     }
 
     #[test]
