@@ -1,0 +1,21 @@
+//! The IO-free half of the MQTTSpec client (`SpecClient` in `mqttspec-wasm`).
+//!
+//! - [`request`]: builds request and subscription messages.
+//! - [`correlate`]: matches responses to requests by `id`, holds requests
+//!   made while offline, and expires them after their timeout.
+//! - [`subscriptions`]: local subscription handles and their server ids,
+//!   re-established after a reconnect that lost the session.
+//! - [`live`]: a sorted, filtered, limited result set kept current by
+//!   notifications (what a live table widget shows).
+//!
+//! Time is passed in as milliseconds; nothing here reads a clock or a socket.
+
+pub mod correlate;
+pub mod live;
+pub mod request;
+pub mod subscriptions;
+
+pub use correlate::{Completion, Correlator, SpecError};
+pub use live::{LiveChange, LiveQuery};
+pub use request::EntityRef;
+pub use subscriptions::Subscriptions;
