@@ -1,27 +1,23 @@
-//! `mqttspec-server` as a library: answers MQTTSpec requests.
+//! `mqttspec-server` as a library: an MQTTSpec server (see
+//! `docs/SPEC_SERVER.md`) answering database requests and live
+//! subscriptions over MQTT, with an embedded broker or an external one,
+//! SQLite or PostgreSQL, and hooks.
+//!
+//! - [`server::start`] wires everything from a [`server::ServerConfig`].
+//! - [`handler`]: request processing; [`db`]: the database trait, SQL and
+//!   the two databases; [`registry`]: the entities served.
+//! - [`hooks`]: the 17 hook points; [`jwt`] and [`tenant`] are built-in hooks.
+//! - [`broker`]: embedded (rumqttd) and external transports.
 
-use mqttspec_proto::{ErrorBody, Message, MessageType};
-
-/// The answer to a `ping` message.
-pub fn pong(request: &Message) -> Message {
-    Message {
-        id: request.id.clone(),
-        kind: Some(MessageType::Pong),
-        success: Some(true),
-        ..Message::default()
-    }
-}
-
-/// A failed response to a payload that is not a valid message.
-pub fn invalid_message(reason: &str) -> Message {
-    Message {
-        kind: Some(MessageType::Response),
-        success: Some(false),
-        error: Some(ErrorBody {
-            code: "invalid_message".into(),
-            message: reason.into(),
-            details: None,
-        }),
-        ..Message::default()
-    }
-}
+pub mod broker;
+pub mod clock;
+pub mod db;
+pub mod demo;
+pub mod handler;
+pub mod hooks;
+pub mod jwt;
+pub mod logging;
+pub mod registry;
+pub mod server;
+pub mod subscriptions;
+pub mod tenant;

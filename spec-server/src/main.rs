@@ -1,17 +1,180 @@
 //! `mqttspec-server` command line.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
 use clap::Parser;
+use spec_server::broker::embedded::EmbeddedConfig;
+use spec_server::broker::external::ExternalConfig;
+use spec_server::hooks::Hooks;
+use spec_server::jwt::JwtAuth;
+use spec_server::registry::ModelsConfig;
+use spec_server::server::{self, BrokerMode, ServerConfig};
+use spec_server::tenant::Tenancy;
 
 /// MQTTSpec server: database queries and live subscriptions over MQTT.
+///
+/// By default it runs its own broker (TCP and WebSocket listeners); with
+/// --broker-url it connects to an existing broker instead.
 #[derive(Debug, Parser)]
 #[command(name = "mqttspec-server", version, about)]
 struct Args {
-    /// Database URL: sqlite:path, sqlite::memory: or postgres://...
+    /// Database URL: sqlite:PATH, sqlite::memory: or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "MQTTSPEC_DATABASE", default_value = "sqlite::memory:")]
     database: String,
+    /// Embedded broker: MQTT over TCP listen address.
+    #[arg(long, env = "MQTTSPEC_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
+    mqtt_listen: SocketAddr,
+    /// Embedded broker: MQTT over WebSocket listen address ("off" to disable).
+    #[arg(long, env = "MQTTSPEC_WS_LISTEN", default_value = "127.0.0.1:8083")]
+    ws_listen: String,
+    /// Use this broker instead of the embedded one: mqtt://[user:pass@]host:port or mqtts://...
+    #[arg(long, env = "MQTTSPEC_BROKER_URL")]
+    broker_url: Option<String>,
+    /// External broker username.
+    #[arg(long, env = "MQTTSPEC_BROKER_USERNAME", requires = "broker_url")]
+    broker_username: Option<String>,
+    /// External broker password.
+    #[arg(long, env = "MQTTSPEC_BROKER_PASSWORD", requires = "broker_url")]
+    broker_password: Option<String>,
+    /// CA certificates (PEM) for mqtts:// (default: the system bundle).
+    #[arg(long, env = "MQTTSPEC_BROKER_CA", requires = "broker_url")]
+    broker_ca: Option<PathBuf>,
+    /// MQTT client id of the server on the external broker.
+    #[arg(long, env = "MQTTSPEC_CLIENT_ID", default_value = "mqttspec-server")]
+    client_id: String,
+    /// Topic prefix.
+    #[arg(long, env = "MQTTSPEC_PREFIX", default_value = "spec")]
+    prefix: String,
+    /// QoS of the server's subscription and publishes on an external broker (0, 1 or 2).
+    #[arg(long, env = "MQTTSPEC_QOS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    qos: u8,
+    /// SQL script to run at start (schema, seed data).
+    #[arg(long, env = "MQTTSPEC_SCHEMA")]
+    schema: Option<PathBuf>,
+    /// Create and seed public.users and public.sensor_readings.
+    #[arg(long, env = "MQTTSPEC_DEMO")]
+    demo: bool,
+    /// JSON file {"entities": ["schema.entity", ...]} limiting the entities served.
+    #[arg(long, env = "MQTTSPEC_MODELS")]
+    models: Option<PathBuf>,
+    /// Require a JWT (HS256 with this secret) as MQTT username.
+    #[arg(long, env = "MQTTSPEC_JWT_SECRET", conflicts_with = "jwks")]
+    jwt_secret: Option<String>,
+    /// Require a JWT (RS256, keys from this JWKS file) as MQTT username.
+    #[arg(long, env = "MQTTSPEC_JWKS")]
+    jwks: Option<PathBuf>,
+    /// Multi-tenancy: limit rows to the JWT's tenant claim in this column.
+    #[arg(long, env = "MQTTSPEC_TENANT_COLUMN")]
+    tenant_column: Option<String>,
+    /// JWT claim holding the tenant id.
+    #[arg(long, env = "MQTTSPEC_TENANT_CLAIM", default_value = "tenant_id")]
+    tenant_claim: String,
+    /// Largest request payload answered, in bytes.
+    #[arg(long, env = "MQTTSPEC_MAX_PAYLOAD", default_value_t = 1024 * 1024)]
+    max_payload: usize,
+    /// Drop subscriptions of clients silent this many seconds (0: never).
+    /// Default: 300 with an external broker, 0 with the embedded one (it reports disconnects).
+    #[arg(long, env = "MQTTSPEC_SUBSCRIPTION_TTL")]
+    subscription_ttl: Option<u64>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "MQTTSPEC_LOG_JSON")]
+    log_json: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn hooks(args: &Args) -> anyhow::Result<Hooks> {
+    let mut hooks = Hooks::new();
+    let auth = match (&args.jwt_secret, &args.jwks) {
+        (Some(secret), _) => Some(JwtAuth::hs256(secret.as_bytes().to_vec())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read JWKS {}", path.display()))?;
+            Some(JwtAuth::from_jwks(&text)?)
+        }
+        (None, None) => None,
+    };
+    let has_auth = auth.is_some();
+    if let Some(auth) = auth {
+        hooks = hooks.with(auth);
+    }
+    if let Some(column) = &args.tenant_column {
+        anyhow::ensure!(has_auth, "--tenant-column needs --jwt-secret or --jwks (the tenant comes from the token)");
+        hooks = hooks.with(Tenancy::new(column.clone(), args.tenant_claim.clone()));
+    }
+    Ok(hooks)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let hooks = hooks(&args)?;
+    let require_login = args.jwt_secret.is_some() || args.jwks.is_some();
+    let max_packet = args.max_payload.saturating_mul(4).max(16 * 1024 * 1024);
+    let broker = match &args.broker_url {
+        Some(url) => BrokerMode::External(ExternalConfig {
+            url: url.clone(),
+            username: args.broker_username.clone(),
+            password: args.broker_password.clone(),
+            ca_file: args.broker_ca.clone(),
+            client_id: args.client_id.clone(),
+            qos: match args.qos {
+                0 => rumqttc::QoS::AtMostOnce,
+                1 => rumqttc::QoS::AtLeastOnce,
+                _ => rumqttc::QoS::ExactlyOnce,
+            },
+            max_packet,
+        }),
+        None => BrokerMode::Embedded(EmbeddedConfig {
+            mqtt_listen: args.mqtt_listen,
+            ws_listen: match args.ws_listen.as_str() {
+                "off" | "" => None,
+                addr => Some(addr.parse().with_context(|| format!("--ws-listen {addr:?} is not HOST:PORT"))?),
+            },
+            max_packet,
+            require_login,
+        }),
+    };
+    let default_ttl = if args.broker_url.is_some() { 300 } else { 0 };
+    let ttl = args.subscription_ttl.unwrap_or(default_ttl);
+    let models = args.models.as_deref().map(ModelsConfig::load).transpose()?;
+    let config = ServerConfig {
+        database: args.database.clone(),
+        schema_file: args.schema.clone(),
+        demo: args.demo,
+        models,
+        prefix: args.prefix.clone(),
+        max_payload: args.max_payload,
+        broker,
+        subscription_ttl: (ttl > 0).then(|| Duration::from_secs(ttl)),
+    };
+    let running = server::start(config, hooks).await?;
+    tracing::info!(
+        mqtt = ?running.mqtt_addr,
+        ws = ?running.ws_addr,
+        broker_url = ?args.broker_url,
+        prefix = %args.prefix,
+        "mqttspec-server ready"
+    );
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("stopping");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    anyhow::bail!("database {} not supported yet", args.database)
+    spec_server::logging::init(args.log_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mqttspec-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("mqttspec-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

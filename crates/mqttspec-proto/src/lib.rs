@@ -20,4 +20,4 @@ pub mod topic;
 pub use error::ErrorCode;
 pub use filter::{compare_rows, matches, Row};
 pub use message::{ErrorBody, Message, MessageType, Operation};
-pub use options::{Direction, Filter, FilterOp, Logic, Options, Sort};
+pub use options::{require_filter, Direction, Filter, FilterOp, Logic, Options, Sort};

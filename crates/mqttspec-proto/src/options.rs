@@ -218,6 +218,25 @@ pub fn group_filters(filters: &[Filter]) -> Vec<Vec<&Filter>> {
     groups
 }
 
+/// `filters` with `extra` required on top: `extra` is AND-ed into every OR
+/// group, so `a OR b` becomes `(a AND extra) OR (b AND extra)`. Used to
+/// inject tenant filters or a record key without widening the request.
+pub fn require_filter(filters: &[Filter], extra: Filter) -> Vec<Filter> {
+    let mut out: Vec<Filter> = Vec::with_capacity(filters.len() + 1);
+    let groups = group_filters(filters);
+    if groups.is_empty() {
+        return vec![Filter { logic_operator: Logic::And, ..extra }];
+    }
+    for group in groups {
+        for (i, filter) in group.into_iter().enumerate() {
+            let logic = if i == 0 && !out.is_empty() { Logic::Or } else { Logic::And };
+            out.push(Filter { logic_operator: logic, ..filter.clone() });
+        }
+        out.push(Filter { logic_operator: Logic::And, ..extra.clone() });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +293,18 @@ mod tests {
         // A leading OR has no previous filter: it simply starts the first group.
         assert_eq!(group_filters(&[f("a").or(), f("b")]).len(), 1);
         assert!(group_filters(&[]).is_empty());
+    }
+
+    #[test]
+    fn required_filter_goes_into_every_group() {
+        let f = |c: &str| Filter::new(c, FilterOp::IsNull, Value::Null);
+        let t = f("tenant").or();
+        let required = require_filter(&[f("a"), f("b").or()], t.clone());
+        let groups: Vec<Vec<&str>> = group_filters(&required)
+            .iter()
+            .map(|g| g.iter().map(|f| f.column.as_str()).collect())
+            .collect();
+        assert_eq!(groups, vec![vec!["a", "tenant"], vec!["b", "tenant"]]);
+        assert_eq!(require_filter(&[], t).len(), 1);
     }
 }

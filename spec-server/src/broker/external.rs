@@ -1,0 +1,200 @@
+//! External broker mode: the server connects to any MQTT 3.1.1 broker
+//! (mosquitto, EMQX, ...) as a client, subscribes to `{prefix}/+/request`
+//! and publishes answers. Reconnects with exponential backoff and
+//! resubscribes after every CONNACK. Brokers do not tell clients about
+//! other clients' disconnects: the server expires idle clients instead.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+
+use super::BrokerEvent;
+use crate::handler::Outgoing;
+
+/// Settings of the external broker connection.
+#[derive(Debug, Clone)]
+pub struct ExternalConfig {
+    /// `mqtt://[user:pass@]host:port` or `mqtts://...` (TLS).
+    pub url: String,
+    /// Username (overrides the URL's).
+    pub username: Option<String>,
+    /// Password (overrides the URL's).
+    pub password: Option<String>,
+    /// CA certificates (PEM) for `mqtts://`; default: the system bundle.
+    pub ca_file: Option<PathBuf>,
+    /// MQTT client id of the server.
+    pub client_id: String,
+    /// QoS of the server's subscription and publishes.
+    pub qos: QoS,
+    /// Largest packet accepted or sent (bytes).
+    pub max_packet: usize,
+}
+
+/// Parts of a broker URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerUrl {
+    /// TLS wanted (`mqtts`/`ssl`).
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 1883, or 8883 with TLS).
+    pub port: u16,
+    /// `user` of `user:pass@`.
+    pub username: Option<String>,
+    /// `pass` of `user:pass@`.
+    pub password: Option<String>,
+}
+
+/// Parse `mqtt://[user[:pass]@]host[:port]` (also `tcp://`, `mqtts://`, `ssl://`).
+pub fn parse_broker_url(url: &str) -> anyhow::Result<BrokerUrl> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| anyhow::anyhow!("broker URL {url:?} has no scheme: use mqtt://host:port or mqtts://host:port"))?;
+    let tls = match scheme {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        other => anyhow::bail!("broker URL scheme {other:?} is not supported: use mqtt:// or mqtts://"),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (userinfo, hostport) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let (username, password) = match userinfo.map(|u| u.split_once(':')) {
+        Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
+        Some(None) => (userinfo.map(str::to_string), None),
+        None => (None, None),
+    };
+    let default_port = if tls { 8883 } else { 1883 };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse()
+                .map_err(|_| anyhow::anyhow!("broker URL {url:?} has a bad port {p:?}"))?,
+        ),
+        _ => (hostport.to_string(), default_port),
+    };
+    anyhow::ensure!(!host.is_empty(), "broker URL {url:?} has no host");
+    Ok(BrokerUrl {
+        tls,
+        host,
+        port,
+        username,
+        password,
+    })
+}
+
+fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
+    let url = parse_broker_url(&config.url)?;
+    let mut options = MqttOptions::new(&config.client_id, &url.host, url.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true)
+        .set_max_packet_size(config.max_packet, config.max_packet);
+    let username = config.username.clone().or(url.username);
+    if let Some(user) = username {
+        options.set_credentials(user, config.password.clone().or(url.password).unwrap_or_default());
+    }
+    if url.tls {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca_path = config
+            .ca_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+        let ca = std::fs::read(&ca_path).map_err(|e| {
+            anyhow::anyhow!("cannot read CA certificates {}: {e} (pass --broker-ca FILE)", ca_path.display())
+        })?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+            ca,
+            alpn: None,
+            client_auth: None,
+        }));
+    }
+    Ok(options)
+}
+
+/// Connect to the broker and pump events until the process ends.
+/// Returns once the first connection is up (fails if it cannot be made
+/// within `connect_timeout`).
+pub async fn start(
+    config: ExternalConfig,
+    prefix: &str,
+    events: mpsc::UnboundedSender<BrokerEvent>,
+    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    connect_timeout: Duration,
+) -> anyhow::Result<()> {
+    let (client, mut eventloop) = AsyncClient::new(options(&config)?, 1024);
+    let filter = server_request_filter(prefix);
+    let prefix = prefix.to_string();
+    let qos = config.qos;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let subscriber = client.clone();
+    tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(100);
+                    tracing::info!(url = %config.url, "connected to the broker");
+                    if let Err(e) = subscriber.try_subscribe(&filter, qos) {
+                        tracing::error!(error = %e, "cannot subscribe to requests");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(tx) = ready.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Some(client_id) = client_id_of_request(&prefix, &publish.topic) {
+                        let payload = publish.payload.to_vec();
+                        if events.send(BrokerEvent::Request { client_id, payload }).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "broker connection lost");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((topic, payload)) = outgoing.recv().await {
+            if let Err(e) = client.publish(topic, qos, false, payload).await {
+                tracing::error!(error = %e, "cannot queue a publish");
+                return;
+            }
+        }
+    });
+    tokio::time::timeout(connect_timeout, ready_rx)
+        .await
+        .map_err(|_| anyhow::anyhow!("no connection to the broker within {connect_timeout:?}"))?
+        .map_err(|_| anyhow::anyhow!("broker connection task ended"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let u = parse_broker_url("mqtt://127.0.0.1:1884").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 1884));
+        let u = parse_broker_url("mqtts://me:p%40ss@broker.example:8884/").unwrap();
+        assert_eq!((u.tls, u.port), (true, 8884));
+        assert_eq!((u.username.as_deref(), u.password.as_deref()), (Some("me"), Some("p%40ss")));
+        assert_eq!(parse_broker_url("mqtt://host").unwrap().port, 1883);
+        assert!(parse_broker_url("http://host").is_err());
+        assert!(parse_broker_url("host:1883").is_err());
+        assert!(parse_broker_url("mqtt://host:x").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! PostgreSQL through tokio-postgres. Every parameter travels as text and
+//! is cast to the column's type in SQL (`$1::text::"int4"`); every row
+//! comes back as `row_to_json` text, so all column types map to JSON the
+//! way PostgreSQL itself renders them.
+
+use mqttspec_proto::filter::ValueKind;
+use mqttspec_proto::Row;
+use tokio_postgres::{Client, NoTls};
+
+use super::{BoxFuture, Column, Database, DbError, Dialect, Entity, Param};
+
+/// A PostgreSQL database (one pipelined connection).
+pub struct PostgresDb {
+    client: Client,
+}
+
+fn db_err(e: tokio_postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(db) => DbError(format!("{}: {}", db.code().code(), db.message())),
+        None => DbError(e.to_string()),
+    }
+}
+
+/// Kind of a column from its type name (`pg_type.typname`).
+pub fn kind_of_type(typname: &str) -> ValueKind {
+    match typname {
+        "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "oid" => ValueKind::Number,
+        "bool" => ValueKind::Bool,
+        _ => ValueKind::Text,
+    }
+}
+
+/// Whether values of this type compare as collated text (we force `"C"`).
+pub fn is_text_type(typname: &str) -> bool {
+    matches!(typname, "text" | "varchar" | "bpchar" | "name" | "citext")
+}
+
+const CATALOG: &str = r#"
+SELECT n.nspname::text, c.relname::text, a.attname::text, t.typname::text, NOT a.attnotnull,
+  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[])),
+  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indnatts = 1 AND i.indkey[0] = a.attnum),
+  EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\_toast%'
+ORDER BY n.nspname, c.relname, a.attnum
+"#;
+
+impl PostgresDb {
+    /// Connect to `url` (`postgres://user:pass@host:port/db`, or with
+    /// `?host=/socket/dir`). The connection runs on a spawned task.
+    pub async fn connect(url: &str) -> Result<PostgresDb, DbError> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(PostgresDb { client })
+    }
+
+    async fn introspect(&self) -> Result<Vec<Entity>, DbError> {
+        let rows = self.client.query(CATALOG, &[]).await.map_err(db_err)?;
+        let mut entities: Vec<Entity> = Vec::new();
+        for row in rows {
+            let (schema, table): (String, String) = (row.get(0), row.get(1));
+            let typname: String = row.get(3);
+            let column = Column {
+                name: row.get(2),
+                kind: kind_of_type(&typname),
+                sql_type: typname,
+                nullable: row.get(4),
+                primary: row.get(5),
+                unique: row.get(6),
+                indexed: row.get(7),
+            };
+            match entities.last_mut() {
+                Some(e) if e.schema == schema && e.table == table => e.columns.push(column),
+                _ => entities.push(Entity {
+                    name: table.clone(),
+                    db_schema: Some(schema.clone()),
+                    schema,
+                    table,
+                    columns: vec![column],
+                }),
+            }
+        }
+        Ok(entities)
+    }
+
+    async fn run(&self, sql: String, params: Vec<Param>) -> Result<Vec<Row>, DbError> {
+        let wrapped = if sql.trim_start().starts_with("SELECT") {
+            format!("SELECT row_to_json(q)::text FROM ({sql}) q")
+        } else {
+            format!("WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q")
+        };
+        let texts: Vec<Option<String>> = params.iter().map(Param::as_text).collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            texts.iter().map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let rows = self.client.query(&wrapped, &refs).await.map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                serde_json::from_str(&text).map_err(|e| DbError(format!("row is not JSON: {e}")))
+            })
+            .collect()
+    }
+}
+
+impl Database for PostgresDb {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn entities(&self) -> BoxFuture<'_, Result<Vec<Entity>, DbError>> {
+        Box::pin(self.introspect())
+    }
+
+    fn execute_script<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
+        Box::pin(async move { self.client.batch_execute(sql).await.map_err(db_err) })
+    }
+
+    fn query(&self, sql: String, params: Vec<Param>) -> BoxFuture<'_, Result<Vec<Row>, DbError>> {
+        Box::pin(self.run(sql, params))
+    }
+}

@@ -1,0 +1,566 @@
+//! The request handler: one MQTT payload from a client in, responses and
+//! notifications out (as `(topic, payload)` pairs on the outbox). Never
+//! panics on input; every failure with a request id gets an error response.
+
+use std::sync::{Arc, Mutex};
+
+use mqttspec_proto::filter::between_bounds;
+use mqttspec_proto::response::{failure, notification, pong, success};
+use mqttspec_proto::topic::{notify_topic, response_topic};
+use mqttspec_proto::{require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::clock::now_rfc3339;
+use crate::db::sql::{SqlBuilder, Statement};
+use crate::db::{Database, Entity};
+use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
+use crate::registry::Registry;
+use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
+
+/// A publish the server wants to make: topic and payload.
+pub type Outgoing = (String, Vec<u8>);
+
+/// A failed request: code and message for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Error code.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<HookError> for Failure {
+    fn from(e: HookError) -> Self {
+        fail(e.code, e.message)
+    }
+}
+
+/// Settings of the handler.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// Topic prefix (`spec`).
+    pub prefix: String,
+    /// Largest payload answered; larger ones get `invalid_message`.
+    pub max_payload: usize,
+}
+
+/// Answers requests of all clients.
+pub struct Handler {
+    db: Arc<dyn Database>,
+    registry: Registry,
+    hooks: Hooks,
+    config: HandlerConfig,
+    subs: Mutex<Subscriptions>,
+    /// Serialises writes with their notifications, so notifications leave
+    /// in commit order.
+    write_lock: tokio::sync::Mutex<()>,
+    /// MQTT usernames by client id, as reported by the embedded broker.
+    usernames: Mutex<std::collections::HashMap<String, String>>,
+    out: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// Data of a successful operation: response data and metadata.
+type Answer = (Value, Option<Value>);
+
+impl Handler {
+    /// A handler publishing through `out`.
+    pub fn new(
+        db: Arc<dyn Database>,
+        registry: Registry,
+        hooks: Hooks,
+        config: HandlerConfig,
+        out: mpsc::UnboundedSender<Outgoing>,
+    ) -> Self {
+        Handler {
+            db,
+            registry,
+            hooks,
+            config,
+            subs: Mutex::new(Subscriptions::default()),
+            write_lock: tokio::sync::Mutex::new(()),
+            usernames: Mutex::new(Default::default()),
+            out,
+        }
+    }
+
+    fn subs(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, topic: String, message: &Message) {
+        match serde_json::to_vec(message) {
+            Ok(payload) => {
+                let _ = self.out.send((topic, payload));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a message"),
+        }
+    }
+
+    fn respond(&self, client_id: &str, message: &Message) {
+        self.send(response_topic(&self.config.prefix, client_id), message);
+    }
+
+    fn respond_failure(&self, client_id: &str, id: Option<String>, f: Failure) {
+        tracing::debug!(client_id, code = %f.code, message = %f.message, "request failed");
+        self.respond(client_id, &failure(id, f.code, f.message, now_rfc3339()));
+    }
+
+    /// The embedded broker accepted `client_id` with `username`; runs the
+    /// connect hooks. `Err` refuses the connection.
+    pub fn client_connecting(&self, client_id: &str, username: &str, password: &str) -> Result<(), HookError> {
+        let mut ctx = HookContext {
+            client_id: client_id.to_string(),
+            username: Some(username.to_string()),
+            password: Some(password.to_string()),
+            ..HookContext::default()
+        };
+        self.hooks.run(HookPoint::BeforeConnect, &mut ctx)?;
+        self.usernames
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(client_id.to_string(), username.to_string());
+        ctx.password = None;
+        self.hooks.run(HookPoint::AfterConnect, &mut ctx)
+    }
+
+    /// A client went away (broker event or expiry): drop its subscriptions.
+    pub fn client_gone(&self, client_id: &str) {
+        let mut ctx = self.base_context(client_id);
+        if let Err(e) = self.hooks.run(HookPoint::BeforeDisconnect, &mut ctx) {
+            tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
+        }
+        let dropped = self.subs().remove_client(client_id);
+        self.usernames.lock().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+        tracing::info!(client_id, subscriptions = dropped.len(), "client gone");
+        if let Err(e) = self.hooks.run(HookPoint::AfterDisconnect, &mut ctx) {
+            tracing::warn!(client_id, error = %e, "AfterDisconnect hook failed");
+        }
+    }
+
+    /// Clients not heard of for `ttl` (external mode's substitute for
+    /// disconnect events).
+    pub fn expired_clients(&self, ttl: std::time::Duration) -> Vec<String> {
+        self.subs().expired_clients(ttl)
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.subs().len()
+    }
+
+    fn base_context(&self, client_id: &str) -> HookContext {
+        HookContext {
+            client_id: client_id.to_string(),
+            username: self
+                .usernames
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(client_id)
+                .cloned(),
+            ..HookContext::default()
+        }
+    }
+
+    /// Handle one payload published by `client_id` on its request topic.
+    pub async fn handle(&self, client_id: &str, payload: &[u8]) {
+        if payload.len() > self.config.max_payload {
+            let reason = format!(
+                "payload of {} bytes exceeds the limit of {} bytes: send smaller requests",
+                payload.len(),
+                self.config.max_payload
+            );
+            return self.respond_failure(client_id, None, fail(ErrorCode::InvalidMessage, reason));
+        }
+        let value: Value = match serde_json::from_slice(payload) {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!("payload is not JSON ({e}): send one JSON object per message");
+                return self.respond_failure(client_id, None, fail(ErrorCode::InvalidMessage, reason));
+            }
+        };
+        let id = value.get("id").and_then(Value::as_str).map(str::to_string);
+        let message: Message = match serde_json::from_value(value) {
+            Ok(m) => m,
+            Err(e) => {
+                let reason = format!("message fields have wrong types or values: {e}");
+                return self.respond_failure(client_id, id, fail(ErrorCode::InvalidMessage, reason));
+            }
+        };
+        if self.subs().touch(client_id) {
+            let mut ctx = self.base_context(client_id);
+            let first = self
+                .hooks
+                .run(HookPoint::BeforeConnect, &mut ctx)
+                .and_then(|()| self.hooks.run(HookPoint::AfterConnect, &mut ctx));
+            if let Err(e) = first {
+                self.subs().remove_client(client_id);
+                return self.respond_failure(client_id, id, e.into());
+            }
+        }
+        match message.kind {
+            Some(MessageType::Ping) => self.respond(client_id, &pong(message.id, now_rfc3339())),
+            Some(MessageType::Request | MessageType::Subscription) => {
+                let id = message.id.clone();
+                match self.dispatch(client_id, message).await {
+                    Ok((data, metadata)) => self.respond(client_id, &success(id, data, metadata, now_rfc3339())),
+                    Err(f) => self.respond_failure(client_id, id, f),
+                }
+            }
+            None => self.respond_failure(client_id, id, fail(ErrorCode::InvalidMessage, "message has no \"type\"")),
+            Some(other) => self.respond_failure(
+                client_id,
+                id,
+                fail(
+                    ErrorCode::InvalidMessageType,
+                    format!("type {other:?} cannot be sent to the server: use request, subscription or ping"),
+                ),
+            ),
+        }
+    }
+
+    async fn dispatch(&self, client_id: &str, message: Message) -> Result<Answer, Failure> {
+        if message.id.as_deref().is_none_or(str::is_empty) {
+            return Err(fail(ErrorCode::InvalidMessage, "message has no \"id\": every request needs one"));
+        }
+        let is_subscription = message.kind == Some(MessageType::Subscription);
+        let operation = match (message.operation, is_subscription) {
+            (None, _) => return Err(fail(ErrorCode::InvalidMessage, "message has no \"operation\"")),
+            (Some(op @ (Operation::Subscribe | Operation::Unsubscribe)), true) => op,
+            (Some(op), true) => {
+                return Err(fail(
+                    ErrorCode::InvalidSubscriptionOperation,
+                    format!("operation {op:?} is not a subscription operation: use subscribe or unsubscribe"),
+                ))
+            }
+            (Some(op @ (Operation::Subscribe | Operation::Unsubscribe)), false) => {
+                return Err(fail(
+                    ErrorCode::InvalidOperation,
+                    format!("operation {op:?} needs \"type\": \"subscription\""),
+                ))
+            }
+            (Some(op), false) => op,
+        };
+        if operation == Operation::Unsubscribe {
+            return self.unsubscribe(client_id, &message);
+        }
+        let entity_name = message.entity.as_deref().unwrap_or("");
+        if entity_name.is_empty() {
+            return Err(fail(ErrorCode::InvalidMessage, "message has no \"entity\""));
+        }
+        let schema = message.schema.as_deref();
+        let entity = self.registry.find(schema, entity_name).ok_or_else(|| {
+            fail(
+                ErrorCode::ModelNotFound,
+                format!(
+                    "no entity {:?} in schema {:?}: send \"meta\" on a known entity, or check the name",
+                    entity_name,
+                    schema.unwrap_or("")
+                ),
+            )
+        })?;
+        let options = Options::from_value(message.options.as_ref())
+            .map_err(|e| fail(ErrorCode::InvalidOptions, format!("options are malformed: {e}")))?;
+        check_options(&entity, &options)?;
+        let mut ctx = self.base_context(client_id);
+        ctx.operation = Some(operation);
+        ctx.entity = Some(Arc::clone(&entity));
+        ctx.options = options;
+        ctx.data = message.data.clone();
+        ctx.record_id = record_id(&message, &entity);
+        self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
+        let Some((before, after)) = HookPoint::around(operation) else {
+            return Ok((meta(&entity), None));
+        };
+        self.hooks.run(before, &mut ctx)?;
+        check_options(&entity, &ctx.options)?;
+        let result = match operation {
+            Operation::Read => self.read(&entity, &ctx).await?,
+            Operation::Create => self.create(&entity, &ctx).await?,
+            Operation::Update => self.update(&entity, &ctx).await?,
+            Operation::Delete => self.delete(&entity, &ctx).await?,
+            _ => self.subscribe(client_id, &entity, &ctx)?,
+        };
+        ctx.result = Some(result.0);
+        self.hooks.run(after, &mut ctx)?;
+        Ok((ctx.result.take().unwrap_or(Value::Null), result.1))
+    }
+
+    async fn query(&self, statement: Statement, code: ErrorCode) -> Result<Vec<Row>, Failure> {
+        let (sql, params) = statement;
+        tracing::trace!(%sql, "query");
+        self.db
+            .query(sql, params)
+            .await
+            .map_err(|e| fail(code, format!("database refused the operation: {e}")))
+    }
+
+    fn builder<'a>(&self, entity: &'a Entity) -> SqlBuilder<'a> {
+        SqlBuilder::new(self.db.dialect(), entity)
+    }
+
+    async fn read(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+        let o = &ctx.options;
+        let columns: Vec<String> = entity
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| o.columns.as_ref().is_none_or(|c| c.contains(n)))
+            .filter(|n| !o.omit_columns.as_ref().is_some_and(|c| c.contains(n)))
+            .collect();
+        if columns.is_empty() {
+            return Err(fail(ErrorCode::InvalidOptions, "columns and omit_columns leave no column to return"));
+        }
+        let built = |r: Result<Statement, _>| r.map_err(|e| fail(ErrorCode::ReadError, format!("{e}")));
+        if let Some(id) = &ctx.record_id {
+            let filters = key_filters(entity, &o.filters, id)?;
+            let stmt = built(self.builder(entity).select(&columns, &filters, &[], Some(1), None))?;
+            let row = self.query(stmt, ErrorCode::ReadError).await?.into_iter().next();
+            let row = row.ok_or_else(|| not_found(entity, id))?;
+            return Ok((Value::Object(row), None));
+        }
+        let stmt = built(self.builder(entity).select(&columns, &o.filters, &o.sort, o.limit, o.offset))?;
+        let rows = self.query(stmt, ErrorCode::ReadError).await?;
+        let count_stmt = built(self.builder(entity).count(&o.filters))?;
+        let total = self
+            .query(count_stmt, ErrorCode::ReadError)
+            .await?
+            .first()
+            .and_then(|r| r.get("total").and_then(Value::as_u64))
+            .unwrap_or(0);
+        let count = rows.len();
+        let data = Value::Array(rows.into_iter().map(Value::Object).collect());
+        Ok((data, Some(json!({"total": total, "count": count}))))
+    }
+
+    async fn create(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+        let data = data_object(ctx.data.as_ref(), "create")?;
+        check_data_columns(entity, data)?;
+        let pairs: Vec<(&String, &Value)> = data.iter().collect();
+        let stmt = self
+            .builder(entity)
+            .insert(&pairs)
+            .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
+        let _order = self.write_lock.lock().await;
+        let row = self.query(stmt, ErrorCode::CreateError).await?.into_iter().next();
+        let row = row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
+        self.notify(entity, Operation::Create, None, Some(&row));
+        Ok((Value::Object(row), None))
+    }
+
+    async fn update(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+        let id = ctx.record_id.as_ref().ok_or_else(|| {
+            fail(ErrorCode::InvalidData, "update needs record_id (or the primary key in data)")
+        })?;
+        let pk = primary_key(entity)?;
+        let mut data = data_object(ctx.data.as_ref(), "update")?.clone();
+        data.remove(&pk.name);
+        check_data_columns(entity, &data)?;
+        if data.is_empty() {
+            return Err(fail(ErrorCode::InvalidData, "update has no field to change in data"));
+        }
+        let filters = key_filters(entity, &ctx.options.filters, id)?;
+        let all: Vec<String> = entity.columns.iter().map(|c| c.name.clone()).collect();
+        let read_old = self
+            .builder(entity)
+            .select(&all, &filters, &[], Some(1), None)
+            .map_err(|e| fail(ErrorCode::UpdateError, e.to_string()))?;
+        let pairs: Vec<(&String, &Value)> = data.iter().collect();
+        let write = self
+            .builder(entity)
+            .update(&pairs, &filters)
+            .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
+        let _order = self.write_lock.lock().await;
+        let old = self.query(read_old, ErrorCode::UpdateError).await?.into_iter().next();
+        let old = old.ok_or_else(|| not_found(entity, id))?;
+        let new = self.query(write, ErrorCode::UpdateError).await?.into_iter().next();
+        let new = new.ok_or_else(|| not_found(entity, id))?;
+        self.notify(entity, Operation::Update, Some(&old), Some(&new));
+        Ok((Value::Object(new), None))
+    }
+
+    async fn delete(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+        let id = ctx.record_id.as_ref().ok_or_else(|| {
+            fail(ErrorCode::InvalidData, "delete needs record_id (or the primary key in data)")
+        })?;
+        let filters = key_filters(entity, &ctx.options.filters, id)?;
+        let stmt = self
+            .builder(entity)
+            .delete(&filters)
+            .map_err(|e| fail(ErrorCode::DeleteError, e.to_string()))?;
+        let _order = self.write_lock.lock().await;
+        let old = self.query(stmt, ErrorCode::DeleteError).await?.into_iter().next();
+        let old = old.ok_or_else(|| not_found(entity, id))?;
+        self.notify(entity, Operation::Delete, Some(&old), None);
+        Ok((json!({"deleted": true}), None))
+    }
+
+    fn subscribe(&self, client_id: &str, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+        let mut subs = self.subs();
+        let id = subs.next_id();
+        subs.add(Subscription {
+            id: id.clone(),
+            client_id: client_id.to_string(),
+            schema: entity.schema.clone(),
+            entity: entity.name.clone(),
+            filters: ctx.options.filters.clone(),
+            options: ctx.options.clone(),
+        });
+        tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), "subscribed");
+        let notify_topic = notify_topic(&self.config.prefix, client_id, &id);
+        Ok((
+            json!({"subscription_id": id, "schema": entity.schema, "entity": entity.name, "notify_topic": notify_topic}),
+            None,
+        ))
+    }
+
+    fn unsubscribe(&self, client_id: &str, message: &Message) -> Result<Answer, Failure> {
+        let sub_id = message
+            .subscription_id
+            .clone()
+            .or_else(|| {
+                let data = message.data.as_ref()?;
+                data.get("subscription_id")?.as_str().map(str::to_string)
+            })
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::InvalidSubscription,
+                    "unsubscribe needs subscription_id (top level or in data)",
+                )
+            })?;
+        let mut ctx = self.base_context(client_id);
+        ctx.operation = Some(Operation::Unsubscribe);
+        ctx.data = message.data.clone();
+        self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
+        self.hooks.run(HookPoint::BeforeUnsubscribe, &mut ctx)?;
+        if self.subs().remove(client_id, &sub_id).is_none() {
+            return Err(fail(
+                ErrorCode::InvalidSubscription,
+                format!("no subscription {sub_id:?} of this client"),
+            ));
+        }
+        ctx.result = Some(json!({"unsubscribed": true, "subscription_id": sub_id}));
+        self.hooks.run(HookPoint::AfterUnsubscribe, &mut ctx)?;
+        Ok((ctx.result.take().unwrap_or(Value::Null), None))
+    }
+
+    /// Publish the notifications of one change (called under the write lock).
+    fn notify(&self, entity: &Entity, operation: Operation, old: Option<&Row>, new: Option<&Row>) {
+        let ts = now_rfc3339();
+        let mut sent = 0usize;
+        let subs = self.subs();
+        for sub in subs.on_entity(&entity.schema, &entity.name) {
+            if let Some(row) = notification_for(&sub.filters, operation, old, new) {
+                let data = Value::Object(project(row, &sub.options));
+                let message = notification(operation, &sub.id, &entity.schema, &entity.name, data, ts.clone());
+                self.send(notify_topic(&self.config.prefix, &sub.client_id, &sub.id), &message);
+                sent += 1;
+            }
+        }
+        tracing::debug!(entity = %entity.full_name(), ?operation, notifications = sent, "change");
+    }
+}
+
+fn not_found(entity: &Entity, id: &Value) -> Failure {
+    fail(
+        ErrorCode::NotFound,
+        format!("no record {id} in {} (or it is not visible to this request)", entity.full_name()),
+    )
+}
+
+fn primary_key(entity: &Entity) -> Result<&crate::db::Column, Failure> {
+    entity.primary_key().ok_or_else(|| {
+        fail(
+            ErrorCode::InvalidModel,
+            format!("{} has no single-column primary key: records cannot be addressed", entity.full_name()),
+        )
+    })
+}
+
+fn key_filters(entity: &Entity, filters: &[Filter], id: &Value) -> Result<Vec<Filter>, Failure> {
+    let pk = primary_key(entity)?;
+    Ok(require_filter(filters, Filter::new(pk.name.clone(), FilterOp::Eq, id.clone())))
+}
+
+/// `record_id` if present, else the primary key (or `id`) in `data`.
+fn record_id(message: &Message, entity: &Entity) -> Option<Value> {
+    if let Some(id) = message.record_id.as_ref().filter(|v| !v.is_null()) {
+        return Some(id.clone());
+    }
+    let data = message.data.as_ref()?.as_object()?;
+    let pk = entity.primary_key().map_or("id", |c| c.name.as_str());
+    data.get(pk).or_else(|| data.get("id")).filter(|v| !v.is_null()).cloned()
+}
+
+fn data_object<'a>(data: Option<&'a Value>, op: &str) -> Result<&'a Row, Failure> {
+    data.and_then(Value::as_object)
+        .ok_or_else(|| fail(ErrorCode::InvalidData, format!("{op} needs an object of column values in data")))
+}
+
+fn unknown_column(entity: &Entity, name: &str, place: &str) -> Failure {
+    let known: Vec<&str> = entity.columns.iter().map(|c| c.name.as_str()).collect();
+    fail(
+        ErrorCode::InvalidColumn,
+        format!(
+            "{place} names column {name:?}, which {} does not have; known columns: {}",
+            entity.full_name(),
+            known.join(", ")
+        ),
+    )
+}
+
+fn check_data_columns(entity: &Entity, data: &Row) -> Result<(), Failure> {
+    match data.keys().find(|k| entity.column(k).is_none()) {
+        Some(name) => Err(unknown_column(entity, name, "data")),
+        None => Ok(()),
+    }
+}
+
+/// Check every column name and filter operand shape of `options`.
+pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> {
+    if let Some(name) = options.referenced_columns().find(|c| entity.column(c).is_none()) {
+        return Err(unknown_column(entity, name, "options"));
+    }
+    for f in &options.filters {
+        let ok = match f.operator {
+            FilterOp::In | FilterOp::NotIn => f.value.is_array(),
+            FilterOp::Between => between_bounds(&f.value).is_some(),
+            FilterOp::Like | FilterOp::Ilike => f.value.is_string(),
+            FilterOp::IsNull | FilterOp::IsNotNull => true,
+            _ => !f.value.is_array() && !f.value.is_object(),
+        };
+        if !ok {
+            let wants = match f.operator {
+                FilterOp::In | FilterOp::NotIn => "an array of values",
+                FilterOp::Between => "an array [low, high]",
+                FilterOp::Like | FilterOp::Ilike => "a pattern string",
+                _ => "a single value",
+            };
+            return Err(fail(
+                ErrorCode::InvalidFilter,
+                format!("filter on {:?} with {} needs {wants}, got {}", f.column, f.operator.as_str(), f.value),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `meta` data: the entity's columns.
+fn meta(entity: &Entity) -> Value {
+    let columns: Vec<Value> = entity
+        .columns
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.sql_type, "is_nullable": c.nullable,
+                   "is_primary": c.primary, "is_unique": c.unique, "has_index": c.indexed})
+        })
+        .collect();
+    json!({"schema": entity.schema, "table": entity.name, "columns": columns})
+}
