@@ -7,10 +7,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 out=client-wasm/pkg
+target="${CARGO_TARGET_DIR:-$root/target}"
 cargo build -q -p client-wasm --target wasm32-unknown-unknown --release
 rm -rf "$out" && mkdir -p "$out"
 wasm-bindgen --target web --out-dir "$out" --out-name mqttspec_wasm \
-  target/wasm32-unknown-unknown/release/client_wasm.wasm
+  "$target/wasm32-unknown-unknown/release/client_wasm.wasm"
 node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
   "$out/mqttspec_wasm_bg.wasm" -o "$out/mqttspec_wasm_bg.wasm"

@@ -1,5 +1,9 @@
 //! `mqttspec-wasm`: the browser client. wasm-bindgen glue over the sans-IO
 //! cores in `crates/`.
+//!
+//! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket (`MqttClient` in JS).
+
+pub mod mqtt;
 
 use wasm_bindgen::prelude::*;
 

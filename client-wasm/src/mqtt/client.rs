@@ -1,0 +1,655 @@
+//! The browser driver of the sans-IO session: one `web_sys::WebSocket`
+//! (subprotocol `mqtt`, binary frames, one MQTT packet per message), timers
+//! from gloo-timers for keep alive and reconnection (exponential backoff
+//! with jitter), local dispatch of messages to per-filter handlers, and
+//! promises for every acknowledged operation.
+//!
+//! [`Client`] is the Rust API (used by the JS wrapper in `js.rs` and by other
+//! modules of this crate); it is a cheap handle on shared state.
+//!
+//! Re-entrancy rule: JS callbacks are never called while the state is
+//! borrowed, so they may call back into the client (publish from a message
+//! handler, `end()` from an error handler...).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Function, Promise};
+use mqtt_session::{topic, v5, Event, Message, QoS, Session, SubscribeFilter};
+use wasm_bindgen::prelude::*;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+use super::error::ClientError;
+use super::options::ClientOptions;
+
+/// A message handler registered with [`Client::subscribe`].
+pub type Handler = Rc<dyn Fn(&Message)>;
+
+/// Application-visible state changes, as named in `on(event, cb)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// Every received message (before per-filter handlers).
+    Message,
+    /// CONNACK received (first connection and every reconnection).
+    Connect,
+    /// A reconnection attempt starts.
+    Reconnect,
+    /// A working connection was lost.
+    Offline,
+    /// The WebSocket closed (after `offline`, or when a connection attempt failed).
+    Close,
+    /// Something failed (connection refused, malformed packet, keep alive timeout...).
+    Error,
+}
+
+impl EventKind {
+    /// The kind named `name` (`"message"`, `"connect"`...).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "message" => EventKind::Message,
+            "connect" => EventKind::Connect,
+            "reconnect" => EventKind::Reconnect,
+            "offline" => EventKind::Offline,
+            "close" => EventKind::Close,
+            "error" => EventKind::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// The two functions settling a JS promise.
+struct Reply {
+    resolve: Function,
+    reject: Function,
+}
+
+impl Reply {
+    fn new() -> (Promise, Reply) {
+        let mut reply = Reply {
+            resolve: JsValue::UNDEFINED.unchecked_into(),
+            reject: JsValue::UNDEFINED.unchecked_into(),
+        };
+        let promise = Promise::new(&mut |resolve, reject| {
+            reply.resolve = resolve;
+            reply.reject = reject;
+        });
+        (promise, reply)
+    }
+
+    fn ok(&self, value: &JsValue) {
+        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
+    }
+
+    fn fail(&self, err: &ClientError) {
+        let _ = self.reject.call1(&JsValue::UNDEFINED, &err.to_js());
+    }
+}
+
+/// The closures attached to the current WebSocket (kept alive with it).
+struct Socket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Socket {
+    fn detach(&self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+/// What a finished SUBSCRIBE resolves to.
+struct PendingSub {
+    reply: Reply,
+    filters: Vec<String>,
+}
+
+struct Inner {
+    url: String,
+    opts: ClientOptions,
+    session: Session,
+    socket: Option<Socket>,
+    /// Sockets replaced while one of their callbacks may be running.
+    retired: Vec<Socket>,
+    /// The `connect()` promise and the value it resolves with.
+    connect_reply: Option<(Reply, JsValue)>,
+    connected_once: bool,
+    ended: bool,
+    attempt: u32,
+    publishes: HashMap<u16, Reply>,
+    subscribes: HashMap<u16, PendingSub>,
+    unsubscribes: HashMap<u16, Reply>,
+    handlers: Vec<(String, Handler)>,
+    listeners: Vec<(EventKind, Function)>,
+    timer: Option<Timeout>,
+    timer_at: u64,
+    reconnect_timer: Option<Timeout>,
+    /// Timers whose callback is running (dropped at the next firing).
+    fired: Vec<Timeout>,
+}
+
+type Shared = Rc<RefCell<Inner>>;
+
+/// Handle on an MQTT connection. Clones share the connection.
+#[derive(Clone)]
+pub struct Client {
+    inner: Shared,
+}
+
+fn now() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+impl Client {
+    /// Open the WebSocket and resolve once CONNACK accepted the connection.
+    /// The promise resolves with `wrap(client)` (the JS API wraps it in its
+    /// class) and rejects if the first connection attempt fails; later
+    /// losses are handled by reconnection.
+    pub fn connect(
+        url: &str,
+        opts: ClientOptions,
+        wrap: impl FnOnce(Client) -> JsValue,
+    ) -> Promise {
+        let (promise, reply) = Reply::new();
+        let client = Client {
+            inner: Rc::new(RefCell::new(Inner {
+                url: url.to_string(),
+                session: Session::new(opts.session.clone()),
+                opts,
+                socket: None,
+                retired: Vec::new(),
+                connect_reply: None,
+                connected_once: false,
+                ended: false,
+                attempt: 0,
+                publishes: HashMap::new(),
+                subscribes: HashMap::new(),
+                unsubscribes: HashMap::new(),
+                handlers: Vec::new(),
+                listeners: Vec::new(),
+                timer: None,
+                timer_at: 0,
+                reconnect_timer: None,
+                fired: Vec::new(),
+            })),
+        };
+        let wrapped = wrap(client.clone());
+        client.inner.borrow_mut().connect_reply = Some((reply, wrapped));
+        open_socket(&client.inner);
+        promise
+    }
+
+    /// Register a listener for a state event or for every message.
+    pub fn on(&self, kind: EventKind, listener: Function) {
+        self.inner.borrow_mut().listeners.push((kind, listener));
+    }
+
+    /// Remove a listener added with [`Client::on`].
+    pub fn off(&self, kind: EventKind, listener: &Function) {
+        self.inner
+            .borrow_mut()
+            .listeners
+            .retain(|(k, f)| !(*k == kind && f == listener));
+    }
+
+    /// CONNACK received and the connection up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.borrow().session.is_connected()
+    }
+
+    /// Publish; the promise resolves when the QoS flow completes (QoS 0:
+    /// when sent or queued) and rejects with the reason otherwise.
+    pub fn publish(&self, publish: v5::Publish) -> Promise {
+        let (promise, reply) = Reply::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            match inner.session.publish(publish) {
+                Ok(Some(pkid)) => {
+                    inner.publishes.insert(pkid, reply);
+                }
+                Ok(None) => reply.ok(&JsValue::UNDEFINED),
+                Err(e) => reply.fail(&e.into()),
+            }
+        }
+        pump(&self.inner);
+        promise
+    }
+
+    /// Subscribe; `handler` (if any) receives the messages matching these
+    /// filters. The promise resolves with the granted QoS per filter and
+    /// rejects if the server refused one of them.
+    pub fn subscribe(&self, filters: Vec<(String, QoS)>, handler: Option<Handler>) -> Promise {
+        let (promise, reply) = Reply::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            let names: Vec<String> = filters.iter().map(|(f, _)| f.clone()).collect();
+            let request = filters
+                .into_iter()
+                .map(|(f, q)| SubscribeFilter::new(f, q))
+                .collect();
+            match inner.session.subscribe(request) {
+                Ok(pkid) => {
+                    if let Some(h) = handler {
+                        for f in &names {
+                            inner.handlers.push((f.clone(), h.clone()));
+                        }
+                    }
+                    inner.subscribes.insert(
+                        pkid,
+                        PendingSub {
+                            reply,
+                            filters: names,
+                        },
+                    );
+                }
+                Err(e) => reply.fail(&e.into()),
+            }
+        }
+        pump(&self.inner);
+        promise
+    }
+
+    /// Unsubscribe and drop the local handlers of these filters.
+    pub fn unsubscribe(&self, filters: Vec<String>) -> Promise {
+        let (promise, reply) = Reply::new();
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.handlers.retain(|(f, _)| !filters.contains(f));
+            match inner.session.unsubscribe(filters) {
+                Ok(pkid) => {
+                    inner.unsubscribes.insert(pkid, reply);
+                }
+                Err(e) => reply.fail(&e.into()),
+            }
+        }
+        pump(&self.inner);
+        promise
+    }
+
+    /// Drop the connection without DISCONNECT, as a network failure would:
+    /// the broker publishes the last will, and the client reconnects (unless
+    /// reconnection is disabled) and resends what was not acknowledged.
+    pub fn drop_connection(&self) {
+        let open = {
+            let inner = self.inner.borrow();
+            !inner.ended && inner.socket.is_some()
+        };
+        if open {
+            connection_closed(&self.inner, None);
+        }
+    }
+
+    /// Close cleanly: DISCONNECT (so the will is not published), close the
+    /// socket, stop timers and reconnection, reject pending operations.
+    pub fn end(&self) {
+        let (listeners, was_open) = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.ended {
+                return;
+            }
+            inner.session.end();
+            flush(&mut inner);
+            let was_open = inner.socket.is_some();
+            shutdown(&mut inner, &ClientError::ended());
+            (listeners_of(&inner, EventKind::Close), was_open)
+        };
+        if was_open {
+            emit(&listeners, &[]);
+        }
+    }
+}
+
+/// Everything stops: socket closed, timers cancelled, operations rejected.
+fn shutdown(inner: &mut Inner, err: &ClientError) {
+    inner.ended = true;
+    if let Some(s) = inner.socket.take() {
+        s.detach();
+        inner.retired.push(s);
+    }
+    inner.timer = None;
+    inner.reconnect_timer = None;
+    if let Some((reply, _)) = inner.connect_reply.take() {
+        reply.fail(err);
+    }
+    for (_, r) in inner.publishes.drain() {
+        r.fail(err);
+    }
+    for (_, r) in inner.subscribes.drain() {
+        r.reply.fail(err);
+    }
+    for (_, r) in inner.unsubscribes.drain() {
+        r.fail(err);
+    }
+}
+
+fn listeners_of(inner: &Inner, kind: EventKind) -> Vec<Function> {
+    inner
+        .listeners
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .map(|(_, f)| f.clone())
+        .collect()
+}
+
+fn emit(listeners: &[Function], args: &[&JsValue]) {
+    for f in listeners {
+        let _ = match args {
+            [] => f.call0(&JsValue::UNDEFINED),
+            [a] => f.call1(&JsValue::UNDEFINED, a),
+            [a, b] => f.call2(&JsValue::UNDEFINED, a, b),
+            [a, b, c, ..] => f.call3(&JsValue::UNDEFINED, a, b, c),
+        };
+    }
+}
+
+fn emit_kind(rc: &Shared, kind: EventKind, args: &[&JsValue]) {
+    let listeners = listeners_of(&rc.borrow(), kind);
+    emit(&listeners, args);
+}
+
+/// Open a WebSocket to the broker and attach the callbacks.
+fn open_socket(rc: &Shared) {
+    let weak = Rc::downgrade(rc);
+    let url = rc.borrow().url.clone();
+    let ws = match WebSocket::new_with_str(&url, "mqtt") {
+        Ok(ws) => ws,
+        Err(e) => {
+            let msg = e
+                .dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+                .unwrap_or_else(|| String::from("invalid WebSocket URL"));
+            connection_closed(rc, Some(ClientError::new("INVALID_URL", msg)));
+            return;
+        }
+    };
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let w = weak.clone();
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if let Some(rc) = w.upgrade() {
+            let started = rc.borrow_mut().session.start_connection(now());
+            match started {
+                Ok(()) => pump(&rc),
+                Err(e) => fail_connection(&rc, e.into()),
+            }
+        }
+    });
+    let w = weak.clone();
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+        let Some(rc) = w.upgrade() else { return };
+        let data = ev.data();
+        let result = if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
+            let bytes = js_sys::Uint8Array::new(buf).to_vec();
+            rc.borrow_mut().session.handle_bytes(&bytes, now())
+        } else {
+            Err(mqtt_session::Error::Protocol(
+                "text WebSocket message: MQTT needs binary messages",
+            ))
+        };
+        match result {
+            Ok(()) => pump(&rc),
+            Err(e) => {
+                // Deliver what arrived before the bad packet, then close.
+                pump(&rc);
+                fail_connection(&rc, e.into());
+            }
+        }
+    });
+    let w = weak;
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+        if let Some(rc) = w.upgrade() {
+            let err = (!rc.borrow().connected_once).then(|| {
+                let mut m = String::from("could not connect to ");
+                m.push_str(&rc.borrow().url);
+                m.push_str(" (WebSocket closed with code ");
+                m.push_str(&ev.code().to_string());
+                m.push_str(
+                    "): check the URL, that the broker listens for MQTT over WebSocket, and TLS",
+                );
+                ClientError::new("CONNECTION_FAILED", m)
+            });
+            connection_closed(&rc, err);
+        }
+    });
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    let mut inner = rc.borrow_mut();
+    inner.retired.clear();
+    if let Some(old) = inner.socket.replace(Socket {
+        ws,
+        _on_open: on_open,
+        _on_message: on_message,
+        _on_close: on_close,
+    }) {
+        old.detach();
+        inner.retired.push(old);
+    }
+}
+
+/// The connection is unusable (protocol error, timeout): report and close it.
+fn fail_connection(rc: &Shared, err: ClientError) {
+    connection_closed(rc, Some(err));
+}
+
+/// The socket closed or was given up: keep the session, report, and
+/// schedule a reconnection unless ended.
+fn connection_closed(rc: &Shared, err: Option<ClientError>) {
+    let (was_connected, first_failed) = {
+        let mut inner = rc.borrow_mut();
+        let was_connected = inner.session.is_connected();
+        inner.session.connection_lost();
+        if let Some(s) = inner.socket.take() {
+            s.detach();
+            inner.retired.push(s);
+        }
+        inner.timer = None;
+        (was_connected, !inner.connected_once)
+    };
+    if let Some(e) = &err {
+        emit_kind(rc, EventKind::Error, &[&e.to_js()]);
+    }
+    if first_failed {
+        // The first attempt decides the connect() promise: no retry.
+        let e = err.unwrap_or_else(|| {
+            ClientError::new("CONNECTION_FAILED", "the connection closed before CONNACK")
+        });
+        shutdown(&mut rc.borrow_mut(), &e);
+        emit_kind(rc, EventKind::Close, &[]);
+        return;
+    }
+    if was_connected {
+        emit_kind(rc, EventKind::Offline, &[]);
+    }
+    emit_kind(rc, EventKind::Close, &[]);
+    schedule_reconnect(rc);
+}
+
+/// Exponential backoff with jitter: period * 2^attempt, capped, times 0.5-1.0.
+fn schedule_reconnect(rc: &Shared) {
+    let mut inner = rc.borrow_mut();
+    let period = inner.opts.reconnect_period_ms;
+    if inner.ended || period == 0 {
+        return;
+    }
+    let exp = u64::from(period) << inner.attempt.min(16);
+    let capped = exp.min(u64::from(inner.opts.max_reconnect_delay_ms.max(period)));
+    let delay = (capped as f64 * (0.5 + js_sys::Math::random() * 0.5)) as u32;
+    inner.attempt = inner.attempt.saturating_add(1);
+    let weak = Rc::downgrade(rc);
+    inner.reconnect_timer = Some(Timeout::new(delay, move || {
+        let Some(rc) = weak.upgrade() else { return };
+        {
+            let mut inner = rc.borrow_mut();
+            if let Some(t) = inner.reconnect_timer.take() {
+                inner.fired.push(t);
+            }
+            if inner.ended {
+                return;
+            }
+        }
+        emit_kind(&rc, EventKind::Reconnect, &[]);
+        if !rc.borrow().ended {
+            open_socket(&rc);
+        }
+    }));
+}
+
+/// Write every packet the session produced, one per WebSocket message.
+fn flush(inner: &mut Inner) {
+    while let Some(bytes) = inner.session.poll_transmit() {
+        if let Some(s) = &inner.socket {
+            let _ = s.ws.send_with_u8_array(&bytes);
+        }
+    }
+}
+
+/// (Re)arm the keep-alive/connect timer if the session's deadline is earlier.
+fn arm_timer(rc: &Shared, inner: &mut Inner) {
+    let Some(deadline) = inner.session.poll_deadline() else {
+        return;
+    };
+    if inner.timer.is_some() && deadline >= inner.timer_at {
+        return;
+    }
+    let delay = deadline.saturating_sub(now()).min(u64::from(u32::MAX >> 1)) as u32;
+    let weak = Rc::downgrade(rc);
+    inner.timer_at = deadline;
+    inner.timer = Some(Timeout::new(delay, move || {
+        let Some(rc) = weak.upgrade() else { return };
+        let result = {
+            let mut inner = rc.borrow_mut();
+            inner.fired.clear();
+            if let Some(t) = inner.timer.take() {
+                inner.fired.push(t);
+            }
+            inner.session.handle_timeout(now())
+        };
+        match result {
+            Ok(()) => pump(&rc),
+            Err(e) => fail_connection(&rc, e.into()),
+        }
+    }));
+}
+
+/// Send what the session wants sent, then hand its events to the
+/// application, until both are drained.
+fn pump(rc: &Shared) {
+    loop {
+        let events: Vec<Event> = {
+            let mut inner = rc.borrow_mut();
+            flush(&mut inner);
+            arm_timer(rc, &mut inner);
+            std::iter::from_fn(|| inner.session.poll_event()).collect()
+        };
+        if events.is_empty() {
+            return;
+        }
+        dispatch(rc, events);
+    }
+}
+
+fn dispatch(rc: &Shared, events: Vec<Event>) {
+    let mut listeners: Option<Vec<Function>> = None;
+    for ev in events {
+        match ev {
+            Event::Message(m) => {
+                let (all, handlers) = {
+                    let inner = rc.borrow();
+                    let all = listeners
+                        .get_or_insert_with(|| listeners_of(&inner, EventKind::Message))
+                        .clone();
+                    let handlers: Vec<Handler> = inner
+                        .handlers
+                        .iter()
+                        .filter(|(f, _)| topic::matches(f, &m.topic))
+                        .map(|(_, h)| h.clone())
+                        .collect();
+                    (all, handlers)
+                };
+                if !all.is_empty() {
+                    let (t, p, info) = super::js::message_args(&m);
+                    emit(&all, &[&t, &p, &info]);
+                }
+                for h in handlers {
+                    h(&m);
+                }
+            }
+            Event::Published { pkid, reason } => {
+                let reply = rc.borrow_mut().publishes.remove(&pkid);
+                if let Some(r) = reply {
+                    if reason < 0x80 {
+                        r.ok(&JsValue::UNDEFINED);
+                    } else {
+                        r.fail(&refused(
+                            "PUBLISH_REFUSED",
+                            "the server refused the publish",
+                            reason,
+                        ));
+                    }
+                }
+            }
+            Event::Subscribed { pkid, codes } => {
+                let pending = rc.borrow_mut().subscribes.remove(&pkid);
+                if let Some(p) = pending {
+                    match codes.iter().position(|c| *c >= 0x80) {
+                        Some(i) => {
+                            let mut what = String::from("the server refused the subscription to ");
+                            what.push_str(p.filters.get(i).map_or("?", String::as_str));
+                            let code = codes.get(i).copied().unwrap_or(0x80);
+                            p.reply.fail(&refused("SUBSCRIBE_REFUSED", &what, code));
+                        }
+                        None => p.reply.ok(&super::js::granted(&p.filters, &codes)),
+                    }
+                }
+            }
+            Event::Unsubscribed { pkid, .. } => {
+                let reply = rc.borrow_mut().unsubscribes.remove(&pkid);
+                if let Some(r) = reply {
+                    r.ok(&JsValue::UNDEFINED);
+                }
+            }
+            Event::Connected {
+                session_present, ..
+            } => {
+                let reply = {
+                    let mut inner = rc.borrow_mut();
+                    inner.attempt = 0;
+                    inner.connected_once = true;
+                    inner.connect_reply.take()
+                };
+                if let Some((reply, client)) = reply {
+                    reply.ok(&client);
+                }
+                let info = js_sys::Object::new();
+                let _ =
+                    js_sys::Reflect::set(&info, &"sessionPresent".into(), &session_present.into());
+                emit_kind(rc, EventKind::Connect, &[&info]);
+            }
+        }
+    }
+}
+
+/// An error for a negative ack, naming the MQTT 5 reason code.
+fn refused(code: &'static str, what: &str, reason: u8) -> ClientError {
+    let mut m = String::from(what);
+    m.push_str(" (reason code 0x");
+    m.push(char::from_digit(u32::from(reason >> 4), 16).unwrap_or('0'));
+    m.push(char::from_digit(u32::from(reason & 0xf), 16).unwrap_or('0'));
+    m.push_str(match reason {
+        0x87 => ": not authorized)",
+        0x8F => ": topic filter invalid)",
+        0x90 => ": topic name invalid)",
+        0x95 => ": packet too large)",
+        0x97 => ": quota exceeded)",
+        0x9E => ": shared subscriptions not supported)",
+        0xA2 => ": wildcard subscriptions not supported)",
+        _ => ")",
+    });
+    ClientError::new(code, m)
+}
