@@ -132,8 +132,12 @@ impl Handler {
     }
 
     /// A client went away (broker event or expiry): drop its subscriptions.
+    /// Clients the server never heard of are ignored.
     pub fn client_gone(&self, client_id: &str) {
         let mut ctx = self.base_context(client_id);
+        if ctx.username.is_none() && !self.subs().knows(client_id) {
+            return;
+        }
         if let Err(e) = self.hooks.run(HookPoint::BeforeDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
@@ -532,7 +536,7 @@ pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> 
         let ok = match f.operator {
             FilterOp::In | FilterOp::NotIn => f.value.is_array(),
             FilterOp::Between => between_bounds(&f.value).is_some(),
-            FilterOp::Like | FilterOp::Ilike => f.value.is_string(),
+            FilterOp::Like | FilterOp::Ilike => f.value.as_str().is_some_and(valid_like_pattern),
             FilterOp::IsNull | FilterOp::IsNotNull => true,
             _ => !f.value.is_array() && !f.value.is_object(),
         };
@@ -540,7 +544,7 @@ pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> 
             let wants = match f.operator {
                 FilterOp::In | FilterOp::NotIn => "an array of values",
                 FilterOp::Between => "an array [low, high]",
-                FilterOp::Like | FilterOp::Ilike => "a pattern string",
+                FilterOp::Like | FilterOp::Ilike => "a pattern string not ending in a lone \\",
                 _ => "a single value",
             };
             return Err(fail(
@@ -550,6 +554,12 @@ pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// A LIKE pattern must not end with an unescaped `\` (databases refuse it).
+fn valid_like_pattern(pattern: &str) -> bool {
+    let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+    trailing % 2 == 0
 }
 
 /// `meta` data: the entity's columns.

@@ -10,6 +10,7 @@
 //! - [`broker`]: embedded (rumqttd) and external transports.
 
 pub mod broker;
+pub mod client;
 pub mod clock;
 pub mod db;
 pub mod demo;

@@ -70,7 +70,8 @@ pub fn init(json: bool) {
     let disconnects =
         DisconnectLayer.with_filter(filter::filter_fn(|m| m.name() == DISCONNECT_SPAN && m.target().starts_with("rumqttd")));
     let registry = tracing_subscriber::registry().with(disconnects);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let _ = if json {
         registry.with(fmt.json().with_filter(env())).try_init()
     } else {

@@ -60,6 +60,11 @@ impl Subscriptions {
         self.last_seen.insert(client_id.to_string(), Instant::now()).is_none()
     }
 
+    /// Whether `client_id` has been seen (and not dropped since).
+    pub fn knows(&self, client_id: &str) -> bool {
+        self.last_seen.contains_key(client_id)
+    }
+
     /// A fresh subscription id.
     pub fn next_id(&mut self) -> String {
         self.counter += 1;
@@ -150,8 +155,10 @@ mod tests {
     #[test]
     fn clients_own_their_subscriptions() {
         let mut subs = Subscriptions::default();
+        assert!(!subs.knows("a"));
         assert!(subs.touch("a"));
         assert!(!subs.touch("a"));
+        assert!(subs.knows("a"));
         let id = subs.next_id();
         subs.add(Subscription {
             id: id.clone(),

@@ -54,7 +54,7 @@ impl<'a> SqlBuilder<'a> {
         }
     }
 
-    /// Placeholder for a new parameter compared with / stored in `column`.
+    /// Placeholder for a new parameter stored in `column`.
     fn param(&mut self, column: &Column, param: Param) -> String {
         self.params.push(param);
         let n = self.params.len();
@@ -63,6 +63,16 @@ impl<'a> SqlBuilder<'a> {
             Dialect::Postgres if is_text_type(&column.sql_type) => format!("${n}::text"),
             Dialect::Postgres => format!("${n}::text::{}", ident(&column.sql_type)),
         }
+    }
+
+    /// Placeholder for a new parameter compared with `column`: numbers are
+    /// compared as `numeric` on PostgreSQL, so `2.5` works on an integer column.
+    fn compared_param(&mut self, column: &Column, param: Param) -> String {
+        if self.dialect == Dialect::Postgres && column.kind == ValueKind::Number {
+            self.params.push(param);
+            return format!("${}::text::numeric", self.params.len());
+        }
+        self.param(column, param)
     }
 
     /// Placeholder for a text parameter (LIKE patterns).
@@ -85,7 +95,7 @@ impl<'a> SqlBuilder<'a> {
 
     fn value(&mut self, column: &Column, value: &Value) -> Option<String> {
         let coerced = coerce(value, column.kind)?;
-        Some(self.param(column, Param::from_json(&coerced)))
+        Some(self.compared_param(column, Param::from_json(&coerced)))
     }
 
     fn predicate(&mut self, filter: &Filter) -> Result<String, DbError> {
@@ -118,10 +128,15 @@ impl<'a> SqlBuilder<'a> {
                 }
             }
             FilterOp::Between => {
+                // Both bounds are converted before either is bound.
                 let bounds = between_bounds(&filter.value)
-                    .and_then(|(low, high)| Some((self.value(column, low)?, self.value(column, high)?)));
+                    .and_then(|(low, high)| Some((coerce(low, column.kind)?, coerce(high, column.kind)?)));
                 match bounds {
-                    Some((low, high)) => format!("{} BETWEEN {low} AND {high}", self.ordered(column)),
+                    Some((low, high)) => {
+                        let low = self.compared_param(column, Param::from_json(&low));
+                        let high = self.compared_param(column, Param::from_json(&high));
+                        format!("{} BETWEEN {low} AND {high}", self.ordered(column))
+                    }
                     None => FALSE.to_string(),
                 }
             }
@@ -284,7 +299,7 @@ mod tests {
     use serde_json::json;
 
     fn entity() -> Entity {
-        let col = |name: &str, kind, primary| Column {
+        let col = |name: &str, kind, primary: bool| Column {
             name: name.into(),
             sql_type: if kind == ValueKind::Number { "INTEGER" } else { "TEXT" }.into(),
             kind,
@@ -346,7 +361,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             sql,
-            "UPDATE \"public_users\" SET \"name\" = $1::text::\"TEXT\" WHERE (\"id\" = $2::text::\"INTEGER\") RETURNING *"
+            "UPDATE \"public_users\" SET \"name\" = $1::text::\"TEXT\" WHERE (\"id\" = $2::text::numeric) RETURNING *"
         );
         assert_eq!(params, vec![Param::Text("7".into()), Param::Number(3.into())]);
     }
