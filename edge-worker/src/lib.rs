@@ -1,47 +1,136 @@
-//! The edge worker: routes `/_tunnel` control sockets and public requests to
-//! the `Tunnel` Durable Object that owns each tunnel.
+//! The edge worker's router: `/_tunnel` control sockets (after the optional
+//! JWT check) get a fresh tunnel id and go to that tunnel's Durable Object;
+//! public requests, by subdomain (`<id>.<base>`) or by path (`/<id>/...`),
+//! go to the Durable Object named by their id. Routing rules are the pure
+//! functions of `tunnel_proto::route`.
 
+use tunnel_proto::headers::{RequestMeta, META_HEADER};
+use tunnel_proto::route::{self, public_urls, Route, TUNNEL_ID_LEN};
 use worker::*;
 
+mod auth;
+mod config;
 mod tunnel;
 
 pub use tunnel::Tunnel;
+
+use config::Config;
+use tunnel::{ControlMeta, CONTROL_HEADER};
 
 /// Binding name of the Durable Object namespace (see `wrangler.toml`).
 const TUNNEL_BINDING: &str = "TUNNEL";
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let config = Config::from_env(&env);
     let url = req.url()?;
-    let path = url.path();
-    if path == "/_tunnel" {
-        let id = new_tunnel_id();
-        let stub = env
-            .durable_object(TUNNEL_BINDING)?
-            .id_from_name(&id)?
-            .get_stub()?;
-        let mut forwarded = Request::new_with_init(
-            &format!("https://tunnel/{id}/_tunnel"),
-            RequestInit::new()
-                .with_method(Method::Get)
-                .with_headers(req.headers().clone()),
-        )?;
-        forwarded.headers_mut()?.set("x-tunnel-id", &id)?;
-        return stub.fetch_with_request(forwarded).await;
+    let host = match req.headers().get("host")? {
+        Some(h) => h,
+        None => match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        },
+    };
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    };
+    let proto = if url.scheme() == "https" {
+        "https"
+    } else {
+        "http"
+    };
+    match route::route(&host, &path_and_query, &config.base_domain) {
+        Route::Control => control(req, &env, &config, proto, &host).await,
+        Route::Tunnel { id, uri, prefix } => {
+            let declared = req
+                .headers()
+                .get("content-length")?
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if declared.is_some_and(|n| n > config.max_body_bytes) {
+                return tunnel::too_large(config.max_body_bytes);
+            }
+            let meta = RequestMeta {
+                uri,
+                prefix,
+                proto: proto.to_string(),
+                host,
+                client_ip: req.headers().get("cf-connecting-ip")?,
+            };
+            to_tunnel(req, &env, &id, META_HEADER, &serde_json::to_string(&meta)?).await
+        }
+        Route::Reserved(name) if name == "_health" => Response::ok("ok"),
+        Route::Reserved(name) => Response::error(format!("/{name} is reserved by the tunnel edge"), 404),
+        Route::NotFound => Response::error(
+            format!(
+                "unknown tunnel: use https://<tunnel-id>.<host>/ or https://<host>/<tunnel-id>/ (ids are {TUNNEL_ID_LEN} characters of a-z0-9)"
+            ),
+            404,
+        ),
     }
-    if path == "/_health" {
-        return Response::ok("ok");
-    }
-    Response::error("unknown tunnel", 404)
 }
 
-/// A fresh tunnel id: 12 characters of `[a-z0-9]`.
-fn new_tunnel_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).expect("crypto.getRandomValues is available in workers");
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
+/// A forwarder opening its control socket.
+async fn control(
+    req: Request,
+    env: &Env,
+    config: &Config,
+    proto: &str,
+    host: &str,
+) -> Result<Response> {
+    let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Response::error(
+            "/_tunnel is the forwarders' control socket: connect with a WebSocket (e.g. `ttf -e wss://<host>/_tunnel`)",
+            426,
+        );
+    }
+    if let Err(e) = auth::check(env, &req).await {
+        console_warn!("control socket refused: {e}");
+        return Response::error(format!("unauthorized: {e}"), 401);
+    }
+    let id = new_tunnel_id()?;
+    let base = if config.base_domain.is_empty() {
+        host
+    } else {
+        config.base_domain.as_str()
+    };
+    let meta = ControlMeta {
+        tunnel_id: id.clone(),
+        urls: public_urls(proto, base, &id),
+    };
+    to_tunnel(
+        req,
+        env,
+        &id,
+        CONTROL_HEADER,
+        &serde_json::to_string(&meta)?,
+    )
+    .await
+}
+
+/// Hand `req` to the Durable Object of tunnel `id`, with `meta` attached
+/// as header `header`.
+async fn to_tunnel(
+    req: Request,
+    env: &Env,
+    id: &str,
+    header: &str,
+    meta: &str,
+) -> Result<Response> {
+    let mut forwarded = req.clone_mut()?;
+    let headers = forwarded.headers_mut()?;
+    headers.delete(META_HEADER)?;
+    headers.delete(CONTROL_HEADER)?;
+    headers.set(header, meta)?;
+    let stub = env.durable_object(TUNNEL_BINDING)?.get_by_name(id)?;
+    stub.fetch_with_request(forwarded).await
+}
+
+/// A fresh random tunnel id.
+fn new_tunnel_id() -> Result<String> {
+    let mut bytes = [0u8; TUNNEL_ID_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| Error::RustError(format!("no randomness: {e}")))?;
+    Ok(route::tunnel_id_from_random(bytes))
 }

@@ -1,25 +1,265 @@
-//! The `Tunnel` Durable Object: owns one forwarder control socket.
+//! The `Tunnel` Durable Object: owns one forwarder control socket
+//! (hibernation API) and the public requests in flight on it.
+//!
+//! A public request is registered in the in-flight table
+//! (`tunnel_proto::inflight`) with a oneshot channel, sent to the forwarder
+//! as `http_request`, and answered when `websocket_message` delivers the
+//! matching `http_response`/`error`, or with 504 after the request timeout.
+//! The DO stays in memory while a request waits, so the table can live in
+//! memory; what must survive hibernation (tunnel id, public URLs, whether a
+//! forwarder ever held the tunnel) is in the socket attachment and storage.
 
+use std::cell::RefCell;
+
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
+use tunnel_proto::inflight::{public_answer, settles, Inflight, PublicAnswer};
+use tunnel_proto::route::PublicUrls;
+use tunnel_proto::v1::encode_body;
 use tunnel_proto::Message;
 use worker::*;
 
-/// One tunnel: the forwarder's socket (hibernation API) and its requests.
+use crate::config::Config;
+
+/// Header by which the router passes [`ControlMeta`] with a control socket.
+pub const CONTROL_HEADER: &str = "x-tunnel-control";
+
+/// Tag of forwarder control sockets.
+const FORWARDER_TAG: &str = "forwarder";
+
+/// Storage key set once a forwarder has held this tunnel (404 vs 502).
+const ESTABLISHED_KEY: &str = "established";
+
+/// What the router tells the DO about a new control socket; kept as the
+/// socket's attachment so it survives hibernation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlMeta {
+    /// The tunnel id (the DO's name).
+    pub tunnel_id: String,
+    /// Public URLs to announce in `connection_established`.
+    pub urls: PublicUrls,
+}
+
+/// One tunnel: the forwarder's socket and its requests in flight.
 #[durable_object]
 pub struct Tunnel {
     state: State,
+    config: Config,
+    inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
+}
+
+/// A plain-text answer made by the edge.
+fn text(status: u16, message: impl Into<String>) -> Result<Response> {
+    respond(PublicAnswer::text(status, message), false)
+}
+
+/// 413 for a body over the limit.
+pub fn too_large(limit: usize) -> Result<Response> {
+    text(
+        413,
+        format!("request body too large: this tunnel relays at most {limit} bytes"),
+    )
+}
+
+/// Build the public response. Bodies are omitted for HEAD and for statuses
+/// that cannot carry one.
+fn respond(answer: PublicAnswer, head: bool) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &answer.headers {
+        if headers.append(name, value).is_err() {
+            console_warn!("dropped an invalid response header {name:?}");
+        }
+    }
+    let builder = ResponseBuilder::new()
+        .with_status(answer.status)
+        .with_headers(headers);
+    if head || matches!(answer.status, 101 | 204 | 205 | 304) {
+        Ok(builder.empty())
+    } else {
+        Ok(builder.fixed(answer.body))
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness the ids are still unique within this instance.
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+impl Tunnel {
+    /// The forwarder's control socket, if one is connected.
+    fn forwarder(&self) -> Option<WebSocket> {
+        self.state.get_websockets_with_tag(FORWARDER_TAG).pop()
+    }
+
+    /// Accept a forwarder's control socket.
+    async fn accept_control(&self, meta: ControlMeta) -> Result<Response> {
+        let pair = WebSocketPair::new()?;
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[FORWARDER_TAG]);
+        pair.server.serialize_attachment(&meta)?;
+        self.state.storage().put(ESTABLISHED_KEY, true).await?;
+        Response::from_websocket(pair.client)
+    }
+
+    /// Read the request body, refusing more than the limit.
+    async fn body(&self, req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
+        let method = req.inner().method();
+        if method == "GET" || method == "HEAD" || req.inner().body().is_none() {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut stream = req.stream()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > self.config.max_body_bytes {
+                return Ok(Err(too_large(self.config.max_body_bytes)?));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(body))
+    }
+
+    /// Relay one public request through the forwarder.
+    async fn relay(&self, mut req: Request, meta: RequestMeta) -> Result<Response> {
+        let method = req.inner().method();
+        let head = method == "HEAD";
+        let Some(ws) = self.forwarder() else {
+            let established: Option<bool> = self.state.storage().get(ESTABLISHED_KEY).await?;
+            return if established.unwrap_or(false) {
+                text(
+                    502,
+                    "the tunnel's forwarder is not connected; restart `ttf` and retry",
+                )
+            } else {
+                text(
+                    404,
+                    "unknown tunnel: no forwarder has opened this tunnel id",
+                )
+            };
+        };
+        let body = match self.body(&mut req).await? {
+            Ok(body) => body,
+            Err(refusal) => return Ok(refusal),
+        };
+        let pairs: Vec<(String, String)> = req.headers().entries().collect();
+        let (tx, rx) = oneshot::channel();
+        let request_id = self.inflight.borrow_mut().start(tx);
+        let frame = Message::HttpRequest {
+            request_id: request_id.clone(),
+            method,
+            uri: meta.uri.clone(),
+            headers: request_headers(&pairs, &meta),
+            body: encode_body(&body),
+            timestamp: Date::now().as_millis(),
+        }
+        .encode();
+        drop(body);
+        if let Err(e) = ws.send_with_str(frame) {
+            self.inflight.borrow_mut().finish(&request_id);
+            return text(
+                502,
+                format!("could not send the request to the forwarder: {e}"),
+            );
+        }
+        let timeout = Delay::from(self.config.request_timeout);
+        match select(rx, timeout).await {
+            Either::Left((Ok(answer), _)) => respond(public_answer(answer, &meta.prefix), head),
+            Either::Left((Err(_), _)) => text(
+                502,
+                "the forwarder disconnected before answering; restart `ttf` and retry",
+            ),
+            Either::Right(((), _)) => {
+                self.inflight.borrow_mut().finish(&request_id);
+                text(
+                    504,
+                    format!(
+                        "the forwarder did not answer within {} ms",
+                        self.config.request_timeout.as_millis()
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Handle one text frame from the forwarder.
+    fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
+        let message = match Message::decode(text) {
+            Ok(m) => m,
+            Err(e) => {
+                console_warn!("ignored a bad frame from the forwarder: {e}");
+                return Ok(());
+            }
+        };
+        match message {
+            Message::Ready { .. } => {
+                let meta: Option<ControlMeta> = ws.deserialize_attachment()?;
+                let Some(meta) = meta else {
+                    return ws.close(Some(1011), Some("tunnel state lost; reconnect"));
+                };
+                let reply = Message::ConnectionEstablished {
+                    connection_id: format!("{}-{:016x}", meta.tunnel_id, random_u64()),
+                    tunnel_id: meta.tunnel_id,
+                    public_url: meta.urls.public_url,
+                    subdomain_url: meta.urls.subdomain_url,
+                    path_based_url: Some(meta.urls.path_based_url),
+                    version: None,
+                };
+                ws.send_with_str(reply.encode())
+            }
+            Message::Ping => ws.send_with_str(Message::Pong.encode()),
+            Message::Error {
+                request_id: None,
+                code,
+                message,
+            } => {
+                console_warn!("forwarder reported {}: {message}", code.as_str());
+                Ok(())
+            }
+            other => {
+                if let Some((request_id, answer)) = settles(other) {
+                    let waiter = self.inflight.borrow_mut().finish(&request_id);
+                    match waiter {
+                        // The receiver may have given up in the same instant: nothing to do.
+                        Some(tx) => drop(tx.send(answer)),
+                        None => console_log!("dropped a late or duplicate answer for {request_id}"),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The forwarder's socket ended: every waiting request gets 502.
+    fn forwarder_gone(&self) {
+        let waiters = self.inflight.borrow_mut().drain();
+        drop(waiters);
+    }
 }
 
 impl DurableObject for Tunnel {
-    fn new(state: State, _env: Env) -> Self {
-        Self { state }
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            config: Config::from_env(&env),
+            inflight: RefCell::new(Inflight::new(random_u64())),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let tunnel_id = req.headers().get("x-tunnel-id")?.unwrap_or_default();
-        let pair = WebSocketPair::new()?;
-        self.state
-            .accept_websocket_with_tags(&pair.server, &[&tunnel_id]);
-        Response::from_websocket(pair.client)
+        if let Some(control) = req.headers().get(CONTROL_HEADER)? {
+            let meta: ControlMeta = serde_json::from_str(&control)?;
+            return self.accept_control(meta).await;
+        }
+        let Some(meta) = req.headers().get(META_HEADER)? else {
+            return text(400, "request reached the tunnel without routing metadata");
+        };
+        let meta: RequestMeta = serde_json::from_str(&meta)?;
+        self.relay(req, meta).await
     }
 
     async fn websocket_message(
@@ -27,40 +267,31 @@ impl DurableObject for Tunnel {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        let WebSocketIncomingMessage::String(text) = message else {
-            return Ok(());
-        };
-        match Message::decode(&text) {
-            Ok(Message::Ready { .. }) => {
-                let tunnel_id = self
-                    .state
-                    .get_tags(&ws)
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default();
-                let reply = Message::ConnectionEstablished {
-                    connection_id: tunnel_id.clone(),
-                    public_url: format!("http://localhost/{tunnel_id}"),
-                    tunnel_id,
-                    subdomain_url: None,
-                    path_based_url: None,
-                    version: None,
-                };
-                ws.send_with_str(reply.encode())
+        match message {
+            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text),
+            WebSocketIncomingMessage::Binary(_) => {
+                console_warn!("ignored a binary frame: v1 forwarders send JSON text frames");
+                Ok(())
             }
-            Ok(Message::Ping) => ws.send_with_str(Message::Pong.encode()),
-            Ok(_) => Ok(()),
-            Err(e) => ws.close(Some(1003), Some(e.to_string())),
         }
     }
 
     async fn websocket_close(
         &self,
-        _ws: WebSocket,
+        ws: WebSocket,
         _code: usize,
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
+        self.forwarder_gone();
+        // Complete the closing handshake; the socket may already be closed.
+        let _ = ws.close(Some(1000), Some("forwarder closed the tunnel"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, _ws: WebSocket, error: Error) -> Result<()> {
+        console_warn!("forwarder socket error: {error}");
+        self.forwarder_gone();
         Ok(())
     }
 }

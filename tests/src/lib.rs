@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+pub mod tunnel;
+
 pub mod postgres;
 pub mod tunnel;
 

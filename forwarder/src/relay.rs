@@ -1,0 +1,261 @@
+//! The control-socket session: connect (with the token), send `ready`,
+//! print the public URLs, then relay every `http_request` to the local
+//! service concurrently and send the answers back; heartbeat pings;
+//! reconnect with backoff when the socket is lost; close cleanly on Ctrl-C.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::Message;
+
+use crate::backoff::Backoff;
+use crate::cli::Args;
+use crate::console;
+use crate::local::{Local, Relayed};
+
+/// How a session ended without a fatal error.
+enum End {
+    /// Ctrl-C / SIGTERM: stop.
+    Stopped,
+    /// The socket was lost after the tunnel was up: reconnect at once.
+    Lost(String),
+}
+
+/// A failure to set up a session.
+enum Failure {
+    /// Retrying cannot help (e.g. the edge refused the token).
+    Fatal(anyhow::Error),
+    /// Try again after a delay.
+    Retry(anyhow::Error),
+}
+
+/// Resolves when the user asks the forwarder to stop (Ctrl-C or SIGTERM).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Run the forwarder until stopped or a fatal error.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let local = Local::new(&args.host, args.port, args.request_timeout());
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ u64::from(std::process::id());
+    let mut backoff = Backoff::new(seed);
+    loop {
+        let delay = match session(&args, &local).await {
+            Ok(End::Stopped) => {
+                println!("Tunnel closed.");
+                return Ok(());
+            }
+            Ok(End::Lost(reason)) => {
+                backoff.reset();
+                eprintln!("Connection to the edge lost ({reason}); reconnecting");
+                backoff.next_delay()
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Retry(e)) => {
+                let delay = backoff.next_delay();
+                eprintln!(
+                    "Cannot reach the edge: {e:#}; retrying in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                delay
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_requested() => { println!("Stopped."); return Ok(()); }
+        }
+    }
+}
+
+/// One control-socket session.
+async fn session(args: &Args, local: &Local) -> Result<End, Failure> {
+    let mut request = args
+        .endpoint
+        .as_str()
+        .into_client_request()
+        .with_context(|| {
+            format!(
+                "invalid --endpoint {:?}: expected ws:// or wss:// URL",
+                args.endpoint
+            )
+        })
+        .map_err(Failure::Fatal)?;
+    if let Some(token) = &args.token {
+        let value = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+            Failure::Fatal(anyhow!(
+                "--token contains characters not allowed in a header"
+            ))
+        })?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let connect = tokio_tungstenite::connect_async(request);
+    let (mut ws, _) = tokio::select! {
+        r = tokio::time::timeout(args.connect_timeout(), connect) => match r {
+            Err(_) => return Err(Failure::Retry(anyhow!("no answer within {:?}", args.connect_timeout()))),
+            Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 401 | 403) => {
+                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                return Err(Failure::Fatal(anyhow!(
+                    "the edge refused the token ({}): {}; check --token / TTF_TOKEN",
+                    resp.status(), body.trim()
+                )));
+            }
+            Ok(Err(e)) => return Err(Failure::Retry(anyhow!(e).context(format!("connecting to {}", args.endpoint)))),
+            Ok(Ok(pair)) => pair,
+        },
+        _ = stop_requested() => return Ok(End::Stopped),
+    };
+    ws.send(WsMessage::text(Message::Ready { version: None }.encode()))
+        .await
+        .map_err(|e| Failure::Retry(e.into()))?;
+    let local_url = format!("http://{}:{}", args.host, args.port);
+    let established = tokio::time::timeout(args.connect_timeout(), async {
+        while let Some(frame) = ws.next().await {
+            if let WsMessage::Text(text) = frame? {
+                if let Ok(m @ Message::ConnectionEstablished { .. }) = Message::decode(&text) {
+                    return Ok(m);
+                }
+            }
+        }
+        bail!("the edge closed the control socket before connection_established")
+    })
+    .await
+    .map_err(|_| {
+        Failure::Retry(anyhow!(
+            "no connection_established within {:?}",
+            args.connect_timeout()
+        ))
+    })?
+    .map_err(Failure::Retry)?;
+    if let Message::ConnectionEstablished {
+        tunnel_id,
+        public_url,
+        subdomain_url,
+        path_based_url,
+        ..
+    } = &established
+    {
+        for line in console::established_lines(
+            tunnel_id,
+            public_url,
+            subdomain_url.as_deref(),
+            path_based_url.as_deref(),
+            &local_url,
+        ) {
+            println!("{line}");
+        }
+    }
+    Ok(relay(args, local, ws).await)
+}
+
+/// Relay requests until the socket is lost or the user stops.
+async fn relay<S>(args: &Args, local: &Local, ws: tokio_tungstenite::WebSocketStream<S>) -> End
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = ws.split();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Message>();
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + args.ping_interval(),
+        args.ping_interval(),
+    );
+    let mut awaiting_pong = false;
+    let stop = stop_requested();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let text = match frame {
+                    None => return End::Lost("socket ended".into()),
+                    Some(Err(e)) => return End::Lost(e.to_string()),
+                    Some(Ok(WsMessage::Text(text))) => text,
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        return End::Lost(frame.map(|f| format!("closed by the edge: {} {}", f.code, f.reason)).unwrap_or_else(|| "closed by the edge".into()));
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                match Message::decode(&text) {
+                    Ok(Message::HttpRequest { request_id, method, uri, headers, body, .. }) => {
+                        let local = local.clone();
+                        let answers = answers_tx.clone();
+                        let verbose = args.verbose;
+                        if verbose {
+                            println!("  -> {method} {uri} headers: {headers:?}");
+                        }
+                        tokio::spawn(async move {
+                            let (m, u) = (method.clone(), uri.clone());
+                            let outcome = local.serve(Relayed { request_id, method, uri, headers, body }).await;
+                            println!("{}", console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed));
+                            if let Some(detail) = outcome.detail.filter(|_| verbose) {
+                                println!("  {detail}");
+                            }
+                            let _ = answers.send(outcome.message);
+                        });
+                    }
+                    Ok(Message::Ping) => {
+                        if sink.send(WsMessage::text(Message::Pong.encode())).await.is_err() {
+                            return End::Lost("sending pong failed".into());
+                        }
+                    }
+                    Ok(Message::Pong) => awaiting_pong = false,
+                    Ok(other) => {
+                        if args.verbose {
+                            println!("  ignored message from the edge: {other:?}");
+                        }
+                    }
+                    Err(e) => eprintln!("Ignored a bad frame from the edge: {e}"),
+                }
+            }
+            Some(answer) = answers.recv() => {
+                if let Err(e) = sink.send(WsMessage::text(answer.encode())).await {
+                    return End::Lost(format!("sending an answer failed: {e}"));
+                }
+            }
+            _ = heartbeat.tick() => {
+                if awaiting_pong {
+                    return End::Lost(format!("no pong within {:?}", args.ping_interval()));
+                }
+                awaiting_pong = true;
+                if sink.send(WsMessage::text(Message::Ping.encode())).await.is_err() {
+                    return End::Lost("sending ping failed".into());
+                }
+            }
+            _ = &mut stop => {
+                let close = CloseFrame { code: CloseCode::Normal, reason: "forwarder stopped".into() };
+                let _ = sink.send(WsMessage::Close(Some(close))).await;
+                // Wait briefly for the edge to acknowledge the close.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Some(Ok(frame)) = stream.next().await {
+                        if matches!(frame, WsMessage::Close(_)) { break; }
+                    }
+                }).await;
+                return End::Stopped;
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! End-to-end tests of the HTTP tunnel: `wrangler dev` (workerd) running the
+//! edge worker, the real `ttf` forwarder, and a real local HTTP service.
+//! One worker is shared by all tests of this binary.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use e2e::free_port;
+use e2e::tunnel::{http, random_bytes, shared_worker, Forwarder, SharedWorker, Upstream, PAGE_CSS};
+
+static WORKER: OnceLock<SharedWorker> = OnceLock::new();
+
+/// Request timeout of the shared worker (short, for the 504 test).
+const TIMEOUT_MS: u64 = 4000;
+
+fn worker() -> &'static SharedWorker {
+    shared_worker(&WORKER, &[("REQUEST_TIMEOUT_MS", "4000")])
+}
+
+/// A fresh local service and forwarder on the shared worker.
+fn tunnel(extra: &[&str]) -> (&'static SharedWorker, Upstream, Forwarder) {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let f = Forwarder::start(w.port, up.port, extra).unwrap();
+    (w, up, f)
+}
+
+fn path_host(w: &SharedWorker) -> String {
+    format!("127.0.0.1:{}", w.port)
+}
+
+fn sub_host(w: &SharedWorker, id: &str) -> String {
+    format!("{id}.localhost:{}", w.port)
+}
+
+#[test]
+fn forwarder_prints_both_public_urls() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let mut f = Forwarder::start(w.port, up.port, &[]).unwrap();
+    let path_url = format!("http://127.0.0.1:{}/{}", w.port, f.id);
+    let sub_url = format!("http://{}.localhost:{}", f.id, w.port);
+    f.proc
+        .wait_for_line(&path_url, Duration::from_secs(10))
+        .unwrap();
+    f.proc
+        .wait_for_line(&sub_url, Duration::from_secs(10))
+        .unwrap();
+}
+
+#[test]
+fn all_methods_and_query_strings_both_forms() {
+    let (w, up, f) = tunnel(&[]);
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] {
+        let body: &[u8] = if matches!(method, "POST" | "PUT" | "PATCH") {
+            b"payload"
+        } else {
+            b""
+        };
+        let r = http(
+            w.port,
+            method,
+            &format!("/{}/echo/a?x=1&y=%20z", f.id),
+            &path_host(w),
+            &[],
+            body,
+        )
+        .unwrap();
+        assert_eq!(r.status(), 200, "{method} path form: {}", r.text());
+        assert_eq!(r.header("x-echo-method"), Some(method));
+        assert_eq!(r.header("x-echo-uri"), Some("/echo/a?x=1&y=%20z"));
+        if method != "HEAD" {
+            assert_eq!(r.body, body, "{method} body");
+        }
+        let r = http(
+            w.port,
+            method,
+            "/echo/b?q=2",
+            &sub_host(w, &f.id),
+            &[],
+            body,
+        )
+        .unwrap();
+        assert_eq!(r.status(), 200, "{method} subdomain form: {}", r.text());
+        assert_eq!(r.header("x-echo-uri"), Some("/echo/b?q=2"));
+    }
+    let got = up.last("PATCH /echo/b").unwrap();
+    assert_eq!(got.body, b"payload");
+}
+
+#[test]
+fn binary_body_of_one_mib_round_trips_byte_exact() {
+    let (w, up, f) = tunnel(&[]);
+    let body = random_bytes(1024 * 1024, 0xfeed);
+    let r = http(
+        w.port,
+        "POST",
+        &format!("/{}/echo/bin", f.id),
+        &path_host(w),
+        &[("Content-Type", "application/octet-stream")],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(up.last("POST /echo/bin").unwrap().body.len(), body.len());
+    assert!(
+        up.last("POST /echo/bin").unwrap().body == body,
+        "local service got the exact bytes"
+    );
+    assert!(r.body == body, "caller got the exact bytes back");
+}
+
+#[test]
+fn headers_multi_values_hop_by_hop_and_forwarded() {
+    let (w, up, f) = tunnel(&[]);
+    let r = http(w.port, "GET", "/cookies", &sub_host(w, &f.id), &[], b"").unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.all("set-cookie"), vec!["a=1; Path=/", "b=2; Path=/"]);
+    // Plain multi-value headers may be folded into one line on the way.
+    assert_eq!(r.all("x-multi").join(", "), "one, two", "{:?}", r.headers);
+    assert_eq!(
+        r.header("keep-alive"),
+        None,
+        "hop-by-hop header relayed: {:?}",
+        r.headers
+    );
+    assert_eq!(r.header("proxy-authenticate"), None);
+
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/headers", f.id),
+        &path_host(w),
+        &[
+            ("Accept", "text/a"),
+            ("Accept", "text/b"),
+            ("Upgrade", "h2c"),
+            ("TE", "trailers"),
+            ("Keep-Alive", "timeout=1"),
+            ("Proxy-Authorization", "Basic x"),
+            ("X-Custom", "kept"),
+        ],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = up.last("GET /headers").unwrap();
+    assert_eq!(got.header("x-custom"), Some("kept"));
+    assert!(
+        got.all("accept").join(",").contains("text/a")
+            && got.all("accept").join(",").contains("text/b")
+    );
+    // (workerd consumes `Connection` itself; names it lists are dropped by
+    // the edge too, see tunnel-proto's header unit tests.)
+    for hop in ["keep-alive", "proxy-authorization", "upgrade", "te"] {
+        assert_eq!(got.header(hop), None, "{hop} reached the local service");
+    }
+    assert_eq!(
+        got.header("host"),
+        Some(format!("127.0.0.1:{}", up.port).as_str())
+    );
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(got.header("x-forwarded-host"), Some(path_host(w).as_str()));
+}
+
+#[test]
+fn path_form_rewrites_the_page_so_assets_and_fetch_resolve() {
+    let (w, _up, f) = tunnel(&[]);
+    let prefix = format!("/{}", f.id);
+    let page = http(
+        w.port,
+        "GET",
+        &format!("{prefix}/page"),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text();
+    let css_href = format!("href=\"{prefix}/style.css\"");
+    let js_src = format!("src=\"{prefix}/app.js\"");
+    assert!(html.contains(&css_href) && html.contains(&js_src), "{html}");
+    // Every rewritten URL resolves through the tunnel.
+    let css = http(
+        w.port,
+        "GET",
+        &format!("{prefix}/style.css"),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(
+        css.text(),
+        PAGE_CSS.replace("url(/", &format!("url({prefix}/"))
+    );
+    let js = http(
+        w.port,
+        "GET",
+        &format!("{prefix}/app.js"),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert!(
+        js.text().contains(&format!("fetch('{prefix}/api')")),
+        "{}",
+        js.text()
+    );
+    let api = http(
+        w.port,
+        "GET",
+        &format!("{prefix}/api"),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(api.text(), r#"{"ok":"api reached"}"#);
+    // Redirects stay under the prefix; the subdomain form is not rewritten.
+    let r = http(
+        w.port,
+        "GET",
+        &format!("{prefix}/redirect"),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("{prefix}/echo/target").as_str())
+    );
+    let sub = http(w.port, "GET", "/page", &sub_host(w, &f.id), &[], b"").unwrap();
+    assert!(sub.text().contains("href=\"/style.css\""));
+}
+
+#[test]
+fn hundred_concurrent_requests_each_get_their_own_answer() {
+    let (w, _up, f) = tunnel(&[]);
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let id = f.id.clone();
+            let port = w.port;
+            std::thread::spawn(move || {
+                let body = format!("request number {i}").repeat(i + 1);
+                let r = http(
+                    port,
+                    "POST",
+                    &format!("/{id}/echo?i={i}"),
+                    &format!("127.0.0.1:{port}"),
+                    &[],
+                    body.as_bytes(),
+                )
+                .unwrap();
+                assert_eq!(r.status(), 200, "request {i}: {}", r.text());
+                assert_eq!(
+                    r.header("x-echo-uri"),
+                    Some(format!("/echo?i={i}").as_str())
+                );
+                assert_eq!(r.text(), body, "request {i} got someone else's answer");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn edge_outcomes_404_413_504_and_local_errors() {
+    let (w, _up, f) = tunnel(&[]);
+    // Unknown tunnel ids, both forms; malformed ids.
+    for (path, host) in [
+        ("/zzzzzzzzzzzz/x".to_string(), path_host(w)),
+        ("/x".to_string(), sub_host(w, "zzzzzzzzzzzz")),
+        ("/nope".to_string(), path_host(w)),
+    ] {
+        let r = http(w.port, "GET", &path, &host, &[], b"").unwrap();
+        assert_eq!(r.status(), 404, "{path} on {host}: {}", r.text());
+    }
+    // Over the 2 MiB default limit.
+    let big = vec![7u8; 2 * 1024 * 1024 + 1];
+    let r = http(
+        w.port,
+        "POST",
+        &format!("/{}/echo", f.id),
+        &path_host(w),
+        &[],
+        &big,
+    )
+    .unwrap();
+    assert_eq!(r.status(), 413, "{}", r.text());
+    // Local service slower than the edge's timeout.
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/slow?ms={}", f.id, TIMEOUT_MS + 3000),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 504, "{}", r.text());
+    // The tunnel still serves after the timed-out request; its late answer is dropped.
+    std::thread::sleep(Duration::from_millis(3500));
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo/after", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.header("x-echo-uri"), Some("/echo/after"));
+    // Local statuses are relayed as they are.
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/status/418", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 418);
+    let r = http(
+        w.port,
+        "DELETE",
+        &format!("/{}/status/204", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+#[test]
+fn local_service_down_is_503_and_local_timeout_is_504() {
+    let w = worker();
+    let mut f = Forwarder::start(w.port, free_port(), &[]).unwrap();
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/x", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 503, "{}", r.text());
+    assert!(
+        r.text().contains("local_service_unavailable"),
+        "{}",
+        r.text()
+    );
+    f.proc
+        .wait_for_line("GET     /x -> 503", Duration::from_secs(10))
+        .unwrap();
+
+    let up = Upstream::start().unwrap();
+    let f = Forwarder::start(w.port, up.port, &["--request-timeout", "1"]).unwrap();
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/slow?ms=2500", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 504, "{}", r.text());
+    assert!(r.text().contains("timeout"), "{}", r.text());
+}
+
+#[test]
+fn console_shows_one_line_per_request() {
+    let (w, _up, mut f) = tunnel(&[]);
+    http(
+        w.port,
+        "PUT",
+        &format!("/{}/echo/console?z=1", f.id),
+        &path_host(w),
+        &[],
+        b"x",
+    )
+    .unwrap();
+    let line = f
+        .proc
+        .wait_for_line("/echo/console?z=1", Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        line.contains("PUT") && line.contains("-> 200") && line.contains(" ms)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn killed_forwarder_gives_502_and_a_restarted_one_serves_again() {
+    let (w, _up, mut f) = tunnel(&[]);
+    let id = f.id.clone();
+    let port = w.port;
+    let pending = std::thread::spawn(move || {
+        http(
+            port,
+            "GET",
+            &format!("/{id}/slow?ms=20000"),
+            &format!("127.0.0.1:{port}"),
+            &[],
+            b"",
+        )
+        .unwrap()
+    });
+    // The request reached the local service through the forwarder: kill it mid-request.
+    f.proc.wait_for_line("", Duration::from_millis(1)).ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    f.proc.kill();
+    let r = pending.join().unwrap();
+    assert_eq!(r.status(), 502, "{}", r.text());
+    // The tunnel is known but its forwarder is gone.
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 502, "{}", r.text());
+    // A restarted forwarder serves again (on a new tunnel id, as in v1).
+    let (w, _up2, f2) = tunnel(&[]);
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo/again", f2.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.header("x-echo-uri"), Some("/echo/again"));
+}
+
+#[test]
+fn ctrl_c_closes_the_tunnel_cleanly() {
+    let (w, _up, mut f) = tunnel(&[]);
+    f.interrupt();
+    f.proc
+        .wait_for_line("Tunnel closed", Duration::from_secs(10))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = f.proc.try_wait() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ttf did not exit after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo", f.id),
+        &path_host(w),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 502, "{}", r.text());
+}
