@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-pub mod tunnel;
-
 pub mod postgres;
 pub mod tunnel;
 
