@@ -170,12 +170,18 @@ impl SpecClient {
     /// The next response that matched no pending request (e.g. errors to
     /// payloads without an id).
     pub async fn unmatched_response(&mut self, timeout: Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, self.unmatched.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.unmatched.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The next notification, if one arrives within `timeout`.
     pub async fn notification(&mut self, timeout: Duration) -> Option<Message> {
-        tokio::time::timeout(timeout, self.notifications.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.notifications.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Disconnect cleanly.

@@ -4,13 +4,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn now_rfc3339() -> String {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     format_unix_millis(since.as_millis() as i64)
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_seconds() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
 }
 
 /// Format milliseconds since the Unix epoch as RFC 3339 UTC.
@@ -42,7 +47,13 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(format_unix_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_unix_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(format_unix_millis(1_700_000_000_000), "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            format_unix_millis(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            format_unix_millis(1_700_000_000_000),
+            "2023-11-14T22:13:20.000Z"
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use mqttspec_proto::filter::between_bounds;
 use mqttspec_proto::response::{failure, notification, pong, success};
 use mqttspec_proto::topic::{notify_topic, response_topic};
-use mqttspec_proto::{require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row};
+use mqttspec_proto::{
+    require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row,
+};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -115,7 +117,12 @@ impl Handler {
 
     /// The embedded broker accepted `client_id` with `username`; runs the
     /// connect hooks. `Err` refuses the connection.
-    pub fn client_connecting(&self, client_id: &str, username: &str, password: &str) -> Result<(), HookError> {
+    pub fn client_connecting(
+        &self,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), HookError> {
         let mut ctx = HookContext {
             client_id: client_id.to_string(),
             username: Some(username.to_string()),
@@ -142,7 +149,10 @@ impl Handler {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
         let dropped = self.subs().remove_client(client_id);
-        self.usernames.lock().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+        self.usernames
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(client_id);
         tracing::info!(client_id, subscriptions = dropped.len(), "client gone");
         if let Err(e) = self.hooks.run(HookPoint::AfterDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "AfterDisconnect hook failed");
@@ -187,7 +197,11 @@ impl Handler {
             Ok(v) => v,
             Err(e) => {
                 let reason = format!("payload is not JSON ({e}): send one JSON object per message");
-                return self.respond_failure(client_id, None, fail(ErrorCode::InvalidMessage, reason));
+                return self.respond_failure(
+                    client_id,
+                    None,
+                    fail(ErrorCode::InvalidMessage, reason),
+                );
             }
         };
         let id = value.get("id").and_then(Value::as_str).map(str::to_string);
@@ -195,7 +209,11 @@ impl Handler {
             Ok(m) => m,
             Err(e) => {
                 let reason = format!("message fields have wrong types or values: {e}");
-                return self.respond_failure(client_id, id, fail(ErrorCode::InvalidMessage, reason));
+                return self.respond_failure(
+                    client_id,
+                    id,
+                    fail(ErrorCode::InvalidMessage, reason),
+                );
             }
         };
         if self.subs().touch(client_id) {
@@ -232,7 +250,10 @@ impl Handler {
 
     async fn dispatch(&self, client_id: &str, message: Message) -> Result<Answer, Failure> {
         if message.id.as_deref().is_none_or(str::is_empty) {
-            return Err(fail(ErrorCode::InvalidMessage, "message has no \"id\": every request needs one"));
+            return Err(fail(
+                ErrorCode::InvalidMessage,
+                "message has no \"id\": every request needs one",
+            ));
         }
         let is_subscription = message.kind == Some(MessageType::Subscription);
         let operation = match (message.operation, is_subscription) {
@@ -270,8 +291,12 @@ impl Handler {
                 ),
             )
         })?;
-        let options = Options::from_value(message.options.as_ref())
-            .map_err(|e| fail(ErrorCode::InvalidOptions, format!("options are malformed: {e}")))?;
+        let options = Options::from_value(message.options.as_ref()).map_err(|e| {
+            fail(
+                ErrorCode::InvalidOptions,
+                format!("options are malformed: {e}"),
+            )
+        })?;
         check_options(&entity, &options)?;
         let mut ctx = self.base_context(client_id);
         ctx.operation = Some(operation);
@@ -320,17 +345,31 @@ impl Handler {
             .filter(|n| !o.omit_columns.as_ref().is_some_and(|c| c.contains(n)))
             .collect();
         if columns.is_empty() {
-            return Err(fail(ErrorCode::InvalidOptions, "columns and omit_columns leave no column to return"));
+            return Err(fail(
+                ErrorCode::InvalidOptions,
+                "columns and omit_columns leave no column to return",
+            ));
         }
-        let built = |r: Result<Statement, _>| r.map_err(|e| fail(ErrorCode::ReadError, format!("{e}")));
+        let built =
+            |r: Result<Statement, _>| r.map_err(|e| fail(ErrorCode::ReadError, format!("{e}")));
         if let Some(id) = &ctx.record_id {
             let filters = key_filters(entity, &o.filters, id)?;
-            let stmt = built(self.builder(entity).select(&columns, &filters, &[], Some(1), None))?;
-            let row = self.query(stmt, ErrorCode::ReadError).await?.into_iter().next();
+            let stmt = built(
+                self.builder(entity)
+                    .select(&columns, &filters, &[], Some(1), None),
+            )?;
+            let row = self
+                .query(stmt, ErrorCode::ReadError)
+                .await?
+                .into_iter()
+                .next();
             let row = row.ok_or_else(|| not_found(entity, id))?;
             return Ok((Value::Object(row), None));
         }
-        let stmt = built(self.builder(entity).select(&columns, &o.filters, &o.sort, o.limit, o.offset))?;
+        let stmt = built(
+            self.builder(entity)
+                .select(&columns, &o.filters, &o.sort, o.limit, o.offset),
+        )?;
         let rows = self.query(stmt, ErrorCode::ReadError).await?;
         let count_stmt = built(self.builder(entity).count(&o.filters))?;
         let total = self
@@ -353,22 +392,33 @@ impl Handler {
             .insert(&pairs)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let row = self.query(stmt, ErrorCode::CreateError).await?.into_iter().next();
-        let row = row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
+        let row = self
+            .query(stmt, ErrorCode::CreateError)
+            .await?
+            .into_iter()
+            .next();
+        let row =
+            row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
         self.notify(entity, Operation::Create, None, Some(&row));
         Ok((Value::Object(row), None))
     }
 
     async fn update(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
         let id = ctx.record_id.as_ref().ok_or_else(|| {
-            fail(ErrorCode::InvalidData, "update needs record_id (or the primary key in data)")
+            fail(
+                ErrorCode::InvalidData,
+                "update needs record_id (or the primary key in data)",
+            )
         })?;
         let pk = primary_key(entity)?;
         let mut data = data_object(ctx.data.as_ref(), "update")?.clone();
         data.remove(&pk.name);
         check_data_columns(entity, &data)?;
         if data.is_empty() {
-            return Err(fail(ErrorCode::InvalidData, "update has no field to change in data"));
+            return Err(fail(
+                ErrorCode::InvalidData,
+                "update has no field to change in data",
+            ));
         }
         let filters = key_filters(entity, &ctx.options.filters, id)?;
         let all: Vec<String> = entity.columns.iter().map(|c| c.name.clone()).collect();
@@ -382,9 +432,17 @@ impl Handler {
             .update(&pairs, &filters)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query(read_old, ErrorCode::UpdateError).await?.into_iter().next();
+        let old = self
+            .query(read_old, ErrorCode::UpdateError)
+            .await?
+            .into_iter()
+            .next();
         let old = old.ok_or_else(|| not_found(entity, id))?;
-        let new = self.query(write, ErrorCode::UpdateError).await?.into_iter().next();
+        let new = self
+            .query(write, ErrorCode::UpdateError)
+            .await?
+            .into_iter()
+            .next();
         let new = new.ok_or_else(|| not_found(entity, id))?;
         self.notify(entity, Operation::Update, Some(&old), Some(&new));
         Ok((Value::Object(new), None))
@@ -392,7 +450,10 @@ impl Handler {
 
     async fn delete(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
         let id = ctx.record_id.as_ref().ok_or_else(|| {
-            fail(ErrorCode::InvalidData, "delete needs record_id (or the primary key in data)")
+            fail(
+                ErrorCode::InvalidData,
+                "delete needs record_id (or the primary key in data)",
+            )
         })?;
         let filters = key_filters(entity, &ctx.options.filters, id)?;
         let stmt = self
@@ -400,13 +461,22 @@ impl Handler {
             .delete(&filters)
             .map_err(|e| fail(ErrorCode::DeleteError, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query(stmt, ErrorCode::DeleteError).await?.into_iter().next();
+        let old = self
+            .query(stmt, ErrorCode::DeleteError)
+            .await?
+            .into_iter()
+            .next();
         let old = old.ok_or_else(|| not_found(entity, id))?;
         self.notify(entity, Operation::Delete, Some(&old), None);
         Ok((json!({"deleted": true}), None))
     }
 
-    fn subscribe(&self, client_id: &str, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
+    fn subscribe(
+        &self,
+        client_id: &str,
+        entity: &Entity,
+        ctx: &HookContext,
+    ) -> Result<Answer, Failure> {
         let mut subs = self.subs();
         let id = subs.next_id();
         subs.add(Subscription {
@@ -463,8 +533,18 @@ impl Handler {
         for sub in subs.on_entity(&entity.schema, &entity.name) {
             if let Some(row) = notification_for(&sub.filters, operation, old, new) {
                 let data = Value::Object(project(row, &sub.options));
-                let message = notification(operation, &sub.id, &entity.schema, &entity.name, data, ts.clone());
-                self.send(notify_topic(&self.config.prefix, &sub.client_id, &sub.id), &message);
+                let message = notification(
+                    operation,
+                    &sub.id,
+                    &entity.schema,
+                    &entity.name,
+                    data,
+                    ts.clone(),
+                );
+                self.send(
+                    notify_topic(&self.config.prefix, &sub.client_id, &sub.id),
+                    &message,
+                );
                 sent += 1;
             }
         }
@@ -475,7 +555,10 @@ impl Handler {
 fn not_found(entity: &Entity, id: &Value) -> Failure {
     fail(
         ErrorCode::NotFound,
-        format!("no record {id} in {} (or it is not visible to this request)", entity.full_name()),
+        format!(
+            "no record {id} in {} (or it is not visible to this request)",
+            entity.full_name()
+        ),
     )
 }
 
@@ -483,14 +566,20 @@ fn primary_key(entity: &Entity) -> Result<&crate::db::Column, Failure> {
     entity.primary_key().ok_or_else(|| {
         fail(
             ErrorCode::InvalidModel,
-            format!("{} has no single-column primary key: records cannot be addressed", entity.full_name()),
+            format!(
+                "{} has no single-column primary key: records cannot be addressed",
+                entity.full_name()
+            ),
         )
     })
 }
 
 fn key_filters(entity: &Entity, filters: &[Filter], id: &Value) -> Result<Vec<Filter>, Failure> {
     let pk = primary_key(entity)?;
-    Ok(require_filter(filters, Filter::new(pk.name.clone(), FilterOp::Eq, id.clone())))
+    Ok(require_filter(
+        filters,
+        Filter::new(pk.name.clone(), FilterOp::Eq, id.clone()),
+    ))
 }
 
 /// `record_id` if present, else the primary key (or `id`) in `data`.
@@ -500,12 +589,19 @@ fn record_id(message: &Message, entity: &Entity) -> Option<Value> {
     }
     let data = message.data.as_ref()?.as_object()?;
     let pk = entity.primary_key().map_or("id", |c| c.name.as_str());
-    data.get(pk).or_else(|| data.get("id")).filter(|v| !v.is_null()).cloned()
+    data.get(pk)
+        .or_else(|| data.get("id"))
+        .filter(|v| !v.is_null())
+        .cloned()
 }
 
 fn data_object<'a>(data: Option<&'a Value>, op: &str) -> Result<&'a Row, Failure> {
-    data.and_then(Value::as_object)
-        .ok_or_else(|| fail(ErrorCode::InvalidData, format!("{op} needs an object of column values in data")))
+    data.and_then(Value::as_object).ok_or_else(|| {
+        fail(
+            ErrorCode::InvalidData,
+            format!("{op} needs an object of column values in data"),
+        )
+    })
 }
 
 fn unknown_column(entity: &Entity, name: &str, place: &str) -> Failure {
@@ -529,7 +625,10 @@ fn check_data_columns(entity: &Entity, data: &Row) -> Result<(), Failure> {
 
 /// Check every column name and filter operand shape of `options`.
 pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> {
-    if let Some(name) = options.referenced_columns().find(|c| entity.column(c).is_none()) {
+    if let Some(name) = options
+        .referenced_columns()
+        .find(|c| entity.column(c).is_none())
+    {
         return Err(unknown_column(entity, name, "options"));
     }
     for f in &options.filters {
@@ -549,7 +648,12 @@ pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> 
             };
             return Err(fail(
                 ErrorCode::InvalidFilter,
-                format!("filter on {:?} with {} needs {wants}, got {}", f.column, f.operator.as_str(), f.value),
+                format!(
+                    "filter on {:?} with {} needs {wants}, got {}",
+                    f.column,
+                    f.operator.as_str(),
+                    f.value
+                ),
             ));
         }
     }

@@ -212,7 +212,9 @@ mod tests {
                 ctx.data = Some(serde_json::json!({"a": 1}));
                 Ok(())
             }))
-            .with(on(HookPoint::BeforeRead, |_| Err(HookError::reject("no reads"))));
+            .with(on(HookPoint::BeforeRead, |_| {
+                Err(HookError::reject("no reads"))
+            }));
         let mut ctx = HookContext::default();
         hooks.run(HookPoint::BeforeCreate, &mut ctx).unwrap();
         assert_eq!(ctx.data.as_ref().unwrap()["a"], 1);

@@ -120,7 +120,11 @@ impl JwtAuth {
                     return Err(auth_error("token signature is invalid"));
                 }
             }
-            (_, alg) => return Err(auth_error(format!("token algorithm {alg:?} is not accepted"))),
+            (_, alg) => {
+                return Err(auth_error(format!(
+                    "token algorithm {alg:?} is not accepted"
+                )))
+            }
         }
         let claims: Map<String, Value> = serde_json::from_slice(&b64(payload, "payload")?)
             .map_err(|_| auth_error("token payload is not a JSON object"))?;
@@ -182,7 +186,11 @@ mod tests {
         let forged = sign_hs256(b"other", &json!({"sub": "u1"}));
         assert_eq!(auth.verify(&forged).unwrap_err().code, ErrorCode::AuthError);
         let expired = sign_hs256(b"s3cret", &json!({"exp": 1000}));
-        assert!(auth.verify(&expired).unwrap_err().message.contains("expired"));
+        assert!(auth
+            .verify(&expired)
+            .unwrap_err()
+            .message
+            .contains("expired"));
         assert!(auth.verify("not-a-token").is_err());
         assert!(auth.verify("a.b.c.d").is_err());
         let mut ctx = HookContext::default();
@@ -197,7 +205,10 @@ mod tests {
     fn jwks_must_hold_rsa_keys() {
         assert!(JwtAuth::from_jwks(r#"{"keys": []}"#).is_err());
         assert!(JwtAuth::from_jwks(r#"{"keys": [{"kty": "RSA", "kid": "k"}]}"#).is_err());
-        let auth = JwtAuth::from_jwks(r#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#).unwrap();
+        let auth = JwtAuth::from_jwks(
+            r#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#,
+        )
+        .unwrap();
         let hs = sign_hs256(b"x", &json!({}));
         assert!(auth.verify(&hs).unwrap_err().message.contains("HS256"));
     }

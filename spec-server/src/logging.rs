@@ -66,12 +66,17 @@ impl<S: Subscriber> Layer<S> for DisconnectLayer {
 /// filtered by `RUST_LOG` (default `info,rumqttd=warn`), plus the
 /// [`DisconnectLayer`]. Does nothing if a subscriber is already set.
 pub fn init(json: bool) {
-    let env = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn"));
-    let disconnects =
-        DisconnectLayer.with_filter(filter::filter_fn(|m| m.name() == DISCONNECT_SPAN && m.target().starts_with("rumqttd")));
+    let env = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn"))
+    };
+    let disconnects = DisconnectLayer.with_filter(filter::filter_fn(|m| {
+        m.name() == DISCONNECT_SPAN && m.target().starts_with("rumqttd")
+    }));
     let registry = tracing_subscriber::registry().with(disconnects);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = if json {
         registry.with(fmt.json().with_filter(env())).try_init()
     } else {

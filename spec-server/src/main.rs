@@ -89,7 +89,8 @@ fn hooks(args: &Args) -> anyhow::Result<Hooks> {
     let auth = match (&args.jwt_secret, &args.jwks) {
         (Some(secret), _) => Some(JwtAuth::hs256(secret.as_bytes().to_vec())),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read JWKS {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read JWKS {}", path.display()))?;
             Some(JwtAuth::from_jwks(&text)?)
         }
         (None, None) => None,
@@ -99,7 +100,10 @@ fn hooks(args: &Args) -> anyhow::Result<Hooks> {
         hooks = hooks.with(auth);
     }
     if let Some(column) = &args.tenant_column {
-        anyhow::ensure!(has_auth, "--tenant-column needs --jwt-secret or --jwks (the tenant comes from the token)");
+        anyhow::ensure!(
+            has_auth,
+            "--tenant-column needs --jwt-secret or --jwks (the tenant comes from the token)"
+        );
         hooks = hooks.with(Tenancy::new(column.clone(), args.tenant_claim.clone()));
     }
     Ok(hooks)
@@ -127,7 +131,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             mqtt_listen: args.mqtt_listen,
             ws_listen: match args.ws_listen.as_str() {
                 "off" | "" => None,
-                addr => Some(addr.parse().with_context(|| format!("--ws-listen {addr:?} is not HOST:PORT"))?),
+                addr => Some(
+                    addr.parse()
+                        .with_context(|| format!("--ws-listen {addr:?} is not HOST:PORT"))?,
+                ),
             },
             max_packet,
             require_login,

@@ -40,7 +40,10 @@ pub struct Registry {
 impl Registry {
     /// Discover the entities of `db`, keeping only those `config` lists.
     /// A listed entity missing from the database is an error.
-    pub async fn load(db: &dyn Database, config: Option<&ModelsConfig>) -> Result<Registry, DbError> {
+    pub async fn load(
+        db: &dyn Database,
+        config: Option<&ModelsConfig>,
+    ) -> Result<Registry, DbError> {
         let mut entities = db.entities().await?;
         if let Some(config) = config {
             let wanted: HashSet<&str> = config.entities.iter().map(String::as_str).collect();
@@ -48,7 +51,9 @@ impl Registry {
             let found: HashSet<String> = entities.iter().map(Entity::full_name).collect();
             let missing: Vec<&&str> = wanted.iter().filter(|w| !found.contains(**w)).collect();
             if !missing.is_empty() {
-                return Err(DbError(format!("models file lists entities the database lacks: {missing:?}")));
+                return Err(DbError(format!(
+                    "models file lists entities the database lacks: {missing:?}"
+                )));
             }
         }
         Ok(Registry {

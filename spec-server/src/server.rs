@@ -61,15 +61,22 @@ pub struct RunningServer {
 
 /// Open the database, prepare it, and start serving.
 pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<RunningServer> {
-    let db: Arc<dyn Database> = Arc::from(db::open(&config.database).await.context("opening the database")?);
+    let db: Arc<dyn Database> = Arc::from(
+        db::open(&config.database)
+            .await
+            .context("opening the database")?,
+    );
     if let Some(path) = &config.schema_file {
-        let sql = std::fs::read_to_string(path).with_context(|| format!("cannot read schema file {}", path.display()))?;
+        let sql = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read schema file {}", path.display()))?;
         db.execute_script(&sql)
             .await
             .with_context(|| format!("schema file {} failed", path.display()))?;
     }
     if config.demo {
-        crate::demo::seed(db.as_ref()).await.context("seeding the demo data")?;
+        crate::demo::seed(db.as_ref())
+            .await
+            .context("seeding the demo data")?;
     }
     let registry = Registry::load(db.as_ref(), config.models.as_ref())
         .await
@@ -95,7 +102,14 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
             embedded::start(e, &config.prefix, Arc::clone(&handler), events_tx, out_rx).await?;
         }
         BrokerMode::External(e) => {
-            external::start(e, &config.prefix, events_tx, out_rx, Duration::from_secs(30)).await?;
+            external::start(
+                e,
+                &config.prefix,
+                events_tx,
+                out_rx,
+                Duration::from_secs(30),
+            )
+            .await?;
         }
     }
     tokio::spawn(dispatch(Arc::clone(&handler), events_rx));
@@ -141,7 +155,11 @@ async fn dispatch(handler: Arc<Handler>, mut events: mpsc::UnboundedReceiver<Bro
 }
 
 /// Answer one client's requests in order; end after a quiet period.
-async fn worker(handler: Arc<Handler>, client_id: String, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn worker(
+    handler: Arc<Handler>,
+    client_id: String,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
     loop {
         match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
             Ok(Some(payload)) => handler.handle(&client_id, &payload).await,

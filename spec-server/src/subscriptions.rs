@@ -27,7 +27,12 @@ pub struct Subscription {
 /// - update: when the new row matches, or the old one did (the row left
 ///   the filter: the client sees it no longer matches and drops it);
 /// - delete: when the old row matched (data is the deleted row).
-pub fn notification_for(filters: &[Filter], operation: Operation, old: Option<&Row>, new: Option<&Row>) -> Option<Row> {
+pub fn notification_for(
+    filters: &[Filter],
+    operation: Operation,
+    old: Option<&Row>,
+    new: Option<&Row>,
+) -> Option<Row> {
     let hit = |row: Option<&Row>| row.is_some_and(|r| matches(filters, r));
     match operation {
         Operation::Create => hit(new).then(|| new.cloned()).flatten(),
@@ -41,7 +46,10 @@ pub fn notification_for(filters: &[Filter], operation: Operation, old: Option<&R
 pub fn project(row: Row, options: &Options) -> Row {
     let keep = |name: &String| {
         options.columns.as_ref().is_none_or(|c| c.contains(name))
-            && !options.omit_columns.as_ref().is_some_and(|o| o.contains(name))
+            && !options
+                .omit_columns
+                .as_ref()
+                .is_some_and(|o| o.contains(name))
     };
     row.into_iter().filter(|(k, _)| keep(k)).collect()
 }
@@ -57,7 +65,9 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Note activity of `client_id`; returns true the first time it is seen.
     pub fn touch(&mut self, client_id: &str) -> bool {
-        self.last_seen.insert(client_id.to_string(), Instant::now()).is_none()
+        self.last_seen
+            .insert(client_id.to_string(), Instant::now())
+            .is_none()
     }
 
     /// Whether `client_id` has been seen (and not dropped since).
@@ -72,7 +82,11 @@ impl Subscriptions {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .subsec_nanos();
-        format!("sub-{}-{:08x}", self.counter, nanos ^ (std::process::id() << 8))
+        format!(
+            "sub-{}-{:08x}",
+            self.counter,
+            nanos ^ (std::process::id() << 8)
+        )
     }
 
     /// Add a subscription.
@@ -110,7 +124,11 @@ impl Subscriptions {
     }
 
     /// Subscriptions on `schema.entity`.
-    pub fn on_entity<'a>(&'a self, schema: &'a str, entity: &'a str) -> impl Iterator<Item = &'a Subscription> {
+    pub fn on_entity<'a>(
+        &'a self,
+        schema: &'a str,
+        entity: &'a str,
+    ) -> impl Iterator<Item = &'a Subscription> {
         self.by_id
             .values()
             .filter(move |s| s.schema == schema && s.entity == entity)
@@ -146,7 +164,9 @@ mod tests {
         assert!(notification_for(&f, Operation::Create, None, Some(&inactive)).is_none());
         let left = notification_for(&f, Operation::Update, Some(&active), Some(&inactive)).unwrap();
         assert_eq!(left["status"], "inactive");
-        assert!(notification_for(&f, Operation::Update, Some(&inactive), Some(&inactive)).is_none());
+        assert!(
+            notification_for(&f, Operation::Update, Some(&inactive), Some(&inactive)).is_none()
+        );
         assert!(notification_for(&f, Operation::Update, Some(&inactive), Some(&active)).is_some());
         assert!(notification_for(&f, Operation::Delete, Some(&active), None).is_some());
         assert!(notification_for(&f, Operation::Delete, Some(&inactive), None).is_none());
@@ -174,7 +194,10 @@ mod tests {
         assert!(subs.is_empty());
         let projected = project(
             row(json!({"a": 1, "b": 2, "c": 3})),
-            &Options { omit_columns: Some(vec!["b".into()]), ..Options::default() },
+            &Options {
+                omit_columns: Some(vec!["b".into()]),
+                ..Options::default()
+            },
         );
         assert_eq!(Value::Object(projected), json!({"a": 1, "c": 3}));
     }

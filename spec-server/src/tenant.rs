@@ -36,12 +36,18 @@ impl Tenancy {
 
 impl Hook for Tenancy {
     fn call(&self, point: HookPoint, ctx: &mut HookContext) -> Result<(), HookError> {
-        let has_column = ctx.entity.as_ref().is_some_and(|e| e.column(&self.column).is_some());
+        let has_column = ctx
+            .entity
+            .as_ref()
+            .is_some_and(|e| e.column(&self.column).is_some());
         if !has_column {
             return Ok(());
         }
         match point {
-            HookPoint::BeforeRead | HookPoint::BeforeUpdate | HookPoint::BeforeDelete | HookPoint::BeforeSubscribe => {
+            HookPoint::BeforeRead
+            | HookPoint::BeforeUpdate
+            | HookPoint::BeforeDelete
+            | HookPoint::BeforeSubscribe => {
                 let tenant = self.tenant(ctx)?;
                 let only_tenant = Filter::new(self.column.clone(), FilterOp::Eq, tenant);
                 ctx.options.filters = require_filter(&ctx.options.filters, only_tenant);

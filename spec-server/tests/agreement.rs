@@ -61,7 +61,11 @@ fn random_filter(rng: &mut Rng) -> Filter {
     let column = *rng.pick(&["n", "r", "s"]);
     let operator = *rng.pick(&FilterOp::ALL);
     let value = match operator {
-        FilterOp::In | FilterOp::NotIn => Value::Array((0..rng.below(4)).map(|_| random_operand(rng, column)).collect()),
+        FilterOp::In | FilterOp::NotIn => Value::Array(
+            (0..rng.below(4))
+                .map(|_| random_operand(rng, column))
+                .collect(),
+        ),
         FilterOp::Between => json!([random_operand(rng, column), random_operand(rng, column)]),
         FilterOp::Like | FilterOp::Ilike => json!(random_pattern(rng)),
         FilterOp::IsNull | FilterOp::IsNotNull => Value::Null,
@@ -79,7 +83,10 @@ async fn check_agreement(db: &dyn Database, create: &str, seed: u64) {
     let registry = Registry::load(db, None).await.expect("schema read");
     let entity = registry.find(Some("public"), "t").expect("entity public.t");
     let mut rng = Rng(seed);
-    let all: Vec<String> = ["id", "n", "r", "s"].iter().map(|s| s.to_string()).collect();
+    let all: Vec<String> = ["id", "n", "r", "s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for id in 1..=80 {
         let mut row = serde_json::Map::new();
         row.insert("id".into(), json!(id));
@@ -87,7 +94,9 @@ async fn check_agreement(db: &dyn Database, create: &str, seed: u64) {
             row.insert(c.into(), random_value(&mut rng, c));
         }
         let pairs: Vec<(&String, &Value)> = row.iter().collect();
-        let stmt = SqlBuilder::new(db.dialect(), &entity).insert(&pairs).expect("insert built");
+        let stmt = SqlBuilder::new(db.dialect(), &entity)
+            .insert(&pairs)
+            .expect("insert built");
         db.query(stmt.0, stmt.1).await.expect("row inserted");
     }
     let rows: Vec<Row> = {
@@ -98,7 +107,9 @@ async fn check_agreement(db: &dyn Database, create: &str, seed: u64) {
     };
     assert_eq!(rows.len(), 80);
     for round in 0..400 {
-        let filters: Vec<Filter> = (0..1 + rng.below(4)).map(|_| random_filter(&mut rng)).collect();
+        let filters: Vec<Filter> = (0..1 + rng.below(4))
+            .map(|_| random_filter(&mut rng))
+            .collect();
         let (sql, params) = SqlBuilder::new(db.dialect(), &entity)
             .select(&all, &filters, &[], None, None)
             .expect("select built");
@@ -109,7 +120,11 @@ async fn check_agreement(db: &dyn Database, create: &str, seed: u64) {
             .iter()
             .map(|r| r["id"].clone())
             .collect();
-        let from_matches: Vec<Value> = rows.iter().filter(|r| matches(&filters, r)).map(|r| r["id"].clone()).collect();
+        let from_matches: Vec<Value> = rows
+            .iter()
+            .filter(|r| matches(&filters, r))
+            .map(|r| r["id"].clone())
+            .collect();
         assert_eq!(
             from_sql,
             from_matches,
@@ -119,11 +134,26 @@ async fn check_agreement(db: &dyn Database, create: &str, seed: u64) {
     }
     for column in ["n", "r", "s"] {
         for direction in [Direction::Asc, Direction::Desc] {
-            let sort = vec![Sort { column: column.into(), direction }, Sort { column: "id".into(), direction: Direction::Asc }];
+            let sort = vec![
+                Sort {
+                    column: column.into(),
+                    direction,
+                },
+                Sort {
+                    column: "id".into(),
+                    direction: Direction::Asc,
+                },
+            ];
             let (sql, params) = SqlBuilder::new(db.dialect(), &entity)
                 .select(&all, &[], &sort, None, None)
                 .expect("select built");
-            let from_sql: Vec<Value> = db.query(sql, params).await.unwrap().iter().map(|r| r["id"].clone()).collect();
+            let from_sql: Vec<Value> = db
+                .query(sql, params)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect();
             let mut sorted = rows.clone();
             sorted.sort_by(|a, b| compare_rows(a, b, &sort));
             let expected: Vec<Value> = sorted.iter().map(|r| r["id"].clone()).collect();
@@ -137,15 +167,19 @@ async fn sqlite_sql_agrees_with_matches() {
     let db = db::open("sqlite::memory:").await.unwrap();
     let create = "CREATE TABLE public_t (id INTEGER PRIMARY KEY, n INTEGER, r REAL, s TEXT);";
     for seed in [1, 0x9e37_79b9_7f4a_7c15] {
-        db.execute_script("DROP TABLE IF EXISTS public_t;").await.unwrap();
+        db.execute_script("DROP TABLE IF EXISTS public_t;")
+            .await
+            .unwrap();
         check_agreement(db.as_ref(), create, seed).await;
     }
 }
 
 #[tokio::test]
 async fn postgres_sql_agrees_with_matches() {
-    let pg = Postgres::start("agree").expect("PostgreSQL starts (install the `postgresql` package)");
+    let pg =
+        Postgres::start("agree").expect("PostgreSQL starts (install the `postgresql` package)");
     let db = db::open(&pg.url()).await.unwrap();
-    let create = "CREATE TABLE public.t (id BIGINT PRIMARY KEY, n BIGINT, r DOUBLE PRECISION, s TEXT);";
+    let create =
+        "CREATE TABLE public.t (id BIGINT PRIMARY KEY, n BIGINT, r DOUBLE PRECISION, s TEXT);";
     check_agreement(db.as_ref(), create, 7).await;
 }

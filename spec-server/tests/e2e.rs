@@ -7,7 +7,9 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{client, code, extra_schema, ids, ok, operation_suite, start_server, subscribe_and_leave};
+use common::{
+    client, code, extra_schema, ids, ok, operation_suite, start_server, subscribe_and_leave,
+};
 use e2e::postgres::Postgres;
 use e2e::{free_port, Mosquitto};
 use serde_json::json;
@@ -21,7 +23,10 @@ const LINE_WAIT: Duration = Duration::from_secs(60);
 
 fn wait_gone(server: &mut common::Server, client_id: &str) {
     loop {
-        let line = server.proc.wait_for_line("client gone", LINE_WAIT).expect("client dropped");
+        let line = server
+            .proc
+            .wait_for_line("client gone", LINE_WAIT)
+            .expect("client dropped");
         if line.contains(client_id) {
             return;
         }
@@ -33,7 +38,15 @@ async fn embedded_broker_with_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let schema = extra_schema(dir.path(), false);
     let db = format!("sqlite:{}", dir.path().join("spec.db").display());
-    let args = ["--database", &db, "--demo", "--schema", &schema, "--max-payload", "65536"];
+    let args = [
+        "--database",
+        &db,
+        "--demo",
+        "--schema",
+        &schema,
+        "--max-payload",
+        "65536",
+    ];
     let mut server = start_server(&args, None).unwrap();
     operation_suite(server.port).await;
     subscribe_and_leave(server.port, "leaver-embedded").await;
@@ -47,8 +60,17 @@ async fn external_mosquitto_with_sqlite() {
     let schema = extra_schema(dir.path(), false);
     let url = format!("mqtt://127.0.0.1:{}", mosquitto.tcp_port);
     let args = [
-        "--broker-url", &url, "--database", "sqlite::memory:", "--demo", "--schema", &schema,
-        "--max-payload", "65536", "--subscription-ttl", "8",
+        "--broker-url",
+        &url,
+        "--database",
+        "sqlite::memory:",
+        "--demo",
+        "--schema",
+        &schema,
+        "--max-payload",
+        "65536",
+        "--subscription-ttl",
+        "8",
     ];
     let mut server = start_server(&args, Some(mosquitto.tcp_port)).unwrap();
     operation_suite(server.port).await;
@@ -61,17 +83,37 @@ async fn embedded_broker_with_postgres() {
     let pg = Postgres::start("spec").expect("PostgreSQL starts (install the `postgresql` package)");
     let schema = extra_schema(pg.dir(), true);
     let url = pg.url();
-    let args = ["--database", &url, "--demo", "--schema", &schema, "--max-payload", "65536"];
+    let args = [
+        "--database",
+        &url,
+        "--demo",
+        "--schema",
+        &schema,
+        "--max-payload",
+        "65536",
+    ];
     let server = start_server(&args, None).unwrap();
     operation_suite(server.port).await;
-    assert_eq!(pg.psql("SELECT count(*) FROM public.sensor_readings").unwrap(), "31");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM public.sensor_readings")
+            .unwrap(),
+        "31"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_auth_and_tenancy_hooks() {
     let dir = tempfile::tempdir().unwrap();
     let schema = extra_schema(dir.path(), false);
-    let args = ["--demo", "--schema", &schema, "--jwt-secret", "s3cret", "--tenant-column", "tenant_id"];
+    let args = [
+        "--demo",
+        "--schema",
+        &schema,
+        "--jwt-secret",
+        "s3cret",
+        "--tenant-column",
+        "tenant_id",
+    ];
     let server = start_server(&args, None).unwrap();
     let connect = |id: &str, token: Option<String>| {
         let mut options = ClientOptions::local(server.port, id);
@@ -80,44 +122,111 @@ async fn jwt_auth_and_tenancy_hooks() {
     };
     let token = |claims: serde_json::Value| Some(sign_hs256(b"s3cret", &claims));
     assert!(connect("anon", None).await.is_err(), "no token: refused");
-    assert!(connect("forged", Some(sign_hs256(b"wrong", &json!({"tenant_id": 1})))).await.is_err());
-    assert!(connect("expired", token(json!({"tenant_id": 1, "exp": 1000}))).await.is_err());
-    let t1 = connect("tenant-1", token(json!({"sub": "u1", "tenant_id": 1}))).await.unwrap();
-    let mut t2 = connect("tenant-2", token(json!({"sub": "u2", "tenant_id": 2}))).await.unwrap();
+    assert!(connect(
+        "forged",
+        Some(sign_hs256(b"wrong", &json!({"tenant_id": 1})))
+    )
+    .await
+    .is_err());
+    assert!(
+        connect("expired", token(json!({"tenant_id": 1, "exp": 1000})))
+            .await
+            .is_err()
+    );
+    let t1 = connect("tenant-1", token(json!({"sub": "u1", "tenant_id": 1})))
+        .await
+        .unwrap();
+    let mut t2 = connect("tenant-2", token(json!({"sub": "u2", "tenant_id": 2})))
+        .await
+        .unwrap();
     let items = |op: &str, extra: serde_json::Value| {
         let mut m = json!({"type": "request", "operation": op, "entity": "items"});
-        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         m
     };
-    let a1 = ok(&t1.request(items("create", json!({"data": {"name": "a1"}}))).await.unwrap());
+    let a1 = ok(&t1
+        .request(items("create", json!({"data": {"name": "a1"}})))
+        .await
+        .unwrap());
     assert_eq!(a1["tenant_id"], 1, "tenant stamped on create");
-    let a2 = ok(&t1.request(items("create", json!({"data": {"name": "a2", "tenant_id": 2}}))).await.unwrap());
-    assert_eq!(a2["tenant_id"], 1, "a client cannot write into another tenant");
-    let b1 = ok(&t2.request(items("create", json!({"data": {"name": "b1"}}))).await.unwrap());
-    assert_eq!(ids(&t2.request(items("read", json!({}))).await.unwrap()), vec![b1["id"].as_i64().unwrap()]);
+    let a2 = ok(&t1
+        .request(items(
+            "create",
+            json!({"data": {"name": "a2", "tenant_id": 2}}),
+        ))
+        .await
+        .unwrap());
+    assert_eq!(
+        a2["tenant_id"], 1,
+        "a client cannot write into another tenant"
+    );
+    let b1 = ok(&t2
+        .request(items("create", json!({"data": {"name": "b1"}})))
+        .await
+        .unwrap());
+    assert_eq!(
+        ids(&t2.request(items("read", json!({}))).await.unwrap()),
+        vec![b1["id"].as_i64().unwrap()]
+    );
     let a1_id = a1["id"].clone();
     for op in ["read", "delete"] {
-        let r = t2.request(items(op, json!({"record_id": a1_id}))).await.unwrap();
+        let r = t2
+            .request(items(op, json!({"record_id": a1_id})))
+            .await
+            .unwrap();
         assert_eq!(code(&r), "not_found", "{op} of another tenant's row");
     }
-    let r = t2.request(items("update", json!({"record_id": a1_id, "data": {"name": "stolen"}}))).await.unwrap();
+    let r = t2
+        .request(items(
+            "update",
+            json!({"record_id": a1_id, "data": {"name": "stolen"}}),
+        ))
+        .await
+        .unwrap();
     assert_eq!(code(&r), "not_found");
     let either = json!({"options": {"filters": [
         {"column": "name", "operator": "eq", "value": "a1"},
         {"column": "name", "operator": "eq", "value": "b1", "logic_operator": "OR"}]}});
-    assert_eq!(ids(&t1.request(items("read", either)).await.unwrap()), vec![a1_id.as_i64().unwrap()]);
+    assert_eq!(
+        ids(&t1.request(items("read", either)).await.unwrap()),
+        vec![a1_id.as_i64().unwrap()]
+    );
     let sub = t2
         .request(json!({"type": "subscription", "operation": "subscribe", "entity": "items"}))
         .await
         .unwrap();
     ok(&sub);
-    ok(&t1.request(items("create", json!({"data": {"name": "a3"}}))).await.unwrap());
-    ok(&t2.request(items("create", json!({"data": {"name": "b2"}}))).await.unwrap());
-    let n = t2.notification(Duration::from_secs(20)).await.expect("own tenant's notification");
-    assert_eq!(n.data.as_ref().unwrap()["name"], "b2", "other tenants' changes are not notified");
-    let users = t1.request(json!({"type": "request", "operation": "read", "entity": "users"})).await.unwrap();
-    assert_eq!(ids(&users).len(), 5, "entities without a tenant column are not filtered");
-    let no_tenant = connect("no-tenant", token(json!({"sub": "u3"}))).await.unwrap();
+    ok(&t1
+        .request(items("create", json!({"data": {"name": "a3"}})))
+        .await
+        .unwrap());
+    ok(&t2
+        .request(items("create", json!({"data": {"name": "b2"}})))
+        .await
+        .unwrap());
+    let n = t2
+        .notification(Duration::from_secs(20))
+        .await
+        .expect("own tenant's notification");
+    assert_eq!(
+        n.data.as_ref().unwrap()["name"],
+        "b2",
+        "other tenants' changes are not notified"
+    );
+    let users = t1
+        .request(json!({"type": "request", "operation": "read", "entity": "users"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&users).len(),
+        5,
+        "entities without a tenant column are not filtered"
+    );
+    let no_tenant = connect("no-tenant", token(json!({"sub": "u3"})))
+        .await
+        .unwrap();
     let r = no_tenant.request(items("read", json!({}))).await.unwrap();
     assert_eq!(code(&r), "unauthorized");
 }
@@ -139,14 +248,21 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
     let hooks = Hooks::new()
         .with(Recorder(std::sync::Mutex::new(tx)))
         .with(on(HookPoint::BeforeHandle, |ctx| {
-            let sensors = ctx.entity.as_ref().is_some_and(|e| e.name == "sensor_readings");
+            let sensors = ctx
+                .entity
+                .as_ref()
+                .is_some_and(|e| e.name == "sensor_readings");
             if ctx.client_id.starts_with("guest") && sensors {
                 return Err(HookError::unauthorized("guests cannot see sensors"));
             }
             Ok(())
         }))
         .with(on(HookPoint::BeforeCreate, |ctx| {
-            let name = ctx.data.as_ref().and_then(|d| d["name"].as_str()).unwrap_or("");
+            let name = ctx
+                .data
+                .as_ref()
+                .and_then(|d| d["name"].as_str())
+                .unwrap_or("");
             if name == "forbidden" {
                 return Err(HookError::reject("the name \"forbidden\" is not allowed"));
             }
@@ -187,9 +303,16 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
         .await
         .unwrap();
     assert_eq!(code(&sensors), "unauthorized");
-    let users = guest.request(json!({"type": "request", "operation": "read", "entity": "users"})).await.unwrap();
+    let users = guest
+        .request(json!({"type": "request", "operation": "read", "entity": "users"}))
+        .await
+        .unwrap();
     let rows = ok(&users);
-    assert_eq!(rows.as_array().map(Vec::len), Some(2), "BeforeRead forced limit 2");
+    assert_eq!(
+        rows.as_array().map(Vec::len),
+        Some(2),
+        "BeforeRead forced limit 2"
+    );
     assert_eq!(rows[0]["email"], "hidden", "AfterRead rewrote the result");
     assert_eq!(users.metadata.as_ref().unwrap()["total"], 5);
     let refused = guest
@@ -215,10 +338,15 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
             .unwrap());
     }
     ok(&guest
-        .request(json!({"type": "subscription", "operation": "unsubscribe", "subscription_id": sub_id}))
+        .request(
+            json!({"type": "subscription", "operation": "unsubscribe", "subscription_id": sub_id}),
+        )
         .await
         .unwrap());
-    ok(&guest.request(json!({"type": "subscription", "operation": "subscribe", "entity": "users"})).await.unwrap());
+    ok(&guest
+        .request(json!({"type": "subscription", "operation": "subscribe", "entity": "users"}))
+        .await
+        .unwrap());
     assert_eq!(running.handler.subscription_count(), 1);
     guest.disconnect().await.unwrap();
     let mut seen = Vec::new();
@@ -228,9 +356,17 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
             Err(_) => panic!("no AfterDisconnect hook; hooks run: {seen:?}"),
         }
     }
-    assert_eq!(seen.first(), Some(&HookPoint::BeforeConnect), "connect hooks run first");
+    assert_eq!(
+        seen.first(),
+        Some(&HookPoint::BeforeConnect),
+        "connect hooks run first"
+    );
     for point in HookPoint::ALL {
         assert!(seen.contains(&point), "{point:?} never ran; saw {seen:?}");
     }
-    assert_eq!(running.handler.subscription_count(), 0, "subscriptions dropped on disconnect");
+    assert_eq!(
+        running.handler.subscription_count(),
+        0,
+        "subscriptions dropped on disconnect"
+    );
 }

@@ -55,7 +55,9 @@ fn as_postgres(bin: &Path, tool: &str) -> Command {
 }
 
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd.output().with_context(|| format!("cannot run {what}: {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {what}: {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{what} failed ({}):\n{}\n{}",
@@ -72,14 +74,27 @@ impl Postgres {
     pub fn start(database: &str) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new().prefix("e2e-pg-").tempdir()?;
-        let chown = |path: &Path| run(Command::new("chown").args(["-R", "postgres:postgres"]).arg(path), "chown");
+        let chown = |path: &Path| {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(path),
+                "chown",
+            )
+        };
         chown(dir.path())?;
         let data = dir.path().join("data");
         run(
-            as_postgres(&bin, "initdb")
-                .args(["-D"])
-                .arg(&data)
-                .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]),
+            as_postgres(&bin, "initdb").args(["-D"]).arg(&data).args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]),
             "initdb",
         )?;
         let port = free_port();
@@ -118,14 +133,26 @@ impl Postgres {
 
     /// `postgres://postgres@127.0.0.1:PORT/DB`.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{}", self.port, self.database)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            self.port, self.database
+        )
     }
 
     /// Run SQL through `psql` (stops at the first error).
     pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
         let psql = self.bin.join("psql");
         let out = Command::new(&psql)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", &self.database])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                &self.database,
+            ])
             .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
             .output()
             .with_context(|| format!("cannot run {}", psql.display()))?;

@@ -69,8 +69,8 @@ pub fn coerce(value: &Value, kind: ValueKind) -> Option<Value> {
             _ => None,
         },
         (ValueKind::Bool, Value::Number(n)) => match n.as_f64() {
-            Some(x) if x == 1.0 => Some(Value::Bool(true)),
-            Some(x) if x == 0.0 => Some(Value::Bool(false)),
+            Some(1.0) => Some(Value::Bool(true)),
+            Some(0.0) => Some(Value::Bool(false)),
             _ => None,
         },
         (_, Value::Array(_) | Value::Object(_)) => None,
@@ -121,9 +121,7 @@ pub fn filter_matches(filter: &Filter, row: &Row) -> bool {
         FilterOp::Lt => holds(&filter.value, Ordering::is_lt),
         FilterOp::Lte => holds(&filter.value, Ordering::is_le),
         FilterOp::In => list(&filter.value).any(|v| holds(v, Ordering::is_eq)),
-        FilterOp::NotIn => list(&filter.value)
-            .filter_map(|v| cmp(v))
-            .all(Ordering::is_ne),
+        FilterOp::NotIn => list(&filter.value).filter_map(cmp).all(Ordering::is_ne),
         FilterOp::Between => match between_bounds(&filter.value) {
             Some((low, high)) => holds(low, Ordering::is_ge) && holds(high, Ordering::is_le),
             None => false,

@@ -3,7 +3,7 @@
 //! compiles to wasm32 and only depends on serde.
 //!
 //! - [`message`]: the one JSON message shape.
-//! - [`topic`]: `{prefix}/{client_id}/{request|response|notify/{id}}`.
+//! - [`topic`]: topic names, `{prefix}/{client_id}/request` and so on.
 //! - [`options`]: typed request options (filters, sort, paging, columns).
 //! - [`filter`]: filter evaluation ([`matches`]) and row ordering
 //!   ([`compare_rows`]) with the same semantics as the server's SQL.

@@ -225,14 +225,27 @@ pub fn require_filter(filters: &[Filter], extra: Filter) -> Vec<Filter> {
     let mut out: Vec<Filter> = Vec::with_capacity(filters.len() + 1);
     let groups = group_filters(filters);
     if groups.is_empty() {
-        return vec![Filter { logic_operator: Logic::And, ..extra }];
+        return vec![Filter {
+            logic_operator: Logic::And,
+            ..extra
+        }];
     }
     for group in groups {
         for (i, filter) in group.into_iter().enumerate() {
-            let logic = if i == 0 && !out.is_empty() { Logic::Or } else { Logic::And };
-            out.push(Filter { logic_operator: logic, ..filter.clone() });
+            let logic = if i == 0 && !out.is_empty() {
+                Logic::Or
+            } else {
+                Logic::And
+            };
+            out.push(Filter {
+                logic_operator: logic,
+                ..filter.clone()
+            });
         }
-        out.push(Filter { logic_operator: Logic::And, ..extra.clone() });
+        out.push(Filter {
+            logic_operator: Logic::And,
+            ..extra.clone()
+        });
     }
     out
 }

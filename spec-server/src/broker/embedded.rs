@@ -55,7 +55,9 @@ pub async fn start(
     mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
 ) -> anyhow::Result<()> {
     let mut v4 = server_settings("v4", config.mqtt_listen, &config);
-    let mut ws = config.ws_listen.map(|addr| server_settings("ws", addr, &config));
+    let mut ws = config
+        .ws_listen
+        .map(|addr| server_settings("ws", addr, &config));
     if config.require_login {
         for settings in std::iter::once(&mut v4).chain(ws.as_mut()) {
             let handler = Arc::clone(&handler);
@@ -93,39 +95,48 @@ pub async fn start(
     link_tx
         .subscribe(server_request_filter(prefix))
         .map_err(|e| anyhow::anyhow!("cannot subscribe the server's link: {e}"))?;
-    std::thread::Builder::new().name("rumqttd".into()).spawn(move || {
-        if let Err(e) = broker.start() {
-            tracing::error!(error = %e, "embedded broker stopped");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded broker stopped");
+            }
+        })?;
     let prefix_in = prefix.to_string();
     let requests = events.clone();
-    std::thread::Builder::new().name("link-rx".into()).spawn(move || loop {
-        match link_rx.recv() {
-            Ok(Some(Notification::Forward(forward))) => {
-                let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
-                if let Some(client_id) = client_id_of_request(&prefix_in, &topic) {
-                    let payload = forward.publish.payload.to_vec();
-                    if requests.send(BrokerEvent::Request { client_id, payload }).is_err() {
-                        return;
+    std::thread::Builder::new()
+        .name("link-rx".into())
+        .spawn(move || loop {
+            match link_rx.recv() {
+                Ok(Some(Notification::Forward(forward))) => {
+                    let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
+                    if let Some(client_id) = client_id_of_request(&prefix_in, &topic) {
+                        let payload = forward.publish.payload.to_vec();
+                        if requests
+                            .send(BrokerEvent::Request { client_id, payload })
+                            .is_err()
+                        {
+                            return;
+                        }
                     }
                 }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "embedded broker link closed");
+                    return;
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "embedded broker link closed");
-                return;
+        })?;
+    std::thread::Builder::new()
+        .name("link-tx".into())
+        .spawn(move || {
+            while let Some((topic, payload)) = outgoing.blocking_recv() {
+                if let Err(e) = link_tx.publish(topic, payload) {
+                    tracing::error!(error = %e, "cannot publish into the embedded broker");
+                    return;
+                }
             }
-        }
-    })?;
-    std::thread::Builder::new().name("link-tx".into()).spawn(move || {
-        while let Some((topic, payload)) = outgoing.blocking_recv() {
-            if let Err(e) = link_tx.publish(topic, payload) {
-                tracing::error!(error = %e, "cannot publish into the embedded broker");
-                return;
-            }
-        }
-    })?;
+        })?;
     let mut gone = crate::logging::watch_disconnects();
     tokio::spawn(async move {
         while let Some(client_id) = gone.recv().await {
@@ -145,7 +156,9 @@ async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    anyhow::bail!("the embedded broker does not listen on {addr} after 10 s: is the address in use?")
+    anyhow::bail!(
+        "the embedded broker does not listen on {addr} after 10 s: is the address in use?"
+    )
 }
 
 async fn probe(addr: SocketAddr) -> std::io::Result<()> {

@@ -50,13 +50,17 @@ pub struct BrokerUrl {
 
 /// Parse `mqtt://[user[:pass]@]host[:port]` (also `tcp://`, `mqtts://`, `ssl://`).
 pub fn parse_broker_url(url: &str) -> anyhow::Result<BrokerUrl> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| anyhow::anyhow!("broker URL {url:?} has no scheme: use mqtt://host:port or mqtts://host:port"))?;
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        anyhow::anyhow!(
+            "broker URL {url:?} has no scheme: use mqtt://host:port or mqtts://host:port"
+        )
+    })?;
     let tls = match scheme {
         "mqtt" | "tcp" => false,
         "mqtts" | "ssl" => true,
-        other => anyhow::bail!("broker URL scheme {other:?} is not supported: use mqtt:// or mqtts://"),
+        other => {
+            anyhow::bail!("broker URL scheme {other:?} is not supported: use mqtt:// or mqtts://")
+        }
     };
     let rest = rest.trim_end_matches('/');
     let (userinfo, hostport) = match rest.rsplit_once('@') {
@@ -96,7 +100,10 @@ fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
         .set_max_packet_size(config.max_packet, config.max_packet);
     let username = config.username.clone().or(url.username);
     if let Some(user) = username {
-        options.set_credentials(user, config.password.clone().or(url.password).unwrap_or_default());
+        options.set_credentials(
+            user,
+            config.password.clone().or(url.password).unwrap_or_default(),
+        );
     }
     if url.tls {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -105,7 +112,10 @@ fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
         let ca = std::fs::read(&ca_path).map_err(|e| {
-            anyhow::anyhow!("cannot read CA certificates {}: {e} (pass --broker-ca FILE)", ca_path.display())
+            anyhow::anyhow!(
+                "cannot read CA certificates {}: {e} (pass --broker-ca FILE)",
+                ca_path.display()
+            )
         })?;
         options.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
             ca,
@@ -152,7 +162,10 @@ pub async fn start(
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     if let Some(client_id) = client_id_of_request(&prefix, &publish.topic) {
                         let payload = publish.payload.to_vec();
-                        if events.send(BrokerEvent::Request { client_id, payload }).is_err() {
+                        if events
+                            .send(BrokerEvent::Request { client_id, payload })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -191,7 +204,10 @@ mod tests {
         assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 1884));
         let u = parse_broker_url("mqtts://me:p%40ss@broker.example:8884/").unwrap();
         assert_eq!((u.tls, u.port), (true, 8884));
-        assert_eq!((u.username.as_deref(), u.password.as_deref()), (Some("me"), Some("p%40ss")));
+        assert_eq!(
+            (u.username.as_deref(), u.password.as_deref()),
+            (Some("me"), Some("p%40ss"))
+        );
         assert_eq!(parse_broker_url("mqtt://host").unwrap().port, 1883);
         assert!(parse_broker_url("http://host").is_err());
         assert!(parse_broker_url("host:1883").is_err());

@@ -100,8 +100,10 @@ impl PostgresDb {
             format!("WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q")
         };
         let texts: Vec<Option<String>> = params.iter().map(Param::as_text).collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            texts.iter().map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = texts
+            .iter()
+            .map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
         let rows = self.client.query(&wrapped, &refs).await.map_err(db_err)?;
         rows.iter()
             .map(|r| {

@@ -42,9 +42,12 @@ impl<'a> SqlBuilder<'a> {
     }
 
     fn column(&self, name: &str) -> Result<&'a Column, DbError> {
-        self.entity
-            .column(name)
-            .ok_or_else(|| DbError(format!("column {name:?} is not a column of {}", self.entity.full_name())))
+        self.entity.column(name).ok_or_else(|| {
+            DbError(format!(
+                "column {name:?} is not a column of {}",
+                self.entity.full_name()
+            ))
+        })
     }
 
     fn table(&self) -> String {
@@ -88,7 +91,9 @@ impl<'a> SqlBuilder<'a> {
     /// The column for ordering comparisons (`COLLATE "C"` on PostgreSQL text).
     fn ordered(&self, column: &Column) -> String {
         match self.dialect {
-            Dialect::Postgres if is_text_type(&column.sql_type) => format!("{} COLLATE \"C\"", ident(&column.name)),
+            Dialect::Postgres if is_text_type(&column.sql_type) => {
+                format!("{} COLLATE \"C\"", ident(&column.name))
+            }
             _ => ident(&column.name),
         }
     }
@@ -103,7 +108,11 @@ impl<'a> SqlBuilder<'a> {
         let column = self.column(&filter.column)?;
         let name = ident(&column.name);
         let cmp = |b: &mut Self, op: &str, ordered: bool| {
-            let lhs = if ordered { b.ordered(column) } else { name.clone() };
+            let lhs = if ordered {
+                b.ordered(column)
+            } else {
+                name.clone()
+            };
             match b.value(column, &filter.value) {
                 Some(ph) => format!("{lhs} {op} {ph}"),
                 None => FALSE.to_string(),
@@ -119,7 +128,9 @@ impl<'a> SqlBuilder<'a> {
             FilterOp::Lt => cmp(self, "<", true),
             FilterOp::Lte => cmp(self, "<=", true),
             FilterOp::In | FilterOp::NotIn => {
-                let items: Vec<String> = list(&filter.value).filter_map(|v| self.value(column, v)).collect();
+                let items: Vec<String> = list(&filter.value)
+                    .filter_map(|v| self.value(column, v))
+                    .collect();
                 match (filter.operator, items.is_empty()) {
                     (FilterOp::In, true) => FALSE.to_string(),
                     (_, true) => format!("{name} IS NOT NULL"),
@@ -129,8 +140,9 @@ impl<'a> SqlBuilder<'a> {
             }
             FilterOp::Between => {
                 // Both bounds are converted before either is bound.
-                let bounds = between_bounds(&filter.value)
-                    .and_then(|(low, high)| Some((coerce(low, column.kind)?, coerce(high, column.kind)?)));
+                let bounds = between_bounds(&filter.value).and_then(|(low, high)| {
+                    Some((coerce(low, column.kind)?, coerce(high, column.kind)?))
+                });
                 match bounds {
                     Some((low, high)) => {
                         let low = self.compared_param(column, Param::from_json(&low));
@@ -158,7 +170,10 @@ impl<'a> SqlBuilder<'a> {
     pub fn where_clause(&mut self, filters: &[Filter]) -> Result<String, DbError> {
         let mut groups = Vec::new();
         for group in group_filters(filters) {
-            let preds: Vec<String> = group.iter().map(|f| self.predicate(f)).collect::<Result<_, _>>()?;
+            let preds: Vec<String> = group
+                .iter()
+                .map(|f| self.predicate(f))
+                .collect::<Result<_, _>>()?;
             groups.push(format!("({})", preds.join(" AND ")));
         }
         Ok(if groups.is_empty() {
@@ -172,10 +187,15 @@ impl<'a> SqlBuilder<'a> {
     fn order_by(&self, sort: &[Sort]) -> Result<String, DbError> {
         let mut keys = Vec::new();
         let mut used: Vec<&str> = Vec::new();
-        let pk = self.entity.columns.iter().filter(|c| c.primary).map(|c| Sort {
-            column: c.name.clone(),
-            direction: Direction::Asc,
-        });
+        let pk = self
+            .entity
+            .columns
+            .iter()
+            .filter(|c| c.primary)
+            .map(|c| Sort {
+                column: c.name.clone(),
+                direction: Direction::Asc,
+            });
         let all: Vec<Sort> = sort.iter().cloned().chain(pk).collect();
         for key in &all {
             if used.contains(&key.column.as_str()) {
@@ -221,7 +241,9 @@ impl<'a> SqlBuilder<'a> {
         sql += &self.order_by(sort)?;
         match (limit, offset) {
             (Some(l), o) => sql += &format!(" LIMIT {l} OFFSET {}", o.unwrap_or(0)),
-            (None, Some(o)) if self.dialect == Dialect::Sqlite => sql += &format!(" LIMIT -1 OFFSET {o}"),
+            (None, Some(o)) if self.dialect == Dialect::Sqlite => {
+                sql += &format!(" LIMIT -1 OFFSET {o}")
+            }
             (None, Some(o)) => sql += &format!(" OFFSET {o}"),
             (None, None) => {}
         }
@@ -230,7 +252,11 @@ impl<'a> SqlBuilder<'a> {
 
     /// `SELECT COUNT(*) AS total FROM t WHERE ...`.
     pub fn count(mut self, filters: &[Filter]) -> Result<Statement, DbError> {
-        let sql = format!("SELECT COUNT(*) AS total FROM {}{}", self.table(), self.where_clause(filters)?);
+        let sql = format!(
+            "SELECT COUNT(*) AS total FROM {}{}",
+            self.table(),
+            self.where_clause(filters)?
+        );
         Ok(self.finish(sql))
     }
 
@@ -239,7 +265,9 @@ impl<'a> SqlBuilder<'a> {
         let column = self.column(name)?;
         let param = match value {
             Value::Null => Param::Null,
-            Value::Array(_) | Value::Object(_) if column.kind == ValueKind::Text => Param::Text(value.to_string()),
+            Value::Array(_) | Value::Object(_) if column.kind == ValueKind::Text => {
+                Param::Text(value.to_string())
+            }
             other => match coerce(other, column.kind) {
                 Some(v) => Param::from_json(&v),
                 None => {
@@ -259,8 +287,10 @@ impl<'a> SqlBuilder<'a> {
         let sql = if data.is_empty() {
             format!("INSERT INTO {table} DEFAULT VALUES RETURNING *")
         } else {
-            let pairs: Vec<(String, String)> =
-                data.iter().map(|(k, v)| self.data_value(k, v)).collect::<Result<_, _>>()?;
+            let pairs: Vec<(String, String)> = data
+                .iter()
+                .map(|(k, v)| self.data_value(k, v))
+                .collect::<Result<_, _>>()?;
             let (names, values): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
             format!(
                 "INSERT INTO {table} ({}) VALUES ({}) RETURNING *",
@@ -272,7 +302,11 @@ impl<'a> SqlBuilder<'a> {
     }
 
     /// `UPDATE t SET ... WHERE ... RETURNING *` (`data` must not be empty).
-    pub fn update(mut self, data: &[(&String, &Value)], filters: &[Filter]) -> Result<Statement, DbError> {
+    pub fn update(
+        mut self,
+        data: &[(&String, &Value)],
+        filters: &[Filter],
+    ) -> Result<Statement, DbError> {
         let sets: Vec<String> = data
             .iter()
             .map(|(k, v)| self.data_value(k, v).map(|(n, p)| format!("{n} = {p}")))
@@ -288,7 +322,11 @@ impl<'a> SqlBuilder<'a> {
 
     /// `DELETE FROM t WHERE ... RETURNING *`.
     pub fn delete(mut self, filters: &[Filter]) -> Result<Statement, DbError> {
-        let sql = format!("DELETE FROM {}{} RETURNING *", self.table(), self.where_clause(filters)?);
+        let sql = format!(
+            "DELETE FROM {}{} RETURNING *",
+            self.table(),
+            self.where_clause(filters)?
+        );
         Ok(self.finish(sql))
     }
 }
@@ -301,7 +339,12 @@ mod tests {
     fn entity() -> Entity {
         let col = |name: &str, kind, primary: bool| Column {
             name: name.into(),
-            sql_type: if kind == ValueKind::Number { "INTEGER" } else { "TEXT" }.into(),
+            sql_type: if kind == ValueKind::Number {
+                "INTEGER"
+            } else {
+                "TEXT"
+            }
+            .into(),
             kind,
             nullable: !primary,
             primary,
@@ -313,7 +356,10 @@ mod tests {
             name: "users".into(),
             db_schema: None,
             table: "public_users".into(),
-            columns: vec![col("id", ValueKind::Number, true), col("name", ValueKind::Text, false)],
+            columns: vec![
+                col("id", ValueKind::Number, true),
+                col("name", ValueKind::Text, false),
+            ],
         }
     }
 
@@ -357,12 +403,18 @@ mod tests {
     fn postgres_casts_text_parameters_to_the_column_type() {
         let e = entity();
         let (sql, params) = SqlBuilder::new(Dialect::Postgres, &e)
-            .update(&[(&"name".to_string(), &json!(7))], &[Filter::new("id", FilterOp::Eq, json!(3))])
+            .update(
+                &[(&"name".to_string(), &json!(7))],
+                &[Filter::new("id", FilterOp::Eq, json!(3))],
+            )
             .unwrap();
         assert_eq!(
             sql,
             "UPDATE \"public_users\" SET \"name\" = $1::text::\"TEXT\" WHERE (\"id\" = $2::text::numeric) RETURNING *"
         );
-        assert_eq!(params, vec![Param::Text("7".into()), Param::Number(3.into())]);
+        assert_eq!(
+            params,
+            vec![Param::Text("7".into()), Param::Number(3.into())]
+        );
     }
 }

@@ -26,11 +26,13 @@ impl SqliteDb {
     /// Open (or create) the database at `path` (`:memory:` for a private
     /// in-memory one). `LIKE` is made case-sensitive, as the protocol wants.
     pub fn open(path: &str) -> Result<SqliteDb, DbError> {
-        let conn = Connection::open(path).map_err(|e| DbError(format!("cannot open SQLite database {path:?}: {e}")))?;
+        let conn = Connection::open(path)
+            .map_err(|e| DbError(format!("cannot open SQLite database {path:?}: {e}")))?;
         conn.execute_batch("PRAGMA case_sensitive_like = ON; PRAGMA foreign_keys = ON;")
             .map_err(db_err)?;
         if path != ":memory:" && !path.is_empty() {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(())).map_err(db_err)?;
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(db_err)?;
         }
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
@@ -43,7 +45,9 @@ impl SqliteDb {
     ) -> Result<T, DbError> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().map_err(|_| DbError("SQLite connection lock poisoned".into()))?;
+            let conn = conn
+                .lock()
+                .map_err(|_| DbError("SQLite connection lock poisoned".into()))?;
             f(&conn)
         })
         .await
@@ -59,7 +63,12 @@ pub fn kind_of_declared(sql_type: &str) -> ValueKind {
         ValueKind::Text
     } else if t.contains("INT") || t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
         ValueKind::Number
-    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") || t.contains("BLOB") || t.is_empty() {
+    } else if t.contains("CHAR")
+        || t.contains("CLOB")
+        || t.contains("TEXT")
+        || t.contains("BLOB")
+        || t.is_empty()
+    {
         ValueKind::Text
     } else {
         ValueKind::Number
@@ -70,7 +79,9 @@ pub fn kind_of_declared(sql_type: &str) -> ValueKind {
 /// `("public", "users")`, `items` is `("main", "items")`.
 pub fn split_table_name(table: &str) -> (String, String) {
     match table.split_once('_') {
-        Some((schema, entity)) if !schema.is_empty() && !entity.is_empty() => (schema.into(), entity.into()),
+        Some((schema, entity)) if !schema.is_empty() && !entity.is_empty() => {
+            (schema.into(), entity.into())
+        }
         _ => ("main".into(), table.into()),
     }
 }
@@ -172,7 +183,9 @@ fn run_query(conn: &Connection, sql: &str, params: &[Param]) -> Result<Vec<Row>,
     let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
     let values: Vec<SqlValue> = params.iter().map(to_sql).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(db_err)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(values))
+        .map_err(db_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(db_err)? {
         let mut obj = Row::new();
