@@ -12,11 +12,11 @@
 //! handler, `end()` from an error handler...).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
+use mqtt_session::ids::ById;
 use mqtt_session::{topic, v5, Event, Message, QoS, Session, SubscribeFilter};
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -122,9 +122,9 @@ struct Inner {
     connected_once: bool,
     ended: bool,
     attempt: u32,
-    publishes: HashMap<u16, Reply>,
-    subscribes: HashMap<u16, PendingSub>,
-    unsubscribes: HashMap<u16, Reply>,
+    publishes: ById<Reply>,
+    subscribes: ById<PendingSub>,
+    unsubscribes: ById<Reply>,
     handlers: Vec<(String, Handler)>,
     listeners: Vec<(EventKind, Function)>,
     timer: Option<Timeout>,
@@ -168,9 +168,9 @@ impl Client {
                 connected_once: false,
                 ended: false,
                 attempt: 0,
-                publishes: HashMap::new(),
-                subscribes: HashMap::new(),
-                unsubscribes: HashMap::new(),
+                publishes: ById::default(),
+                subscribes: ById::default(),
+                unsubscribes: ById::default(),
                 handlers: Vec::new(),
                 listeners: Vec::new(),
                 timer: None,
@@ -211,7 +211,7 @@ impl Client {
             let mut inner = self.inner.borrow_mut();
             match inner.session.publish(publish) {
                 Ok(Some(pkid)) => {
-                    inner.publishes.insert(pkid, reply);
+                    inner.publishes.push(pkid, reply);
                 }
                 Ok(None) => reply.ok(&JsValue::UNDEFINED),
                 Err(e) => reply.fail(&e.into()),
@@ -240,7 +240,7 @@ impl Client {
                             inner.handlers.push((f.clone(), h.clone()));
                         }
                     }
-                    inner.subscribes.insert(
+                    inner.subscribes.push(
                         pkid,
                         PendingSub {
                             reply,
@@ -263,7 +263,7 @@ impl Client {
             inner.handlers.retain(|(f, _)| !filters.contains(f));
             match inner.session.unsubscribe(filters) {
                 Ok(pkid) => {
-                    inner.unsubscribes.insert(pkid, reply);
+                    inner.unsubscribes.push(pkid, reply);
                 }
                 Err(e) => reply.fail(&e.into()),
             }
@@ -581,7 +581,7 @@ fn dispatch(rc: &Shared, events: Vec<Event>) {
                 }
             }
             Event::Published { pkid, reason } => {
-                let reply = rc.borrow_mut().publishes.remove(&pkid);
+                let reply = rc.borrow_mut().publishes.remove(pkid);
                 if let Some(r) = reply {
                     if reason < 0x80 {
                         r.ok(&JsValue::UNDEFINED);
@@ -595,7 +595,7 @@ fn dispatch(rc: &Shared, events: Vec<Event>) {
                 }
             }
             Event::Subscribed { pkid, codes } => {
-                let pending = rc.borrow_mut().subscribes.remove(&pkid);
+                let pending = rc.borrow_mut().subscribes.remove(pkid);
                 if let Some(p) = pending {
                     match codes.iter().position(|c| *c >= 0x80) {
                         Some(i) => {
@@ -609,7 +609,7 @@ fn dispatch(rc: &Shared, events: Vec<Event>) {
                 }
             }
             Event::Unsubscribed { pkid, .. } => {
-                let reply = rc.borrow_mut().unsubscribes.remove(&pkid);
+                let reply = rc.borrow_mut().unsubscribes.remove(pkid);
                 if let Some(r) = reply {
                     r.ok(&JsValue::UNDEFINED);
                 }

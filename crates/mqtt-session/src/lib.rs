@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod error;
 pub mod framing;
+pub mod ids;
 pub mod session;
 pub mod topic;
 

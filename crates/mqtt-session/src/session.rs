@@ -8,7 +8,7 @@
 //! subscriptions and pending (un)subscribe requests are kept across
 //! [`Session::connection_lost`] and replayed after the next CONNACK.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use mqttbytes::v5::{self, Packet};
@@ -17,6 +17,7 @@ use mqttbytes::{Protocol, QoS};
 use crate::codec::{decode, encode};
 use crate::error::Error;
 use crate::framing::Framer;
+use crate::ids::{ById, IdSet};
 use crate::topic::{validate_filter, validate_topic};
 
 /// Connection parameters and client-side limits.
@@ -141,16 +142,8 @@ enum Stage {
 
 #[derive(Debug)]
 struct Outgoing {
-    seq: u64,
     publish: v5::Publish,
     stage: Stage,
-}
-
-/// A SUBSCRIBE or UNSUBSCRIBE awaiting its ack.
-#[derive(Debug)]
-struct Request {
-    seq: u64,
-    packet: Packet,
 }
 
 /// An entry of the send queue (publishes waiting for a connection or for
@@ -176,18 +169,23 @@ pub struct Session {
     state: State,
     framer: Framer,
     now: u64,
-    seq: u64,
     next_pkid: u16,
+    /// Identifiers of pending publishes and requests.
+    in_use: IdSet,
     /// Clean start is requested on the first connection only.
     first_connect: bool,
-    outgoing: HashMap<u16, Outgoing>,
+    /// QoS 1/2 publishes not completed, oldest first.
+    outgoing: ById<Outgoing>,
     queue: VecDeque<Queued>,
     sent_count: usize,
-    requests: HashMap<u16, Request>,
+    /// SUBSCRIBE/UNSUBSCRIBE packets awaiting their ack, oldest first.
+    requests: ById<Packet>,
     /// Granted subscriptions, replayed when the server lost the session.
-    subscriptions: BTreeMap<String, v5::SubscribeFilter>,
-    incoming_qos2: HashSet<u16>,
-    aliases: HashMap<u16, String>,
+    subscriptions: Vec<v5::SubscribeFilter>,
+    /// QoS 2 messages received, PUBREL not yet received.
+    incoming_qos2: IdSet,
+    /// Topic of alias n at index n - 1.
+    aliases: Vec<Option<String>>,
     /// Server limits from CONNACK.
     receive_max: usize,
     server_max_packet: usize,
@@ -207,16 +205,16 @@ impl Session {
             opts,
             state: State::Disconnected,
             now: 0,
-            seq: 0,
             next_pkid: 0,
+            in_use: IdSet::default(),
             first_connect: true,
-            outgoing: HashMap::new(),
+            outgoing: ById::default(),
             queue: VecDeque::new(),
             sent_count: 0,
-            requests: HashMap::new(),
-            subscriptions: BTreeMap::new(),
-            incoming_qos2: HashSet::new(),
-            aliases: HashMap::new(),
+            requests: ById::default(),
+            subscriptions: Vec::new(),
+            incoming_qos2: IdSet::default(),
+            aliases: Vec::new(),
             receive_max: usize::from(u16::MAX),
             server_max_packet: usize::MAX,
             last_tx: 0,
@@ -258,7 +256,7 @@ impl Session {
 
     /// Filters currently granted by the server.
     pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
-        self.subscriptions.keys().map(String::as_str)
+        self.subscriptions.iter().map(|f| f.path.as_str())
     }
 
     /// The transport is open: queue CONNECT and wait for CONNACK.
@@ -408,11 +406,11 @@ impl Session {
             }
             Packet::PubRec(rec) => self.handle_pubrec(rec.pkid, rec.reason as u8),
             Packet::PubRel(rel) => {
-                self.incoming_qos2.remove(&rel.pkid);
+                self.incoming_qos2.remove(rel.pkid);
                 self.send(&Packet::PubComp(v5::PubComp::new(rel.pkid)))
             }
             Packet::PubComp(comp) => {
-                if let Some(o) = self.outgoing.get(&comp.pkid) {
+                if let Some(o) = self.outgoing.get(comp.pkid) {
                     if o.stage == Stage::WaitComp {
                         self.complete(comp.pkid, 0);
                     }
@@ -421,14 +419,11 @@ impl Session {
             }
             Packet::SubAck(ack) => {
                 let codes: Vec<u8> = ack.return_codes.iter().map(|c| *c as u8).collect();
-                if let Some(Request {
-                    packet: Packet::Subscribe(sub),
-                    ..
-                }) = self.requests.remove(&ack.pkid)
-                {
+                if let Some(Packet::Subscribe(sub)) = self.take_request(ack.pkid) {
                     for (filter, code) in sub.filters.into_iter().zip(&codes) {
                         if *code < 0x80 {
-                            self.subscriptions.insert(filter.path.clone(), filter);
+                            self.subscriptions.retain(|f| f.path != filter.path);
+                            self.subscriptions.push(filter);
                         }
                     }
                     self.events.push_back(Event::Subscribed {
@@ -439,16 +434,11 @@ impl Session {
                 Ok(())
             }
             Packet::UnsubAck(ack) => {
-                if let Some(Request {
-                    packet: Packet::Unsubscribe(unsub),
-                    ..
-                }) = self.requests.remove(&ack.pkid)
-                {
+                if let Some(Packet::Unsubscribe(unsub)) = self.take_request(ack.pkid) {
                     let mut codes: Vec<u8> = ack.reasons.iter().map(|c| *c as u8).collect();
                     codes.resize(unsub.filters.len(), 0);
-                    for filter in &unsub.filters {
-                        self.subscriptions.remove(filter);
-                    }
+                    self.subscriptions
+                        .retain(|f| !unsub.filters.contains(&f.path));
                     self.events.push_back(Event::Unsubscribed {
                         pkid: ack.pkid,
                         codes,
@@ -502,51 +492,44 @@ impl Session {
     /// original order, resubscribe if the session was lost, resend pending
     /// requests, then flush the queue.
     fn replay(&mut self, session_present: bool) -> Result<(), Error> {
-        let mut sent: Vec<(u64, u16)> = self
-            .outgoing
-            .iter()
-            .filter(|(_, o)| o.stage != Stage::Queued)
-            .map(|(pkid, o)| (o.seq, *pkid))
-            .collect();
-        sent.sort_unstable();
-        for (_, pkid) in sent {
-            let Some(o) = self.outgoing.get_mut(&pkid) else {
-                continue;
-            };
-            let packet = if o.stage == Stage::WaitComp {
-                Packet::PubRel(v5::PubRel::new(pkid))
-            } else {
-                o.publish.dup = session_present;
-                Packet::Publish(o.publish.clone())
-            };
-            self.sent_count += 1;
-            self.send(&packet)?;
+        let mut resend = Vec::new();
+        for (pkid, o) in self.outgoing.iter() {
+            match o.stage {
+                Stage::Queued => {}
+                Stage::WaitComp => resend.push(Packet::PubRel(v5::PubRel::new(pkid))),
+                Stage::WaitAck | Stage::WaitRec => {
+                    let mut p = o.publish.clone();
+                    p.dup = session_present;
+                    resend.push(Packet::Publish(p));
+                }
+            }
+        }
+        self.sent_count = resend.len();
+        for packet in &resend {
+            self.send(packet)?;
         }
         if !session_present && self.opts.resubscribe && !self.subscriptions.is_empty() {
             let pkid = self.alloc_pkid()?;
             let sub = v5::Subscribe {
                 pkid,
-                filters: self.subscriptions.values().cloned().collect(),
+                filters: self.subscriptions.clone(),
                 properties: None,
             };
-            // Sent with the pending requests below, before them in order.
-            self.requests.insert(
-                pkid,
-                Request {
-                    seq: 0,
-                    packet: Packet::Subscribe(sub),
-                },
-            );
+            // Sent with the pending requests below, before them.
+            self.requests.push_front(pkid, Packet::Subscribe(sub));
         }
-        let mut pending: Vec<(u64, u16)> = self.requests.iter().map(|(k, r)| (r.seq, *k)).collect();
-        pending.sort_unstable();
-        for (_, pkid) in pending {
-            if let Some(r) = self.requests.get(&pkid) {
-                let bytes = encode(&r.packet, self.opts.protocol).map_err(|_| Error::Encode)?;
-                self.push_transmit(bytes);
-            }
+        let pending: Vec<Packet> = self.requests.iter().map(|(_, p)| p.clone()).collect();
+        for packet in &pending {
+            self.send(packet)?;
         }
         self.flush_queue()
+    }
+
+    /// Remove an acknowledged request and free its identifier.
+    fn take_request(&mut self, pkid: u16) -> Option<Packet> {
+        let packet = self.requests.remove(pkid)?;
+        self.in_use.remove(pkid);
+        Some(packet)
     }
 
     fn handle_publish(&mut self, mut p: v5::Publish) -> Result<(), Error> {
@@ -555,13 +538,19 @@ impl Session {
             if alias == 0 || alias > self.opts.topic_alias_max {
                 return Err(Error::Protocol("topic alias out of the announced range"));
             }
+            let slot = usize::from(alias - 1);
             if p.topic.is_empty() {
-                match self.aliases.get(&alias) {
-                    Some(topic) => p.topic.clone_from(topic),
-                    None => return Err(Error::Protocol("unknown topic alias")),
+                match self.aliases.get(slot) {
+                    Some(Some(topic)) => p.topic.clone_from(topic),
+                    _ => return Err(Error::Protocol("unknown topic alias")),
                 }
             } else {
-                self.aliases.insert(alias, p.topic.clone());
+                if self.aliases.len() <= slot {
+                    self.aliases.resize(slot + 1, None);
+                }
+                if let Some(s) = self.aliases.get_mut(slot) {
+                    *s = Some(p.topic.clone());
+                }
             }
         } else if p.topic.is_empty() {
             return Err(Error::Protocol("PUBLISH with an empty topic and no alias"));
@@ -591,7 +580,7 @@ impl Session {
     }
 
     fn handle_puback(&mut self, pkid: u16, reason: u8) {
-        if let Some(o) = self.outgoing.get(&pkid) {
+        if let Some(o) = self.outgoing.get(pkid) {
             if o.stage == Stage::WaitAck {
                 self.complete(pkid, reason);
             }
@@ -599,7 +588,7 @@ impl Session {
     }
 
     fn handle_pubrec(&mut self, pkid: u16, reason: u8) -> Result<(), Error> {
-        match self.outgoing.get_mut(&pkid) {
+        match self.outgoing.get_mut(pkid) {
             Some(o) if o.stage == Stage::WaitRec && reason >= 0x80 => {
                 self.complete(pkid, reason);
                 Ok(())
@@ -616,7 +605,8 @@ impl Session {
 
     /// A QoS 1/2 flow finished: free the identifier and send what waited.
     fn complete(&mut self, pkid: u16, reason: u8) {
-        self.outgoing.remove(&pkid);
+        self.outgoing.remove(pkid);
+        self.in_use.remove(pkid);
         self.sent_count = self.sent_count.saturating_sub(1);
         self.events.push_back(Event::Published { pkid, reason });
         // Errors here concern queued publishes, which report their own failure.
@@ -658,11 +648,9 @@ impl Session {
         encode(&Packet::Publish(publish.clone()), self.opts.protocol).map_err(|_| Error::Encode)?;
         let pkid = self.alloc_pkid()?;
         publish.pkid = pkid;
-        self.seq += 1;
-        self.outgoing.insert(
+        self.outgoing.push(
             pkid,
             Outgoing {
-                seq: self.seq,
                 publish,
                 stage: Stage::Queued,
             },
@@ -689,7 +677,7 @@ impl Session {
             match item {
                 Queued::Qos0(p) => self.send_checked(*p, None)?,
                 Queued::Pkid(pkid) => {
-                    let Some(o) = self.outgoing.get_mut(&pkid) else {
+                    let Some(o) = self.outgoing.get_recent_mut(pkid) else {
                         continue;
                     };
                     o.stage = if o.publish.qos == QoS::AtLeastOnce {
@@ -711,7 +699,8 @@ impl Session {
     fn send_checked(&mut self, p: v5::Publish, pkid: Option<u16>) -> Result<(), Error> {
         if p.len() + 5 > self.server_max_packet {
             if let Some(pkid) = pkid {
-                self.outgoing.remove(&pkid);
+                self.outgoing.remove(pkid);
+                self.in_use.remove(pkid);
                 self.sent_count = self.sent_count.saturating_sub(1);
                 self.events
                     .push_back(Event::Published { pkid, reason: 0x95 });
@@ -765,14 +754,7 @@ impl Session {
         if self.state == State::Connected {
             self.push_transmit(bytes);
         }
-        self.seq += 1;
-        self.requests.insert(
-            pkid,
-            Request {
-                seq: self.seq,
-                packet,
-            },
-        );
+        self.requests.push(pkid, packet);
         Ok(())
     }
 
@@ -781,7 +763,7 @@ impl Session {
         for _ in 0..u16::MAX {
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
             let id = self.next_pkid;
-            if !self.outgoing.contains_key(&id) && !self.requests.contains_key(&id) {
+            if self.in_use.insert(id) {
                 return Ok(id);
             }
         }

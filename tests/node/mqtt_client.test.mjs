@@ -1,0 +1,163 @@
+// MqttClient (client-wasm, in headless Chromium) against mosquitto and
+// MQTT.js (in node): interop both ways, the JS API as web developers use it
+// (Promises, events, Error codes), and the hand-written TypeScript types.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { setup, pkgDir } from './mqtt_client/harness.mjs';
+
+let env;
+before(async () => { env = await setup(); });
+after(async () => { await env?.stop(); });
+
+const unique = (name) => `nodetest/${name}/${Math.random().toString(36).slice(2)}`;
+
+async function mqttjs(version = 4) {
+  const c = await mqtt.connectAsync(env.broker.tcpUrl, { protocolVersion: version, reconnectPeriod: 0 });
+  return c;
+}
+
+test('MQTT.js publishes, our client receives QoS 0/1/2, text and binary', async () => {
+  for (const version of [4, 5]) {
+    const base = unique(`to-wasm-v${version}`);
+    const { page } = env;
+    await page.evaluate(async ({ url, base, version }) => {
+      window.got = [];
+      window.c = await MqttClient.connect(url, { protocolVersion: version });
+      window.c.on('message', (topic, payload, info) => {
+        window.got.push({ topic, payload: Array.from(payload), qos: info.qos, retain: info.retain,
+          props: info.properties?.userProperties ?? null });
+      });
+      const granted = await window.c.subscribe(`${base}/#`, { qos: 2 });
+      if (granted[0].qos !== 2 || granted[0].topic !== `${base}/#`) throw new Error('granted ' + JSON.stringify(granted));
+    }, { url: env.broker.wsUrl, base, version });
+    const js = await mqttjs(version);
+    await js.publishAsync(`${base}/q0`, 'zero', { qos: 0 });
+    await js.publishAsync(`${base}/q1`, Buffer.from([0, 1, 2, 255]), { qos: 1 });
+    const props = version === 5 ? { properties: { userProperties: { origin: 'mqtt.js' } } } : {};
+    await js.publishAsync(`${base}/q2`, 'two', { qos: 2, ...props });
+    await js.endAsync();
+    await page.waitForFunction(() => window.got.length >= 3, null, { timeout: 20000 });
+    const got = await page.evaluate(() => { const g = window.got; window.c.end(); return g; });
+    const by = Object.fromEntries(got.map((m) => [m.topic.split('/').pop(), m]));
+    assert.equal(got.length, 3);
+    assert.deepEqual(by.q0.payload, [...Buffer.from('zero')]);
+    assert.equal(by.q0.qos, 0);
+    assert.deepEqual(by.q1.payload, [0, 1, 2, 255]);
+    assert.equal(by.q1.qos, 1);
+    assert.equal(by.q2.qos, 2);
+    if (version === 5) assert.deepEqual(by.q2.props, { origin: 'mqtt.js' });
+  }
+});
+
+test('our client publishes, MQTT.js receives QoS 0/1/2 with MQTT 5 properties and retain', async () => {
+  for (const version of [4, 5]) {
+    const base = unique(`from-wasm-v${version}`);
+    const js = await mqttjs(version);
+    const received = [];
+    js.on('message', (topic, payload, packet) => received.push({ topic, payload, packet }));
+    await js.subscribeAsync(`${base}/#`, { qos: 2 });
+    await env.page.evaluate(async ({ url, base, version }) => {
+      const c = await MqttClient.connect(url, { protocolVersion: version });
+      await c.publish(`${base}/text`, 'héllo', { qos: 0 });
+      await c.publish(`${base}/bytes`, new Uint8Array([9, 8, 7]), { qos: 1 });
+      await c.publish(`${base}/props`, '{"t":21.5}', {
+        qos: 2,
+        properties: { contentType: 'application/json', userProperties: { unit: 'C', tag: ['a', 'b'] } },
+      });
+      await c.publish(`${base}/kept`, 'retained', { qos: 1, retain: true });
+      await c.end();
+    }, { url: env.broker.wsUrl, base, version });
+    const deadline = Date.now() + 20000;
+    while (received.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const by = Object.fromEntries(received.map((m) => [m.topic.split('/').pop(), m]));
+    assert.equal(received.length, 4, JSON.stringify(received.map((m) => m.topic)));
+    assert.equal(by.text.payload.toString(), 'héllo');
+    assert.deepEqual([...by.bytes.payload], [9, 8, 7]);
+    assert.equal(by.bytes.packet.qos, 1);
+    assert.equal(by.props.packet.qos, 2);
+    if (version === 5) {
+      assert.equal(by.props.packet.properties.contentType, 'application/json');
+      assert.deepEqual({ ...by.props.packet.properties.userProperties }, { unit: 'C', tag: ['a', 'b'] });
+    }
+    await js.endAsync();
+    // A late MQTT.js subscriber gets the retained message.
+    const late = await mqttjs(version);
+    const retained = new Promise((resolve) => late.on('message', (t, p, packet) => resolve({ p: p.toString(), retain: packet.retain })));
+    await late.subscribeAsync(`${base}/kept`, { qos: 1 });
+    assert.deepEqual(await retained, { p: 'retained', retain: true });
+    await late.publishAsync(`${base}/kept`, '', { qos: 1, retain: true });
+    await late.endAsync();
+  }
+});
+
+test('JS API: errors are Errors with codes, events fire in order, end() rejects pending work', async () => {
+  const result = await env.page.evaluate(async ({ url, topic }) => {
+    const out = {};
+    const c = await MqttClient.connect(url, { reconnectPeriod: 50, keepalive: 30 });
+    out.connected = c.connected;
+    try { await c.publish('a/+/b', 'x'); } catch (e) {
+      out.badTopic = { isError: e instanceof Error, name: e.name, code: e.code, message: e.message };
+    }
+    try { await c.subscribe([], {}); } catch (e) { out.emptyFilters = e.code; }
+    try { c.on('nope', () => {}); } catch (e) { out.badEvent = e.code; }
+    try { await MqttClient.connect(url, { protocolVersion: 3 }); } catch (e) { out.badOption = e.code; }
+    const events = [];
+    for (const name of ['connect', 'offline', 'close', 'reconnect', 'error']) c.on(name, () => events.push(name));
+    const back = new Promise((resolve) => c.on('connect', resolve));
+    c.reconnect();
+    out.connectedAfterDrop = c.connected;
+    // Published while offline: delivered after reconnecting.
+    const self = [];
+    const delivered = new Promise((resolve) => c.subscribe(topic, { qos: 1 }, (t, p) => { self.push(new TextDecoder().decode(p)); resolve(); }));
+    await c.publish(topic, 'while offline', { qos: 1 });
+    out.connack = await back;
+    await delivered;
+    out.self = self;
+    out.events = events;
+    // end(): pending operations reject with ENDED, later ones too.
+    const pending = c.publish(topic, 'x', { qos: 1 }).then(() => 'resolved', (e) => e.code);
+    await c.end();
+    out.pending = await pending;
+    out.afterEnd = await c.publish(topic, 'late', { qos: 1 }).then(() => 'resolved', (e) => e.code);
+    out.connectedAfterEnd = c.connected;
+    try { await MqttClient.connect('ws://127.0.0.1:9/', { connectTimeout: 3000 }); } catch (e) { out.refused = e.code; }
+    return out;
+  }, { url: env.broker.wsUrl, topic: unique('api') });
+  assert.equal(result.connected, true);
+  assert.deepEqual(result.badTopic.isError, true);
+  assert.equal(result.badTopic.name, 'MqttError');
+  assert.equal(result.badTopic.code, 'INVALID_TOPIC');
+  assert.match(result.badTopic.message, /wildcards/);
+  assert.equal(result.emptyFilters, 'INVALID_TOPIC');
+  assert.equal(result.badEvent, 'INVALID_OPTIONS');
+  assert.equal(result.badOption, 'INVALID_OPTIONS');
+  assert.equal(result.connectedAfterDrop, false);
+  assert.deepEqual(result.self, ['while offline']);
+  assert.equal(typeof result.connack.sessionPresent, 'boolean');
+  assert.deepEqual(result.events.slice(0, 4), ['offline', 'close', 'reconnect', 'connect']);
+  assert.equal(result.pending, 'ENDED');
+  assert.equal(result.afterEnd, 'ENDED');
+  assert.equal(result.connectedAfterEnd, false);
+  assert.ok(['CONNECTION_FAILED', 'CONNECT_TIMEOUT'].includes(result.refused), result.refused);
+  assert.deepEqual(env.errors, [], 'no uncaught page errors');
+});
+
+test('the package ships precise TypeScript declarations', () => {
+  const dts = readFileSync(join(pkgDir, 'mqttspec_wasm.d.ts'), 'utf8');
+  for (const needle of [
+    'export interface ConnectOptions',
+    'export interface PublishOptions',
+    'export interface MqttClientEvents',
+    'static connect(url: string, options: ConnectOptions): Promise<MqttClient>',
+    'publish(topic: string, payload: string | Uint8Array, options: PublishOptions): Promise<void>',
+    'subscribe(filter: string | string[], options: SubscribeOptions',
+    'on<K extends keyof MqttClientEvents>',
+  ]) {
+    assert.ok(dts.includes(needle), `missing in .d.ts: ${needle}`);
+  }
+  const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+  assert.equal(pkg.name, 'mqttspec-wasm');
+});

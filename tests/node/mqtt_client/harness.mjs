@@ -1,0 +1,151 @@
+// Shared by the MqttClient node tests and bench/mqtt_client.sh: builds the
+// npm package if needed, starts mosquitto (TCP + websockets) on free
+// loopback ports, serves the package and MQTT.js's browser bundle from a
+// tiny static server, and opens a headless Chromium page with both loaded
+// (`window.MqttClient` = ours, `window.mqtt` = MQTT.js).
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { createServer as netServer } from 'node:net';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, extname, normalize } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../../..'));
+export const pkgDir = join(root, 'client-wasm/pkg');
+
+/** Build client-wasm/pkg unless it exists (MQTT_CLIENT_REBUILD=1 forces it). */
+export function ensurePackage() {
+  if (process.env.MQTT_CLIENT_REBUILD === '1' || !existsSync(join(pkgDir, 'mqttspec_wasm_bg.wasm'))) {
+    execFileSync('bash', [join(root, 'scripts/build-pkg.sh')], { stdio: 'inherit', cwd: root });
+  }
+}
+
+/** A loopback port that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = netServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port, timeoutMs = 20000) {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise((resolve) => {
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => { c.destroy(); resolve(true); });
+      c.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+/** mosquitto with an anonymous TCP and websockets listener. */
+export async function startMosquitto() {
+  const dir = mkdtempSync(join(tmpdir(), 'mqtt-client-'));
+  const tcpPort = await freePort();
+  const wsPort = await freePort();
+  const user = execFileSync('id', ['-un']).toString().trim();
+  writeFileSync(join(dir, 'mosquitto.conf'), [
+    `user ${user}`,
+    'allow_anonymous true',
+    `listener ${tcpPort} 127.0.0.1`,
+    `listener ${wsPort} 127.0.0.1`,
+    'protocol websockets',
+    '',
+  ].join('\n'));
+  const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  await waitForPort(tcpPort);
+  await waitForPort(wsPort);
+  return {
+    tcpPort,
+    wsUrl: `ws://127.0.0.1:${wsPort}`,
+    tcpUrl: `mqtt://127.0.0.1:${tcpPort}`,
+    log: () => log,
+    stop() {
+      try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* already gone */ }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>mqtt client test</title>
+<script src="/mqtt.min.js"></script>
+<script type="module">
+  import init, { MqttClient } from '/pkg/mqttspec_wasm.js';
+  await init();
+  window.MqttClient = MqttClient;
+  window.ready = true;
+</script>`;
+
+const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.ts': 'text/plain' };
+
+/** Static server: `/` the test page, `/pkg/*` the package, `/mqtt.min.js` MQTT.js. */
+export async function startStatic() {
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    let file;
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(PAGE);
+      return;
+    } else if (path === '/mqtt.min.js') {
+      file = join(root, 'node_modules/mqtt/dist/mqtt.min.js');
+    } else if (path.startsWith('/pkg/') && !path.includes('..')) {
+      file = join(pkgDir, path.slice(5));
+    }
+    if (!file || !existsSync(file)) {
+      res.writeHead(404);
+      res.end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  const port = await freePort();
+  await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${port}/`, stop: () => new Promise((r) => server.close(r)) };
+}
+
+/** Headless Chromium with one page that has both clients loaded. */
+export async function openPage(url) {
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(url);
+  await page.waitForFunction(() => window.ready === true && typeof window.mqtt === 'object', null, { timeout: 60000 });
+  return { browser, page, errors };
+}
+
+/** Everything at once; `stop()` tears it down. */
+export async function setup() {
+  ensurePackage();
+  const broker = await startMosquitto();
+  const web = await startStatic();
+  const { browser, page, errors } = await openPage(web.url);
+  return {
+    broker, page, errors,
+    async stop() {
+      await browser.close();
+      await web.stop();
+      broker.stop();
+    },
+  };
+}
