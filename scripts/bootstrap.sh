@@ -31,13 +31,13 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 [ -f Cargo.lock ] || cargo generate-lockfile
 bindgen_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$bindgen_version" ]; then
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$bindgen_version" ]; then
   step "cargo install wasm-bindgen-cli $bindgen_version (a few minutes, once)"
   # No --locked: one crate pinned in its lock file is no longer on crates.io.
   cargo install -q wasm-bindgen-cli --version "$bindgen_version" --force
 fi
 worker_build_version=$(awk '/^name = "worker"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
-if [ "$(worker-build --version 2>/dev/null | awk '{print $2}')" != "$worker_build_version" ]; then
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$worker_build_version" ]; then
   step "cargo install worker-build $worker_build_version (a few minutes, once)"
   cargo install -q worker-build --locked --version "$worker_build_version" --force
 fi
