@@ -87,7 +87,7 @@ struct Args {
 fn hooks(args: &Args) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::new();
     let auth = match (&args.jwt_secret, &args.jwks) {
-        (Some(secret), _) => Some(JwtAuth::hs256(secret.as_bytes().to_vec())),
+        (Some(secret), _) => Some(JwtAuth::hs256(secret)?),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read JWKS {}", path.display()))?;

@@ -120,11 +120,21 @@ async fn jwt_auth_and_tenancy_hooks() {
         options.username = token;
         SpecClient::connect(options)
     };
-    let token = |claims: serde_json::Value| Some(sign_hs256(b"s3cret", &claims));
+    let token = |mut claims: serde_json::Value| {
+        claims
+            .as_object_mut()
+            .unwrap()
+            .entry("exp")
+            .or_insert(json!(4_000_000_000u64));
+        Some(sign_hs256(b"s3cret", &claims))
+    };
     assert!(connect("anon", None).await.is_err(), "no token: refused");
     assert!(connect(
         "forged",
-        Some(sign_hs256(b"wrong", &json!({"tenant_id": 1})))
+        Some(sign_hs256(
+            b"wrong",
+            &json!({"tenant_id": 1, "exp": 4_000_000_000u64})
+        ))
     )
     .await
     .is_err());
