@@ -116,7 +116,8 @@ fn read_message(
 }
 
 /// Send one request to `127.0.0.1:port` with `Host: host` and return the
-/// response. `Connection: close`; a body gets a `Content-Length`.
+/// response (for `101 Switching Protocols`, just the head). `Connection:
+/// close` unless `headers` set `Connection`; a body gets a `Content-Length`.
 pub fn http(
     port: u16,
     method: &str,
@@ -127,7 +128,13 @@ pub fn http(
 ) -> anyhow::Result<HttpMessage> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(90)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+    {
+        head.push_str("Connection: close\r\n");
+    }
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -145,7 +152,7 @@ pub fn http(
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        !head_request && !matches!(status, 204 | 304)
+        !head_request && !matches!(status, 101 | 204 | 304)
     })?
     .with_context(|| format!("no response to {method} {path}"))
 }

@@ -1,0 +1,253 @@
+//! End-to-end tests of control-socket authentication: a worker with
+//! `JWT_SECRET` (HS256/384/512) and `JWKS` (RS256/384/512) configured
+//! accepts good tokens and refuses the others with 401. Tokens are signed
+//! with the `openssl` CLI, independent of the worker's own code.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use e2e::tunnel::{http, shared_worker, Forwarder, SharedWorker, Upstream};
+use e2e::{cargo_bin, Proc};
+
+const SECRET: &str = "e2e-shared-secret-with-enough-entropy";
+
+struct Keys {
+    dir: tempfile::TempDir,
+    jwks: String,
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["good.pem", "other.pem"] {
+            let path = dir.path().join(name);
+            openssl(&["genrsa", "-out", path.to_str().unwrap(), "2048"], b"");
+        }
+        let good = dir.path().join("good.pem");
+        let modulus = String::from_utf8(openssl(
+            &["rsa", "-in", good.to_str().unwrap(), "-noout", "-modulus"],
+            b"",
+        ))
+        .unwrap();
+        let hex = modulus.trim().trim_start_matches("Modulus=");
+        let n: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"e2e","alg":"RS256","n":"{}","e":"AQAB"}}]}}"#,
+            b64url(&n)
+        );
+        Keys { dir, jwks }
+    })
+}
+
+fn worker() -> &'static SharedWorker {
+    static WORKER: OnceLock<SharedWorker> = OnceLock::new();
+    let jwks = keys().jwks.clone();
+    shared_worker(&WORKER, &[("JWT_SECRET", SECRET), ("JWKS", &jwks)])
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token with `alg` over `claims`; `key` is the HMAC secret or an RSA
+/// key file name in the key folder.
+fn token(alg: &str, claims: &str, key: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes()),
+        b64url(claims.as_bytes())
+    );
+    let digest = format!("-sha{}", &alg[2..]);
+    let sig = if alg.starts_with("HS") {
+        openssl(
+            &[
+                "dgst",
+                &digest,
+                "-mac",
+                "HMAC",
+                "-macopt",
+                &format!("key:{key}"),
+                "-binary",
+            ],
+            input.as_bytes(),
+        )
+    } else if alg.starts_with("RS") {
+        let path = keys().dir.path().join(key);
+        openssl(
+            &["dgst", &digest, "-sign", path.to_str().unwrap(), "-binary"],
+            input.as_bytes(),
+        )
+    } else {
+        Vec::new()
+    };
+    format!("{input}.{}", b64url(&sig))
+}
+
+fn valid_claims() -> String {
+    format!(
+        r#"{{"sub":"e2e","exp":{},"nbf":{}}}"#,
+        now() + 600,
+        now() - 60
+    )
+}
+
+/// Status of a control-socket upgrade with these extra headers and query.
+fn upgrade_status(authorization: Option<&str>, query: &str) -> (u16, String) {
+    let w = worker();
+    let mut headers = vec![
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Version", "13"),
+    ];
+    let bearer;
+    if let Some(token) = authorization {
+        bearer = format!("Bearer {token}");
+        headers.push(("Authorization", &bearer));
+    }
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/_tunnel{query}"),
+        &format!("127.0.0.1:{}", w.port),
+        &headers,
+        b"",
+    )
+    .unwrap();
+    (r.status(), r.text())
+}
+
+#[test]
+fn good_tokens_of_every_algorithm_open_the_socket() {
+    for (alg, key) in [
+        ("HS256", SECRET),
+        ("HS384", SECRET),
+        ("HS512", SECRET),
+        ("RS256", "good.pem"),
+        ("RS384", "good.pem"),
+        ("RS512", "good.pem"),
+    ] {
+        let (status, body) = upgrade_status(Some(&token(alg, &valid_claims(), key)), "");
+        assert_eq!(status, 101, "{alg}: {body}");
+    }
+    let t = token("HS256", &valid_claims(), SECRET);
+    assert_eq!(
+        upgrade_status(None, &format!("?token={t}")).0,
+        101,
+        "token in the query"
+    );
+}
+
+#[test]
+fn bad_tokens_are_refused_with_401() {
+    let expired = format!(r#"{{"sub":"e2e","exp":{}}}"#, now() - 3600);
+    let early = format!(
+        r#"{{"sub":"e2e","exp":{},"nbf":{}}}"#,
+        now() + 7200,
+        now() + 3600
+    );
+    let no_exp = r#"{"sub":"e2e"}"#.to_string();
+    let cases = [
+        ("no token", None),
+        ("alg none", Some(token("none", &valid_claims(), ""))),
+        (
+            "wrong HMAC secret",
+            Some(token("HS256", &valid_claims(), "not-the-secret")),
+        ),
+        (
+            "wrong RSA key",
+            Some(token("RS256", &valid_claims(), "other.pem")),
+        ),
+        ("expired", Some(token("HS256", &expired, SECRET))),
+        ("not yet valid", Some(token("RS256", &early, "good.pem"))),
+        ("missing exp", Some(token("HS512", &no_exp, SECRET))),
+        ("garbage", Some("not.a.jwt".to_string())),
+    ];
+    for (what, t) in cases {
+        let (status, body) = upgrade_status(t.as_deref(), "");
+        assert_eq!(status, 401, "{what} accepted: {body}");
+        assert!(body.contains("unauthorized"), "{what}: {body}");
+    }
+}
+
+#[test]
+fn ttf_with_a_token_relays_and_with_a_bad_one_exits_1() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let t = token("RS256", &valid_claims(), "good.pem");
+    let f = Forwarder::start(w.port, up.port, &["--token", &t]).unwrap();
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo/authed", f.id),
+        &format!("127.0.0.1:{}", w.port),
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.header("x-echo-uri"), Some("/echo/authed"));
+
+    let mut bad = Proc::spawn(
+        "ttf-bad",
+        Command::new(cargo_bin("ttf"))
+            .args([
+                "-e",
+                &format!("ws://127.0.0.1:{}/_tunnel", w.port),
+                "-p",
+                "9",
+            ])
+            .env("TTF_TOKEN", token("HS256", &valid_claims(), "wrong")),
+    )
+    .unwrap();
+    bad.wait_for_line("refused the token", Duration::from_secs(30))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = bad.try_wait() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ttf kept running after 401"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+}
