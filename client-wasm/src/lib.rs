@@ -2,8 +2,10 @@
 //! cores in `crates/`.
 //!
 //! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket (`MqttClient` in JS).
+//! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
 
 pub mod mqtt;
+pub mod spec;
 
 use wasm_bindgen::prelude::*;
 

@@ -141,8 +141,14 @@ impl<T> Correlator<T> {
         Some((pending.token, outcome))
     }
 
-    /// Requests whose deadline is at or before `now_ms`, failed with `timeout`.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<Completion<T>> {
+    /// Stop tracking request `id` (its publish failed); returns its token.
+    pub fn cancel(&mut self, id: &str) -> Option<T> {
+        self.outbox.retain(|queued| queued != id);
+        self.pending.remove(id).map(|p| p.token)
+    }
+
+    /// Requests whose deadline is at or before `now_ms`, with their `timeout` error.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<(T, SpecError)> {
         let expired: Vec<String> = self
             .pending
             .iter()
@@ -159,13 +165,8 @@ impl<T> Correlator<T> {
                 } else {
                     "waiting for the response"
                 };
-                Some((
-                    p.token,
-                    Err(SpecError::new(
-                        "timeout",
-                        format!("request {id} timed out {what}"),
-                    )),
-                ))
+                let error = SpecError::new("timeout", format!("request {id} timed out {what}"));
+                Some((p.token, error))
             })
             .collect()
     }
@@ -176,12 +177,10 @@ impl<T> Correlator<T> {
     }
 
     /// Fail everything (the client is ending) with code `closed`.
-    pub fn close(&mut self, reason: &str) -> Vec<Completion<T>> {
+    pub fn close(&mut self, reason: &str) -> Vec<(T, SpecError)> {
         self.outbox.clear();
-        self.pending
-            .drain()
-            .map(|(_, p)| (p.token, Err(SpecError::new("closed", reason.to_string()))))
-            .collect()
+        let closed = |p: Pending<T>| (p.token, SpecError::new("closed", reason.to_string()));
+        self.pending.drain().map(|(_, p)| closed(p)).collect()
     }
 
     /// Number of requests not yet answered.
@@ -254,7 +253,7 @@ mod tests {
         assert!(c.expire(1049).is_empty());
         let expired = c.expire(1050);
         assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].1.as_ref().unwrap_err().code, "timeout");
+        assert_eq!(expired[0].1.code, "timeout");
         assert!(c.on_message(response(&id, true)).is_none());
     }
 
@@ -271,7 +270,15 @@ mod tests {
         assert_ne!(out[0].id.as_deref(), Some(ida.as_str()));
         assert!(c.take_outbox().is_empty(), "handed out once");
         assert_eq!(c.len(), 1);
-        assert_eq!(c.close("bye")[0].1.as_ref().unwrap_err().code, "closed");
+        assert_eq!(c.close("bye")[0].1.code, "closed");
+        let m = req(&mut c);
+        let id = m.id.clone().unwrap();
+        c.submit(m, 3, 0, 10, false);
+        assert_eq!(c.cancel(&id), Some(3));
+        assert!(
+            c.take_outbox().is_empty(),
+            "a cancelled request is never sent"
+        );
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl LiveChange {
             && !self.needs_refill
     }
 
-    fn merge(&mut self, other: LiveChange) {
+    /// Add `other`'s changes to these (several notifications, one report).
+    pub fn merge(&mut self, other: LiveChange) {
         self.added.extend(other.added);
         self.updated.extend(other.updated);
         self.removed.extend(other.removed);

@@ -1,0 +1,559 @@
+//! The JS API: `SpecClient.connect(url, options)`, `read` / `create` /
+//! `update` / `delete` / `meta`, `subscribe` (callback and async iterator)
+//! and `liveQuery`. TypeScript declarations are written by hand below so
+//! options and results are typed rather than `any`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use mqttspec_client::request::{self, EntityRef};
+use mqttspec_client::subscriptions::Handle;
+use mqttspec_client::{LiveQuery, SpecError};
+use mqttspec_proto::{topic, Filter, Operation, Sort};
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use super::client::{self, Inner, LiveId, Pending, Shared, Sink};
+use super::deferred::Deferred;
+use super::json::{error_to_js, field, from_js};
+use crate::mqtt::{Client, ClientOptions, EventKind, Handler, QoS};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `SpecClient.connect`. MQTT options of `MqttClient.connect` (protocolVersion, keepalive, ...) apply too. */
+export interface SpecConnectOptions extends ConnectOptions {
+  /** MQTT client id; also the second level of the MQTTSpec topics. Default: random. */
+  clientId?: string;
+  /** Sent as the MQTT username (MQTTSpec servers read a JWT there). */
+  token?: string;
+  /** Topic prefix (default "spec"). */
+  prefix?: string;
+  /** QoS of requests and of the response/notify subscriptions (default 1). */
+  qos?: 0 | 1 | 2;
+  /** Milliseconds a request waits for its response, offline time included (default 10000). */
+  timeoutMs?: number;
+  /** Reconnect after a lost connection (default true). */
+  reconnect?: boolean;
+}
+
+export type FilterOperator = "eq" | "neq" | "gt" | "gte" | "lt" | "lte" | "like" | "ilike" | "in" | "not_in" | "is_null" | "is_not_null" | "between";
+export interface Filter { column: string; operator: FilterOperator; value?: unknown; logic_operator?: "AND" | "OR"; }
+export interface SortKey { column: string; direction?: "asc" | "desc"; }
+export interface QueryOptions {
+  columns?: string[]; omit_columns?: string[]; filters?: Filter[]; sort?: SortKey[];
+  limit?: number; offset?: number; [extra: string]: unknown;
+}
+export type Row = Record<string, unknown>;
+export interface EntityOptions { /** Schema, unless the entity is written "schema.entity". */ schema?: string; }
+export interface ReadOptions extends EntityOptions { recordId?: string | number; options?: QueryOptions; }
+export interface ReadResult<T = unknown> { data: T; metadata?: { total?: number; count?: number; [k: string]: unknown }; }
+export interface SubscribeOptions extends EntityOptions { filters?: Filter[]; }
+export interface Notification {
+  type: "notification"; operation: "create" | "update" | "delete"; subscription_id: string;
+  schema?: string; entity: string; data: Row; timestamp?: string;
+}
+export interface LiveQueryOptions extends EntityOptions {
+  filters?: Filter[]; sort?: SortKey[]; limit?: number;
+  /** Primary key column (default "id"); also the last sort key, so ties have one order. */
+  key?: string;
+}
+export interface LiveChange { added: Row[]; updated: Row[]; removed: Row[]; }
+/** Rejections are `Error`s with `name = "SpecError"` and the server's `error.code`
+ * (model_not_found, invalid_column, hook_error, ...) or a local one: timeout, closed,
+ * publish_failed, invalid_argument. */
+export interface SpecError extends Error { code: string; }
+export interface SpecClientEvents {
+  connect: (connack: { sessionPresent: boolean }) => void;
+  reconnect: () => void; offline: () => void; close: () => void; error: (error: Error) => void;
+}
+export interface SpecClient {
+  on<K extends keyof SpecClientEvents>(event: K, listener: SpecClientEvents[K]): SpecClient;
+}
+export interface SubscriptionHandle { [Symbol.asyncIterator](): AsyncIterator<Notification>; }
+"#;
+
+/// An MQTTSpec client (see the TypeScript declarations).
+#[wasm_bindgen]
+pub struct SpecClient {
+    rc: Shared,
+}
+
+fn reject(code: &str, message: impl Into<String>) -> Promise {
+    Promise::reject(&error_to_js(&SpecError::new(code, message)))
+}
+
+/// A topic level chosen by the user: not empty, no `/`, `+` or `#`.
+fn check_level(what: &str, value: &str) -> Result<(), SpecError> {
+    if value.is_empty() || value.contains(['/', '+', '#']) {
+        return Err(SpecError::new(
+            "invalid_argument",
+            format!("{what} {value:?} must be non-empty without '/', '+' or '#'"),
+        ));
+    }
+    Ok(())
+}
+
+struct Settings {
+    mqtt: ClientOptions,
+    prefix: String,
+    qos: QoS,
+    timeout_ms: u64,
+}
+
+fn settings(options: &JsValue) -> Result<Settings, SpecError> {
+    let mut mqtt = ClientOptions::from_js(options)
+        .map_err(|e| SpecError::new("invalid_argument", e.message))?;
+    if let Some(token) = field(options, "token").as_string() {
+        let password = mqtt
+            .session
+            .login
+            .take()
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        mqtt.session.login = Some((token, password));
+    }
+    if field(options, "reconnect").as_bool() == Some(false) {
+        mqtt.reconnect_period_ms = 0;
+    }
+    let prefix = field(options, "prefix")
+        .as_string()
+        .unwrap_or_else(|| "spec".into());
+    if prefix.is_empty() || prefix.contains(['+', '#']) {
+        return Err(SpecError::new(
+            "invalid_argument",
+            format!("prefix {prefix:?} must be non-empty without '+' or '#'"),
+        ));
+    }
+    check_level("clientId", &mqtt.session.client_id)?;
+    let qos = match field(options, "qos").as_f64() {
+        None | Some(1.0) => QoS::AtLeastOnce,
+        Some(0.0) => QoS::AtMostOnce,
+        Some(2.0) => QoS::ExactlyOnce,
+        Some(q) => {
+            return Err(SpecError::new(
+                "invalid_argument",
+                format!("qos must be 0, 1 or 2, not {q}"),
+            ))
+        }
+    };
+    let timeout_ms = match field(options, "timeoutMs").as_f64() {
+        None => 10_000,
+        Some(t) if t > 0.0 => t as u64,
+        Some(t) => {
+            return Err(SpecError::new(
+                "invalid_argument",
+                format!("timeoutMs must be positive, not {t}"),
+            ))
+        }
+    };
+    Ok(Settings {
+        mqtt,
+        prefix,
+        qos,
+        timeout_ms,
+    })
+}
+
+fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> Handler {
+    Rc::new(move |m: &crate::mqtt::Message| {
+        if let Some(rc) = weak.upgrade() {
+            on(&rc, &m.payload);
+        }
+    })
+}
+
+fn entity_ref(entity: &str, options: &JsValue) -> Result<EntityRef, SpecError> {
+    if entity.is_empty() {
+        return Err(SpecError::new(
+            "invalid_argument",
+            "entity must be a non-empty name like \"users\" or \"public.users\"",
+        ));
+    }
+    Ok(EntityRef::parse(
+        entity,
+        field(options, "schema").as_string().as_deref(),
+    ))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: &JsValue, what: &str) -> Result<T, SpecError>
+where
+    T: Default,
+{
+    match from_js(value, what)? {
+        None => Ok(T::default()),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| SpecError::new("invalid_argument", format!("{what}: {e}"))),
+    }
+}
+
+#[wasm_bindgen]
+impl SpecClient {
+    /// Connect to the broker at `url` (`ws://` / `wss://`) and subscribe to
+    /// this client's `response` and `notify/+` topics.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SpecClient>")]
+    pub fn connect(
+        url: &str,
+        #[wasm_bindgen(unchecked_param_type = "SpecConnectOptions")] options: JsValue,
+    ) -> Promise {
+        let s = match settings(&options) {
+            Ok(s) => s,
+            Err(e) => return Promise::reject(&error_to_js(&e)),
+        };
+        let slot: Rc<RefCell<Option<Shared>>> = Rc::default();
+        let (prefix, qos, timeout_ms) = (s.prefix, s.qos, s.timeout_ms);
+        let client_id = s.mqtt.session.client_id.clone();
+        let connected = {
+            let slot = slot.clone();
+            Client::connect(url, s.mqtt, move |mqtt: Client| {
+                let rc = Rc::new(RefCell::new(Inner::new(
+                    mqtt.clone(),
+                    prefix,
+                    client_id,
+                    qos,
+                    timeout_ms,
+                )));
+                let weak = Rc::downgrade(&rc);
+                let on_connect = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+                    if let Some(rc) = weak.upgrade() {
+                        client::on_connect(&rc);
+                    }
+                });
+                mqtt.on(
+                    EventKind::Connect,
+                    on_connect.into_js_value().unchecked_into(),
+                );
+                *slot.borrow_mut() = Some(rc);
+                JsValue::UNDEFINED
+            })
+        };
+        future_to_promise(async move {
+            JsFuture::from(connected).await?;
+            let rc = slot
+                .borrow_mut()
+                .take()
+                .ok_or_else(|| JsValue::from_str("connect did not create a client"))?;
+            let (mqtt, response, notify, qos) = {
+                let i = rc.borrow();
+                let response = topic::response_topic(&i.prefix, &i.client_id);
+                let notify = format!("{}/{}/notify/+", i.prefix, i.client_id);
+                (i.mqtt.clone(), response, notify, i.qos)
+            };
+            let weak = Rc::downgrade(&rc);
+            JsFuture::from(mqtt.subscribe(
+                vec![(response, qos)],
+                Some(handler(weak.clone(), client::on_response)),
+            ))
+            .await?;
+            JsFuture::from(mqtt.subscribe(
+                vec![(notify, qos)],
+                Some(handler(weak, client::on_notification)),
+            ))
+            .await?;
+            Ok(SpecClient { rc }.into())
+        })
+    }
+
+    /// Read one record (`recordId`) or many (`options`: filters, sort, limit...).
+    #[wasm_bindgen(unchecked_return_type = "Promise<ReadResult>")]
+    pub fn read(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(unchecked_param_type = "ReadOptions")] options: JsValue,
+    ) -> Promise {
+        self.call(
+            entity,
+            &options,
+            Operation::Read,
+            field(&options, "recordId"),
+            JsValue::UNDEFINED,
+            field(&options, "options"),
+        )
+    }
+
+    /// Create a record; resolves with the stored row in `data`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ReadResult<Row>>")]
+    pub fn create(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(unchecked_param_type = "Row")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+    ) -> Promise {
+        if !data.is_object() {
+            return reject("invalid_argument", "create needs the new row as an object");
+        }
+        self.call(
+            entity,
+            &options,
+            Operation::Create,
+            JsValue::UNDEFINED,
+            data,
+            JsValue::UNDEFINED,
+        )
+    }
+
+    /// Update the given fields of record `recordId`; resolves with the stored row.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ReadResult<Row>>")]
+    pub fn update(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(js_name = recordId, unchecked_param_type = "string | number")]
+        record_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Row")] data: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+    ) -> Promise {
+        if record_id.is_undefined() || record_id.is_null() || !data.is_object() {
+            return reject(
+                "invalid_argument",
+                "update needs a recordId and the changed fields as an object",
+            );
+        }
+        self.call(
+            entity,
+            &options,
+            Operation::Update,
+            record_id,
+            data,
+            JsValue::UNDEFINED,
+        )
+    }
+
+    /// Delete record `recordId`.
+    #[wasm_bindgen(js_name = delete, unchecked_return_type = "Promise<ReadResult<{deleted: boolean}>>")]
+    pub fn delete_record(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(js_name = recordId, unchecked_param_type = "string | number")]
+        record_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+    ) -> Promise {
+        if record_id.is_undefined() || record_id.is_null() {
+            return reject("invalid_argument", "delete needs a recordId");
+        }
+        self.call(
+            entity,
+            &options,
+            Operation::Delete,
+            record_id,
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+        )
+    }
+
+    /// Describe the entity's table (columns, types, keys).
+    #[wasm_bindgen(unchecked_return_type = "Promise<ReadResult>")]
+    pub fn meta(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+    ) -> Promise {
+        self.call(
+            entity,
+            &options,
+            Operation::Meta,
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED,
+        )
+    }
+
+    /// Subscribe to changes of `entity` (optionally only rows matching
+    /// `filters`). `onNotification` receives each; the handle is also an
+    /// async iterator. Re-established by itself after reconnects.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SubscriptionHandle>")]
+    pub fn subscribe(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions")] options: JsValue,
+        #[wasm_bindgen(js_name = onNotification, unchecked_param_type = "(n: Notification) => void")]
+        on_notification: Option<Function>,
+    ) -> Promise {
+        let prepared = entity_ref(entity, &options).and_then(|e| {
+            let filters: Vec<Filter> = typed(&field(&options, "filters"), "filters")?;
+            Ok((
+                e,
+                (!filters.is_empty()).then(|| serde_json::json!({ "filters": filters })),
+            ))
+        });
+        let (entity, sub_options) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&error_to_js(&e)),
+        };
+        let sink = Sink::Notify {
+            callback: on_notification,
+            iter: Default::default(),
+        };
+        let rc = self.rc.clone();
+        client::subscribe(&self.rc, entity, sub_options, sink, move |handle| {
+            let obj: JsValue = SubscriptionHandle { rc, handle }.into();
+            let me = obj.clone();
+            let iterator = Closure::<dyn Fn() -> JsValue>::new(move || me.clone()).into_js_value();
+            let _ = Reflect::set(&obj, &js_sys::Symbol::async_iterator(), &iterator);
+            obj
+        })
+    }
+
+    /// A live query: the first `limit` rows matching `filters` in `sort`
+    /// order, kept current. `onChange(rows, change)` runs after the first
+    /// load and after every change (bursts coalesced into one call).
+    #[wasm_bindgen(js_name = liveQuery, unchecked_return_type = "Promise<LiveQueryHandle>")]
+    pub fn live_query(
+        &self,
+        entity: &str,
+        #[wasm_bindgen(unchecked_param_type = "LiveQueryOptions")] options: JsValue,
+        #[wasm_bindgen(js_name = onChange, unchecked_param_type = "(rows: Row[], change: LiveChange) => void")]
+        on_change: Function,
+    ) -> Promise {
+        let prepared = entity_ref(entity, &options).and_then(|e| {
+            let filters: Vec<Filter> = typed(&field(&options, "filters"), "filters")?;
+            let sort: Vec<Sort> = typed(&field(&options, "sort"), "sort")?;
+            let limit = match field(&options, "limit").as_f64() {
+                None => None,
+                Some(l) if l >= 1.0 => Some(l as usize),
+                Some(l) => {
+                    return Err(SpecError::new(
+                        "invalid_argument",
+                        format!("limit must be at least 1, not {l}"),
+                    ))
+                }
+            };
+            let key = field(&options, "key")
+                .as_string()
+                .unwrap_or_else(|| "id".into());
+            Ok((e, LiveQuery::new(key, filters, sort, limit)))
+        });
+        let (entity, query) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&error_to_js(&e)),
+        };
+        let rc = self.rc.clone();
+        client::live_query(&self.rc, entity, query, on_change, move |live| {
+            LiveQueryHandle { rc, live }.into()
+        })
+    }
+
+    /// Listen to `connect`, `reconnect`, `offline`, `close` or `error`.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: &str, listener: Function) -> Result<SpecClient, JsValue> {
+        let kind = EventKind::parse(event)
+            .filter(|k| *k != EventKind::Message)
+            .ok_or_else(|| {
+                error_to_js(&SpecError::new(
+                    "invalid_argument",
+                    format!("unknown event {event:?}"),
+                ))
+            })?;
+        self.rc.borrow().mqtt.on(kind, listener);
+        Ok(SpecClient {
+            rc: self.rc.clone(),
+        })
+    }
+
+    /// Close: pending requests reject with `closed`, the connection ends cleanly.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn end(&self) -> Promise {
+        client::end(&self.rc);
+        Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// True while the MQTT connection is up.
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        self.rc.borrow().mqtt.is_connected()
+    }
+
+    /// The MQTT client id (second level of this client's topics).
+    #[wasm_bindgen(getter, js_name = clientId)]
+    pub fn client_id(&self) -> String {
+        self.rc.borrow().client_id.clone()
+    }
+}
+
+impl SpecClient {
+    fn call(
+        &self,
+        entity: &str,
+        options: &JsValue,
+        op: Operation,
+        record_id: JsValue,
+        data: JsValue,
+        query: JsValue,
+    ) -> Promise {
+        let built = entity_ref(entity, options).and_then(|e| {
+            let record_id: Option<Value> = from_js(&record_id, "recordId")?;
+            let data = from_js(&data, "data")?;
+            let query = from_js(&query, "options")?;
+            Ok(request::request(
+                String::new(),
+                op,
+                &e,
+                record_id,
+                data,
+                query,
+            ))
+        });
+        match built {
+            Ok(message) => {
+                let (promise, d) = Deferred::new();
+                client::send(&self.rc, message, Pending::Call(d));
+                promise
+            }
+            Err(e) => Promise::reject(&error_to_js(&e)),
+        }
+    }
+}
+
+/// A subscription: `unsubscribe()`, or iterate it with `for await`.
+#[wasm_bindgen]
+pub struct SubscriptionHandle {
+    rc: Shared,
+    handle: Handle,
+}
+
+#[wasm_bindgen]
+impl SubscriptionHandle {
+    /// Stop the subscription (an iterator then ends).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn unsubscribe(&self) -> Promise {
+        client::unsubscribe(&self.rc, self.handle)
+    }
+
+    /// The async iterator's next notification.
+    #[wasm_bindgen(unchecked_return_type = "Promise<IteratorResult<Notification>>")]
+    pub fn next(&self) -> Promise {
+        client::next(&self.rc, self.handle)
+    }
+
+    /// Ends iteration (`break` in `for await`): unsubscribes.
+    #[wasm_bindgen(
+        js_name = "return",
+        unchecked_return_type = "Promise<IteratorResult<Notification>>"
+    )]
+    pub fn finish(&self) -> Promise {
+        let _ = client::unsubscribe(&self.rc, self.handle);
+        Promise::resolve(&client::iter_result(&JsValue::UNDEFINED, true))
+    }
+}
+
+/// A live query: current `rows()`, `close()` to stop.
+#[wasm_bindgen]
+pub struct LiveQueryHandle {
+    rc: Shared,
+    live: LiveId,
+}
+
+#[wasm_bindgen]
+impl LiveQueryHandle {
+    /// The rows in view now, in order.
+    #[wasm_bindgen(unchecked_return_type = "Row[]")]
+    pub fn rows(&self) -> JsValue {
+        client::live_rows(&self.rc, self.live)
+    }
+
+    /// Stop keeping the rows current.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        client::close_live(&self.rc, self.live)
+    }
+}

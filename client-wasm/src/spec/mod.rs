@@ -1,0 +1,14 @@
+//! The MQTTSpec client (`SpecClient` in JS): database reads and writes,
+//! subscriptions and live queries over the MQTT client of [`crate::mqtt`].
+//!
+//! The protocol logic (request ids and timeouts, the subscription registry,
+//! live query result sets, filter evaluation) is IO-free in
+//! `crates/mqttspec-client` and `crates/mqttspec-proto`; this module is the
+//! browser driver: MQTT topics, JSON to and from JS, timers and promises.
+
+mod client;
+mod deferred;
+mod js;
+mod json;
+
+pub use js::{LiveQueryHandle, SpecClient, SubscriptionHandle};
