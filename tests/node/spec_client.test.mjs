@@ -1,0 +1,317 @@
+// SpecClient (the npm package, in headless Chromium) against a real
+// mqttspec-server (embedded broker, SQLite), with MQTT.js in Node as the
+// independent second client that writes rows. Covers every operation, the
+// error paths (unknown entity, bad column, hook rejection, timeout),
+// reconnect with requests in flight, subscription filters, async iteration,
+// and liveQuery correctness under a random stream of changes compared with
+// a fresh read at the end.
+// Needs `cargo build --bins` (scripts/test.sh does it) and builds the
+// package if client-wasm/pkg is missing (MQTT_CLIENT_REBUILD=1 forces it).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { root, ensurePackage, freePort, startStatic, openPage } from './mqtt_client/harness.mjs';
+
+const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'mqttspec-server');
+const SECRET = 'spec-client-test-secret';
+
+/** mqttspec-server --demo on fixed ports (so a restart keeps the URL) and a SQLite file. */
+function startServer({ dbFile, mqttPort, wsPort, extra = [] }) {
+  const proc = spawn(binary, [
+    '--demo', '--database', `sqlite:${dbFile}`,
+    '--mqtt-listen', `127.0.0.1:${mqttPort}`, '--ws-listen', `127.0.0.1:${wsPort}`, ...extra,
+  ], { env: { ...process.env, RUST_LOG: 'info,rumqttd=warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
+    const onData = (chunk) => {
+      log += chunk;
+      if (log.includes('mqttspec-server ready')) { clearTimeout(timer); resolve(); }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${log}`)); });
+  });
+  return {
+    ready,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    log: () => log,
+    kill() { proc.kill('SIGKILL'); return new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r))); },
+  };
+}
+
+/** The second client: MQTT.js in Node, speaking MQTTSpec JSON by hand. */
+async function rawClient(wsUrl, clientId) {
+  const client = await mqtt.connectAsync(wsUrl, { clientId, reconnectPeriod: 0 });
+  const waiting = new Map();
+  client.on('message', (_topic, payload) => {
+    const m = JSON.parse(payload.toString());
+    waiting.get(m.id)?.(m);
+    waiting.delete(m.id);
+  });
+  await client.subscribeAsync(`spec/${clientId}/response`, { qos: 1 });
+  let n = 0;
+  return {
+    request(message) {
+      const id = `${clientId}-${++n}`;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no response to ${JSON.stringify(message)}`)), 20_000);
+        waiting.set(id, (m) => { clearTimeout(timer); resolve(m); });
+        client.publish(`spec/${clientId}/request`, JSON.stringify({ id, type: 'request', ...message }), { qos: 1 });
+      });
+    },
+    end: () => client.endAsync(),
+  };
+}
+
+let dir, server, web, browser, page, errors, writer, ports;
+
+before(async () => {
+  assert.ok(existsSync(binary), `${binary} is missing: run cargo build --bins first`);
+  ensurePackage();
+  dir = mkdtempSync(join(tmpdir(), 'spec-client-'));
+  ports = { mqttPort: await freePort(), wsPort: await freePort() };
+  server = startServer({ dbFile: join(dir, 'demo.db'), ...ports });
+  await server.ready;
+  web = await startStatic();
+  ({ browser, page, errors } = await openPage(web.url));
+  await page.evaluate(async () => {
+    window.spec = await import('/pkg/mqttspec_wasm.js');
+    window.connectSpec = (url, options) => window.spec.SpecClient.connect(url, options);
+    window.errorOf = async (promise) => {
+      try { await promise; return null; } catch (e) { return { name: e.name, code: e.code, message: e.message }; }
+    };
+  });
+  writer = await rawClient(server.wsUrl, 'node-writer');
+});
+
+after(async () => {
+  await writer?.end();
+  await browser?.close();
+  await web?.stop();
+  await server?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('read, create, update, delete and meta round trip', async () => {
+  const out = await page.evaluate(async (url) => {
+    const c = await connectSpec(url, { clientId: 'crud' });
+    const one = await c.read('public.users', { recordId: 1 });
+    const many = await c.read('users', {
+      schema: 'public',
+      options: { filters: [{ column: 'status', operator: 'eq', value: 'active' }], sort: [{ column: 'name', direction: 'asc' }], limit: 2 },
+    });
+    const created = await c.create('public.users', { name: 'Wasm Wendy', email: 'wendy@example.com', status: 'active' });
+    const id = created.data.id;
+    const updated = await c.update('public.users', id, { status: 'inactive' });
+    const meta = await c.meta('public.users');
+    const deleted = await c.delete('public.users', id);
+    const gone = await errorOf(c.read('public.users', { recordId: id }));
+    await c.end();
+    return { one, many, created, updated, meta, deleted, gone };
+  }, server.wsUrl);
+  assert.equal(out.one.data.id, 1);
+  assert.ok(out.one.data.email.includes('@'));
+  assert.equal(out.many.data.length, 2);
+  assert.ok(out.many.data.every((r) => r.status === 'active'));
+  assert.ok(out.many.data[0].name <= out.many.data[1].name, 'sorted by name');
+  assert.ok(out.many.metadata.total >= 2);
+  assert.equal(out.created.data.name, 'Wasm Wendy');
+  assert.equal(out.updated.data.status, 'inactive');
+  assert.equal(out.updated.data.name, 'Wasm Wendy', 'partial update keeps other fields');
+  assert.ok(out.meta.data.columns.some((col) => col.name === 'email'));
+  assert.equal(out.deleted.data.deleted, true);
+  assert.equal(out.gone?.name, 'SpecError');
+});
+
+test('errors are SpecErrors with the server code; bad arguments fail locally', async () => {
+  const out = await page.evaluate(async (url) => {
+    const c = await connectSpec(url, { clientId: 'errors' });
+    const r = {
+      unknownEntity: await errorOf(c.read('public.nope')),
+      badColumn: await errorOf(c.read('users', { options: { filters: [{ column: 'name; drop table users', operator: 'eq', value: 1 }] } })),
+      badSort: await errorOf(c.read('users', { options: { sort: [{ column: 'nope' }] } })),
+      noData: await errorOf(c.create('users', 42)),
+      badClientId: await errorOf(connectSpec(url, { clientId: 'a/b' })),
+      stillThere: (await c.read('users', { recordId: 1 })).data.id,
+    };
+    await c.end();
+    r.afterEnd = await errorOf(c.read('users', { recordId: 1 }));
+    return r;
+  }, server.wsUrl);
+  assert.equal(out.unknownEntity.name, 'SpecError');
+  assert.equal(out.unknownEntity.code, 'model_not_found');
+  assert.equal(out.badColumn.code, 'invalid_column');
+  assert.equal(out.badSort.code, 'invalid_column');
+  assert.equal(out.noData.code, 'invalid_argument');
+  assert.equal(out.badClientId.code, 'invalid_argument');
+  assert.equal(out.stillThere, 1);
+  assert.equal(out.afterEnd.code, 'closed');
+});
+
+test('a request nobody answers times out and its late answer is ignored', async () => {
+  const out = await page.evaluate(async (url) => {
+    // No server listens on this prefix.
+    const c = await connectSpec(url, { clientId: 'lonely', prefix: 'nobody', timeoutMs: 300 });
+    const started = Date.now();
+    const err = await errorOf(c.read('users', { recordId: 1 }));
+    const waited = Date.now() - started;
+    await c.end();
+    return { err, waited };
+  }, server.wsUrl);
+  assert.equal(out.err.code, 'timeout');
+  assert.ok(out.waited >= 250, `rejected after the timeout, not before (${out.waited} ms)`);
+});
+
+test('hooks: no token is refused at connect; a tenancy hook rejects or rewrites requests', async () => {
+  const p = { mqttPort: await freePort(), wsPort: await freePort() };
+  const authed = startServer({ dbFile: join(dir, 'auth.db'), ...p,
+    extra: ['--jwt-secret', SECRET, '--tenant-column', 'device_id', '--tenant-claim', 'device'] });
+  try {
+    await authed.ready;
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const sign = (claims) => {
+      const unsigned = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ exp: Math.floor(Date.now() / 1000) + 600, ...claims })}`;
+      return `${unsigned}.${createHmac('sha256', SECRET).update(unsigned).digest('base64url')}`;
+    };
+    const out = await page.evaluate(async ({ url, plainToken, deviceToken }) => {
+      const anon = await errorOf(connectSpec(url, { clientId: 'anon', reconnect: false }));
+      const plain = await connectSpec(url, { clientId: 'plain', token: plainToken });
+      const user = (await plain.read('users', { recordId: 1 })).data.id;
+      const refused = await errorOf(plain.read('public.sensor_readings'));
+      await plain.end();
+      const dev = await connectSpec(url, { clientId: 'device', token: deviceToken });
+      const created = (await dev.create('public.sensor_readings', { device_id: 'someone-else', value: 3, ts: '2026-11-22T00:00:00Z' })).data;
+      const rows = (await dev.read('public.sensor_readings')).data;
+      await dev.end();
+      return { anon, user, refused, created, rows };
+    }, { url: authed.wsUrl, plainToken: sign({ sub: 'plain' }), deviceToken: sign({ sub: 'dev', device: 'dev-t' }) });
+    assert.equal(out.anon?.name, 'MqttError', 'connect without a token is refused');
+    assert.equal(out.user, 1, 'entities without the tenant column are served');
+    assert.equal(out.refused?.name, 'SpecError');
+    assert.equal(out.refused.code, 'unauthorized', out.refused.message);
+    assert.equal(out.created.device_id, 'dev-t', 'the hook set the tenant on create');
+    assert.ok(out.rows.length >= 1 && out.rows.every((r) => r.device_id === 'dev-t'), 'reads limited to the tenant');
+  } finally {
+    await authed.kill();
+  }
+});
+
+test('subscriptions deliver only matching changes, by callback and by async iteration', async () => {
+  await page.evaluate(async (url) => {
+    const c = await connectSpec(url, { clientId: 'watcher' });
+    window.watched = [];
+    window.iterated = [];
+    window.watchSub = await c.subscribe('public.users', { filters: [{ column: 'status', operator: 'eq', value: 'vip' }] },
+      (n) => window.watched.push(n));
+    const all = await c.subscribe('public.users', {});
+    window.iterDone = (async () => {
+      for await (const n of all) {
+        window.iterated.push(n);
+        if (window.iterated.length === 3) break;
+      }
+    })();
+    window.watcher = c;
+  }, server.wsUrl);
+  const plain = await writer.request({ operation: 'create', schema: 'public', entity: 'users', data: { name: 'Plain', email: 'p@x', status: 'active' } });
+  const vip = await writer.request({ operation: 'create', schema: 'public', entity: 'users', data: { name: 'Vip', email: 'v@x', status: 'vip' } });
+  await writer.request({ operation: 'update', schema: 'public', entity: 'users', record_id: String(vip.data.id), data: { status: 'active' } });
+  await page.waitForFunction(() => window.iterated.length === 3 && window.watched.length === 2, null, { timeout: 10_000 });
+  const out = await page.evaluate(async () => {
+    await window.iterDone;
+    await window.watchSub.unsubscribe();
+    return { watched: window.watched, iterated: window.iterated };
+  });
+  assert.deepEqual(out.watched.map((n) => n.operation), ['create', 'update'], 'vip created, then left the filter');
+  assert.equal(out.watched[0].data.name, 'Vip');
+  assert.deepEqual(out.iterated.map((n) => n.data.id), [plain.data.id, vip.data.id, vip.data.id]);
+  await writer.request({ operation: 'create', schema: 'public', entity: 'users', data: { name: 'Vip2', email: 'v2@x', status: 'vip' } });
+  const after = await page.evaluate(async () => {
+    await new Promise((r) => setTimeout(r, 500));
+    await window.watcher.end();
+    return window.watched.length;
+  });
+  assert.equal(after, 2, 'nothing after unsubscribe');
+});
+
+test('liveQuery stays equal to a fresh read under a random stream of changes', async () => {
+  const options = {
+    filters: [{ column: 'status', operator: 'in', value: ['active', 'vip'] }],
+    sort: [{ column: 'name', direction: 'desc' }],
+    limit: 7,
+  };
+  await page.evaluate(async ({ url, options }) => {
+    const c = await connectSpec(url, { clientId: 'live' });
+    window.changes = 0;
+    window.live = await c.liveQuery('public.users', options, () => { window.changes += 1; });
+    window.liveClient = c;
+  }, { url: server.wsUrl, options });
+  let seed = 42;
+  const rand = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  const statuses = ['active', 'vip', 'inactive'];
+  const ids = [];
+  for (let step = 0; step < 150; step++) {
+    const roll = rand(10);
+    if (ids.length < 3 || roll < 4) {
+      const r = await writer.request({ operation: 'create', schema: 'public', entity: 'users',
+        data: { name: `n${rand(30)}`, email: `e${step}@x`, status: statuses[rand(3)] } });
+      assert.equal(r.success, true, JSON.stringify(r));
+      ids.push(r.data.id);
+    } else if (roll < 8) {
+      const id = ids[rand(ids.length)];
+      await writer.request({ operation: 'update', schema: 'public', entity: 'users', record_id: String(id),
+        data: rand(2) ? { status: statuses[rand(3)] } : { name: `n${rand(30)}` } });
+    } else {
+      const id = ids.splice(rand(ids.length), 1)[0];
+      await writer.request({ operation: 'delete', schema: 'public', entity: 'users', record_id: String(id) });
+    }
+  }
+  const fresh = await writer.request({ operation: 'read', schema: 'public', entity: 'users',
+    options: { ...options, sort: [...options.sort, { column: 'id', direction: 'asc' }] } });
+  const want = fresh.data.map((r) => r.id);
+  await page.waitForFunction((want) => JSON.stringify(window.live.rows().map((r) => r.id)) === JSON.stringify(want),
+    want, { timeout: 10_000 }).catch(() => {});
+  const got = await page.evaluate(() => ({ rows: window.live.rows(), changes: window.changes }));
+  assert.deepEqual(got.rows.map((r) => r.id), want);
+  assert.deepEqual(got.rows, fresh.data, 'same rows, same values');
+  assert.ok(got.changes > 1, 'onChange ran for the changes');
+  await page.evaluate(async () => { await window.live.close(); await window.liveClient.end(); });
+});
+
+test('reconnect: requests made while the server is down complete after it returns; subscriptions come back', async () => {
+  await page.evaluate(async (url) => {
+    const c = await connectSpec(url, { clientId: 'survivor', timeoutMs: 60_000, reconnectPeriod: 200, maxReconnectDelay: 1000 });
+    window.survivor = c;
+    window.events = [];
+    for (const e of ['offline', 'reconnect', 'connect']) c.on(e, () => window.events.push(e));
+    window.survivorNotes = [];
+    await c.subscribe('public.sensor_readings', {}, (n) => window.survivorNotes.push(n));
+  }, server.wsUrl);
+  await server.kill();
+  await page.waitForFunction(() => window.events.includes('offline'), null, { timeout: 20_000 });
+  await page.evaluate(() => {
+    window.inFlight = Promise.all([
+      window.survivor.read('public.users', { recordId: 1 }),
+      window.survivor.create('public.sensor_readings', { device_id: 'dev-r', value: 1.5, ts: '2026-11-22T00:00:00Z' }),
+    ]);
+  });
+  server = startServer({ dbFile: join(dir, 'demo.db'), ...ports });
+  await server.ready;
+  const out = await page.evaluate(async () => {
+    const [read, created] = await window.inFlight;
+    return { read: read.data.id, created: created.data.device_id };
+  });
+  assert.deepEqual(out, { read: 1, created: 'dev-r' });
+  // The subscription was re-established on the new server.
+  await writer.end();
+  writer = await rawClient(server.wsUrl, 'node-writer');
+  await writer.request({ operation: 'create', schema: 'public', entity: 'sensor_readings', data: { device_id: 'dev-n', value: 2, ts: '2026-11-22T00:00:01Z' } });
+  await page.waitForFunction(() => window.survivorNotes.some((n) => n.data.device_id === 'dev-n'), null, { timeout: 10_000 });
+  await page.evaluate(() => window.survivor.end());
+  assert.deepEqual(errors, [], 'no uncaught page errors');
+});
