@@ -8,14 +8,21 @@ cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 out=client-wasm/pkg
 target="${CARGO_TARGET_DIR:-$root/target}"
-cargo build -q -p client-wasm --target wasm32-unknown-unknown --release
-rm -rf "$out" && mkdir -p "$out"
-wasm-bindgen --target web --out-dir "$out" --out-name mqttspec_wasm \
-  "$target/wasm32-unknown-unknown/release/client_wasm.wasm"
-node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  "$out/mqttspec_wasm_bg.wasm" -o "$out/mqttspec_wasm_bg.wasm"
+# bindgen FEATURES DIR NAME: build client-wasm with FEATURES, generate the
+# ES module glue and .d.ts into DIR as NAME*, and optimize the wasm.
+bindgen() {
+  cargo build -q -p client-wasm --target wasm32-unknown-unknown --release $1
+  wasm-bindgen --target web --out-dir "$2" --out-name "$3" \
+    "$target/wasm32-unknown-unknown/release/client_wasm.wasm"
+  node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$2/$3_bg.wasm" -o "$2/$3_bg.wasm"
+}
+rm -rf "$out" && mkdir -p "$out/mqtt"
+# `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
+bindgen "" "$out" mqttspec_wasm
+bindgen --no-default-features "$out/mqtt" mqttspec_mqtt
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
 sed "s/@VERSION@/$version/" client-wasm/package.template.json > "$out/package.json"
 [ -f client-wasm/README.md ] && cp client-wasm/README.md "$out/README.md"
-echo "pkg: $out ($(wc -c < "$out/mqttspec_wasm_bg.wasm") bytes of wasm)"
+echo "pkg: $out ($(wc -c < "$out/mqttspec_wasm_bg.wasm") bytes of wasm; MQTT only: $(wc -c < "$out/mqtt/mqttspec_mqtt_bg.wasm"))"

@@ -5,6 +5,7 @@
 //! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
 
 pub mod mqtt;
+#[cfg(feature = "spec")]
 pub mod spec;
 
 use wasm_bindgen::prelude::*;
@@ -12,10 +13,4 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
-}
-
-/// Topic a client publishes its MQTTSpec requests to.
-#[wasm_bindgen(js_name = requestTopic)]
-pub fn request_topic(prefix: &str, client_id: &str) -> String {
-    mqttspec_proto::topic::request_topic(prefix, client_id)
 }

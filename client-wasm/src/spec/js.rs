@@ -177,10 +177,10 @@ fn entity_ref(entity: &str, options: &JsValue) -> Result<EntityRef, SpecError> {
     ))
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: &JsValue, what: &str) -> Result<T, SpecError>
-where
-    T: Default,
-{
+fn typed<T: serde::de::DeserializeOwned + Default>(
+    value: &JsValue,
+    what: &str,
+) -> Result<T, SpecError> {
     match from_js(value, what)? {
         None => Ok(T::default()),
         Some(v) => serde_json::from_value(v)
