@@ -1,0 +1,59 @@
+// Shared by the SpecClient tests and benchmarks: starts mqttspec-server
+// (embedded broker, SQLite file) and gives a second, independent MQTTSpec
+// client written by hand on MQTT.js.
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { root } from '../mqtt_client/harness.mjs';
+
+export const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'mqttspec-server');
+
+/** mqttspec-server --demo on fixed ports (so a restart keeps the URL) and a SQLite file. */
+export function startServer({ dbFile, mqttPort, wsPort, extra = [] }) {
+  const proc = spawn(binary, [
+    '--demo', '--database', `sqlite:${dbFile}`,
+    '--mqtt-listen', `127.0.0.1:${mqttPort}`, '--ws-listen', `127.0.0.1:${wsPort}`, ...extra,
+  ], { env: { ...process.env, RUST_LOG: 'info,rumqttd=warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
+    const onData = (chunk) => {
+      log += chunk;
+      if (log.includes('mqttspec-server ready')) { clearTimeout(timer); resolve(); }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${log}`)); });
+  });
+  return {
+    ready,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    log: () => log,
+    kill() { proc.kill('SIGKILL'); return new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r))); },
+  };
+}
+
+/** The second client: MQTT.js in Node, speaking MQTTSpec JSON by hand. */
+export async function rawClient(wsUrl, clientId) {
+  const client = await mqtt.connectAsync(wsUrl, { clientId, reconnectPeriod: 0 });
+  const waiting = new Map();
+  client.on('message', (_topic, payload) => {
+    const m = JSON.parse(payload.toString());
+    waiting.get(m.id)?.(m);
+    waiting.delete(m.id);
+  });
+  await client.subscribeAsync(`spec/${clientId}/response`, { qos: 1 });
+  let n = 0;
+  return {
+    request(message) {
+      const id = `${clientId}-${++n}`;
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no response to ${JSON.stringify(message)}`)), 20_000);
+        waiting.set(id, (m) => { clearTimeout(timer); resolve(m); });
+        client.publish(`spec/${clientId}/request`, JSON.stringify({ id, type: 'request', ...message }), { qos: 1 });
+      });
+    },
+    end: () => client.endAsync(),
+  };
+}
+

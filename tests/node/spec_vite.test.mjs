@@ -1,0 +1,66 @@
+// Bundler compatibility: the Vite app in tests/vite-app installs the built
+// package (`npm install` of ../../client-wasm/pkg), `vite build` bundles it,
+// and the built app runs in headless Chromium against mqttspec-server,
+// rendering a live query.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize } from 'node:path';
+import { chromium } from 'playwright-core';
+import { root, ensurePackage, freePort } from './mqtt_client/harness.mjs';
+import { binary, startServer } from './spec_client/harness.mjs';
+
+const app = join(root, 'tests/vite-app');
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+
+let dir, server, web, browser;
+
+before(async () => {
+  assert.ok(existsSync(binary), `${binary} is missing: run cargo build --bins first`);
+  ensurePackage();
+  const npm = (...args) => execFileSync('npm', args, { cwd: app, stdio: 'inherit' });
+  if (!existsSync(join(app, 'node_modules/vite'))) npm('ci', '--no-audit', '--no-fund', '--loglevel=error');
+  npm('run', 'build');
+  dir = mkdtempSync(join(tmpdir(), 'spec-vite-'));
+  server = startServer({ dbFile: join(dir, 'demo.db'), mqttPort: await freePort(), wsPort: await freePort() });
+  await server.ready;
+  const dist = join(app, 'dist');
+  web = createServer((req, res) => {
+    const path = normalize(new URL(req.url, 'http://x').pathname);
+    const file = join(dist, path === '/' ? 'index.html' : path);
+    if (!file.startsWith(dist) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  await new Promise((r) => web.listen(0, '127.0.0.1', r));
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => (web ? web.close(r) : r()));
+  await server?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the Vite-built app loads the package and shows live rows', async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const url = `http://127.0.0.1:${web.address().port}/?broker=${encodeURIComponent(server.wsUrl)}`;
+  await page.goto(url);
+  await page.waitForFunction(() => document.getElementById('state').textContent !== 'loading', null, { timeout: 30_000 });
+  const state = await page.textContent('#state');
+  assert.equal(state, 'live (MqttClient export: function)', `page said: ${state}`);
+  await page.waitForFunction(() => document.querySelectorAll('#rows li').length === 5, null, { timeout: 10_000 });
+  const first = await page.textContent('#rows li');
+  assert.match(first, /^1 \S/);
+  assert.deepEqual(errors, []);
+});
