@@ -678,6 +678,18 @@ pub fn live_query(
     promise
 }
 
+/// The server's id of subscription `handle` (None until confirmed).
+pub fn subscription_id(rc: &Shared, handle: Handle) -> Option<String> {
+    rc.borrow().subs.server_id(handle).map(str::to_string)
+}
+
+/// The server's subscription id feeding live query `live`.
+pub fn live_subscription_id(rc: &Shared, live: LiveId) -> Option<String> {
+    let inner = rc.borrow();
+    let sub = inner.lives.get(&live)?.sub;
+    inner.subs.server_id(sub).map(str::to_string)
+}
+
 /// The rows of live query `live` now.
 pub fn live_rows(rc: &Shared, live: LiveId) -> JsValue {
     rc.borrow()

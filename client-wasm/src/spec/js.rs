@@ -525,6 +525,12 @@ impl SubscriptionHandle {
         client::next(&self.rc, self.handle)
     }
 
+    /// The server's id of this subscription (changes after a reconnect).
+    #[wasm_bindgen(getter, js_name = subscriptionId)]
+    pub fn subscription_id(&self) -> Option<String> {
+        client::subscription_id(&self.rc, self.handle)
+    }
+
     /// Ends iteration (`break` in `for await`): unsubscribes.
     #[wasm_bindgen(
         js_name = "return",
@@ -549,6 +555,12 @@ impl LiveQueryHandle {
     #[wasm_bindgen(unchecked_return_type = "Row[]")]
     pub fn rows(&self) -> JsValue {
         client::live_rows(&self.rc, self.live)
+    }
+
+    /// The server's id of the subscription feeding this view.
+    #[wasm_bindgen(getter, js_name = subscriptionId)]
+    pub fn subscription_id(&self) -> Option<String> {
+        client::live_subscription_id(&self.rc, self.live)
     }
 
     /// Stop keeping the rows current.

@@ -20,7 +20,6 @@
 
 use std::cmp::Ordering;
 
-use mqttspec_proto::filter::as_text;
 use mqttspec_proto::{compare_rows, matches, Direction, Filter, Operation, Row, Sort};
 use serde_json::{json, Value};
 
@@ -228,11 +227,18 @@ impl LiveQuery {
     }
 }
 
-/// Keys are equal when their values are, or their text is (`10` and `"10"`:
-/// a delete notification may carry the record id as text).
+/// Keys are equal when their values are, or when one is the other's text
+/// (`10` and `"10"`: a delete notification may carry the record id as text).
+/// Runs for every row of the view per notification: no allocation.
 fn same_key(a: Option<&Value>, b: Option<&Value>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => a == b || (as_text(a).is_some() && as_text(a) == as_text(b)),
+        (Some(a), Some(b)) if a == b => true,
+        (Some(Value::String(s)), Some(Value::Number(n)))
+        | (Some(Value::Number(n)), Some(Value::String(s))) => s
+            .parse::<f64>()
+            .ok()
+            .zip(n.as_f64())
+            .is_some_and(|(x, y)| x == y),
         _ => false,
     }
 }

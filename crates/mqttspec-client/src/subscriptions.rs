@@ -58,6 +58,11 @@ impl Subscriptions {
         true
     }
 
+    /// The server's id for `handle`, once confirmed.
+    pub fn server_id(&self, handle: Handle) -> Option<&str> {
+        self.wanted.get(&handle)?.1.as_deref()
+    }
+
     /// Forget `handle`; returns its server id if it had one (to unsubscribe).
     pub fn remove(&mut self, handle: Handle) -> Option<String> {
         let (_, server_id) = self.wanted.remove(&handle)?;
@@ -111,6 +116,7 @@ mod tests {
         assert!(s.bind(a, "sub-1".into()));
         assert!(s.bind(b, "sub-2".into()));
         assert_eq!(s.handle_of("sub-2"), Some(b));
+        assert_eq!(s.server_id(b), Some("sub-2"));
         let again = s.reset();
         assert_eq!(
             again.iter().map(|(h, _)| *h).collect::<Vec<_>>(),

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { root } from '../mqtt_client/harness.mjs';
 
-export const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'mqttspec-server');
+/** The server binary: `cargo build`'s debug one unless SPEC_SERVER_PROFILE=release. */
+export const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), process.env.SPEC_SERVER_PROFILE ?? 'debug', 'mqttspec-server');
 
 /** mqttspec-server --demo on fixed ports (so a restart keeps the URL) and a SQLite file. */
 export function startServer({ dbFile, mqttPort, wsPort, extra = [] }) {
