@@ -272,7 +272,7 @@ fn hundred_concurrent_requests_each_get_their_own_answer() {
 
 #[test]
 fn edge_outcomes_404_413_504_and_local_errors() {
-    let (w, _up, f) = tunnel(&[]);
+    let (w, _up, mut f) = tunnel(&[]);
     // Unknown tunnel ids, both forms; malformed ids.
     for (path, host) in [
         ("/zzzzzzzzzzzz/x".to_string(), path_host(w)),
@@ -305,8 +305,11 @@ fn edge_outcomes_404_413_504_and_local_errors() {
     )
     .unwrap();
     assert_eq!(r.status(), 504, "{}", r.text());
-    // The tunnel still serves after the timed-out request; its late answer is dropped.
-    std::thread::sleep(Duration::from_millis(3500));
+    // The tunnel still serves after the timed-out request; its late answer
+    // (sent right after ttf prints its line) is dropped.
+    f.proc
+        .wait_for_line("/slow?ms=", Duration::from_secs(30))
+        .unwrap();
     let r = http(
         w.port,
         "GET",
@@ -402,7 +405,7 @@ fn console_shows_one_line_per_request() {
 
 #[test]
 fn killed_forwarder_gives_502_and_a_restarted_one_serves_again() {
-    let (w, _up, mut f) = tunnel(&[]);
+    let (w, up, mut f) = tunnel(&[]);
     let id = f.id.clone();
     let port = w.port;
     let pending = std::thread::spawn(move || {
@@ -416,9 +419,15 @@ fn killed_forwarder_gives_502_and_a_restarted_one_serves_again() {
         )
         .unwrap()
     });
-    // The request reached the local service through the forwarder: kill it mid-request.
-    f.proc.wait_for_line("", Duration::from_millis(1)).ok();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Once the request reached the local service through the forwarder, kill it mid-request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while up.last("GET /slow").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "request never reached the local service"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     f.proc.kill();
     let r = pending.join().unwrap();
     assert_eq!(r.status(), 502, "{}", r.text());
