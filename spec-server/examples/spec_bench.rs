@@ -25,6 +25,14 @@ const REQUESTS_PER_CLIENT: usize = 1500;
 const SUBSCRIBERS: usize = 1000;
 const ROUNDS: usize = 20;
 
+/// Client options for the benchmark: requests at QoS 0 (see `ClientOptions::request_qos`).
+fn options(port: u16, client_id: &str) -> ClientOptions {
+    ClientOptions {
+        request_qos: QoS::AtMostOnce,
+        ..ClientOptions::local(port, client_id)
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -62,7 +70,10 @@ fn ms(d: Duration) -> f64 {
 
 /// Latencies of ROUNDS rounds: `trigger` starts a round, every subscriber
 /// reports its receive time on `arrivals`.
-async fn fan_out<F, Fut>(arrivals: &mut mpsc::UnboundedReceiver<Instant>, mut trigger: F) -> Vec<Duration>
+async fn fan_out<F, Fut>(
+    arrivals: &mut mpsc::UnboundedReceiver<Instant>,
+    mut trigger: F,
+) -> Vec<Duration>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -106,7 +117,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        clients.push(Arc::new(SpecClient::connect(ClientOptions::local(port, &format!("bench-{i}"))).await?));
+        clients.push(Arc::new(
+            SpecClient::connect(options(port, &format!("bench-{i}"))).await?,
+        ));
     }
     // Warm-up, then the baseline and the measured operation.
     throughput(&clients[..1], |_| json!({"type": "ping"})).await;
@@ -119,17 +132,22 @@ async fn main() -> anyhow::Result<()> {
     .await;
     eprintln!("read by id: {read_rps:.0} req/s");
 
-    eprintln!("connecting {SUBSCRIBERS} subscribers");
+    eprintln!(
+        "connecting {SUBSCRIBERS} subscribers (and {SUBSCRIBERS} raw MQTT ones for the baseline)"
+    );
     let (arrived_tx, mut arrivals) = mpsc::unbounded_channel::<Instant>();
     let (raw_tx, mut raw_arrivals) = mpsc::unbounded_channel::<Instant>();
     let mut raw_publisher = None;
     for i in 0..SUBSCRIBERS {
-        let mut sub = SpecClient::connect(ClientOptions::local(port, &format!("sub-{i}"))).await?;
+        let mut sub = SpecClient::connect(options(port, &format!("sub-{i}"))).await?;
         let response = sub
             .request(json!({"type": "subscription", "operation": "subscribe", "entity": "sensor_readings",
                             "options": {"filters": [{"column": "device_id", "operator": "eq", "value": "bench"}]}}))
             .await?;
-        anyhow::ensure!(response.success == Some(true), "subscribe failed: {response:?}");
+        anyhow::ensure!(
+            response.success == Some(true),
+            "subscribe failed: {response:?}"
+        );
         let tx = arrived_tx.clone();
         tokio::spawn(async move {
             while sub.notification(Duration::from_secs(3600)).await.is_some() {
@@ -142,28 +160,43 @@ async fn main() -> anyhow::Result<()> {
         let mut options = rumqttc::MqttOptions::new(format!("raw-{i}"), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(60));
         let (raw, mut events) = rumqttc::AsyncClient::new(options, 16);
-        raw.subscribe("bench/fanout", QoS::AtLeastOnce).await?;
+        raw.subscribe("bench/fanout", QoS::AtMostOnce).await?;
         let tx = raw_tx.clone();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
+            let mut subscribed_tx = Some(subscribed_tx);
             while let Ok(event) = events.poll().await {
-                if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
-                    let _ = tx.send(Instant::now());
+                match event {
+                    rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
+                        if let Some(s) = subscribed_tx.take() {
+                            let _ = s.send(());
+                        }
+                    }
+                    rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) => {
+                        let _ = tx.send(Instant::now());
+                    }
+                    _ => {}
                 }
             }
         });
+        tokio::time::timeout(Duration::from_secs(30), subscribed).await??;
         raw_publisher.get_or_insert(raw);
     }
     let raw_publisher = raw_publisher.expect("at least one subscriber");
-    // Let the raw subscriptions settle: one round trip through the broker.
-    raw_publisher.publish("bench/fanout", QoS::AtLeastOnce, false, "warm").await?;
+    // One warm-up delivery to every raw subscriber.
+    raw_publisher
+        .publish("bench/fanout", QoS::AtMostOnce, false, "warm")
+        .await?;
     for _ in 0..SUBSCRIBERS {
         tokio::time::timeout(Duration::from_secs(60), raw_arrivals.recv()).await?;
     }
     let writer = &clients[0];
     let notify = fan_out(&mut arrivals, |round| async move {
         let response = writer
-            .request(json!({"type": "request", "operation": "create", "entity": "sensor_readings",
-                            "data": {"device_id": "bench", "value": round}}))
+            .request(
+                json!({"type": "request", "operation": "create", "entity": "sensor_readings",
+                            "data": {"device_id": "bench", "value": round}}),
+            )
             .await
             .expect("create answered");
         assert_eq!(response.success, Some(true));
@@ -172,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
     let publisher = &raw_publisher;
     let raw = fan_out(&mut raw_arrivals, |round| async move {
         publisher
-            .publish("bench/fanout", QoS::AtLeastOnce, false, format!("{round}"))
+            .publish("bench/fanout", QoS::AtMostOnce, false, format!("{round}"))
             .await
             .expect("published");
     })

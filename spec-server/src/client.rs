@@ -26,6 +26,10 @@ pub struct ClientOptions {
     pub username: Option<String>,
     /// Topic prefix.
     pub prefix: String,
+    /// QoS of request publishes. QoS 0 saves the broker's PUBACK, whose
+    /// extra small write can meet Nagle's algorithm on brokers that do not
+    /// set TCP_NODELAY (rumqttd) and add a delayed-ACK wait per request.
+    pub request_qos: QoS,
 }
 
 impl ClientOptions {
@@ -37,6 +41,7 @@ impl ClientOptions {
             client_id: client_id.into(),
             username: None,
             prefix: "spec".into(),
+            request_qos: QoS::AtLeastOnce,
         }
     }
 }
@@ -47,6 +52,7 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Message>>>>;
 pub struct SpecClient {
     client: AsyncClient,
     request_topic: String,
+    request_qos: QoS,
     pending: Pending,
     next_id: AtomicU64,
     notifications: mpsc::UnboundedReceiver<Message>,
@@ -66,6 +72,9 @@ impl SpecClient {
             mqtt.set_credentials(user.clone(), "");
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let response = response_topic(&options.prefix, &options.client_id);
         let notify = format!("{}/{}/notify/+", options.prefix, options.client_id);
         client
@@ -126,6 +135,7 @@ impl SpecClient {
         Ok(SpecClient {
             client,
             request_topic: request_topic(&options.prefix, &options.client_id),
+            request_qos: options.request_qos,
             pending,
             next_id: AtomicU64::new(1),
             notifications,
@@ -162,7 +172,7 @@ impl SpecClient {
     /// Publish raw bytes on the request topic.
     pub async fn publish_raw(&self, payload: Vec<u8>) -> anyhow::Result<()> {
         self.client
-            .publish(self.request_topic.clone(), QoS::AtLeastOnce, false, payload)
+            .publish(self.request_topic.clone(), self.request_qos, false, payload)
             .await?;
         Ok(())
     }
