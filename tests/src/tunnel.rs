@@ -351,6 +351,22 @@ impl Forwarder {
     }
 }
 
+/// Wait until `proc` exits (panics after `timeout`); its exit status.
+pub fn wait_exit(proc: &mut Proc, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = proc.try_wait() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process still running after {timeout:?}:\n{}",
+            proc.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Process groups of shared workers, killed when the test binary exits.
 static SHARED_GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 

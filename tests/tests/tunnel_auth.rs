@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::tunnel::{http, shared_worker, Forwarder, SharedWorker, Upstream};
+use e2e::tunnel::{http, shared_worker, wait_exit, Forwarder, SharedWorker, Upstream};
 use e2e::{cargo_bin, Proc};
 
 const SECRET: &str = "e2e-shared-secret-with-enough-entropy";
@@ -238,16 +238,6 @@ fn ttf_with_a_token_relays_and_with_a_bad_one_exits_1() {
     .unwrap();
     bad.wait_for_line("refused the token", Duration::from_secs(30))
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = bad.try_wait() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ttf kept running after 401"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut bad, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1));
 }

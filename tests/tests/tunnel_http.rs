@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use e2e::free_port;
-use e2e::tunnel::{http, random_bytes, shared_worker, Forwarder, SharedWorker, Upstream, PAGE_CSS};
+use e2e::tunnel::{
+    http, random_bytes, shared_worker, wait_exit, Forwarder, HttpMessage, SharedWorker, Upstream,
+    PAGE_CSS,
+};
 
 static WORKER: OnceLock<SharedWorker> = OnceLock::new();
 
@@ -23,6 +26,24 @@ fn tunnel(extra: &[&str]) -> (&'static SharedWorker, Upstream, Forwarder) {
     let up = Upstream::start().unwrap();
     let f = Forwarder::start(w.port, up.port, extra).unwrap();
     (w, up, f)
+}
+
+/// `method path` with `body` on tunnel `id` by the path form.
+fn send(w: &SharedWorker, method: &str, id: &str, path: &str, body: &[u8]) -> HttpMessage {
+    http(
+        w.port,
+        method,
+        &format!("/{id}{path}"),
+        &path_host(w),
+        &[],
+        body,
+    )
+    .unwrap()
+}
+
+/// GET `path` on tunnel `id` by the path form.
+fn get(w: &SharedWorker, id: &str, path: &str) -> HttpMessage {
+    send(w, "GET", id, path, b"")
 }
 
 fn path_host(w: &SharedWorker) -> String {
@@ -167,68 +188,28 @@ fn headers_multi_values_hop_by_hop_and_forwarded() {
 fn path_form_rewrites_the_page_so_assets_and_fetch_resolve() {
     let (w, _up, f) = tunnel(&[]);
     let prefix = format!("/{}", f.id);
-    let page = http(
-        w.port,
-        "GET",
-        &format!("{prefix}/page"),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let page = get(w, &f.id, "/page");
     assert_eq!(page.status(), 200);
     let html = page.text();
     let css_href = format!("href=\"{prefix}/style.css\"");
     let js_src = format!("src=\"{prefix}/app.js\"");
     assert!(html.contains(&css_href) && html.contains(&js_src), "{html}");
     // Every rewritten URL resolves through the tunnel.
-    let css = http(
-        w.port,
-        "GET",
-        &format!("{prefix}/style.css"),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let css = get(w, &f.id, "/style.css");
     assert_eq!(
         css.text(),
         PAGE_CSS.replace("url(/", &format!("url({prefix}/"))
     );
-    let js = http(
-        w.port,
-        "GET",
-        &format!("{prefix}/app.js"),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let js = get(w, &f.id, "/app.js");
     assert!(
         js.text().contains(&format!("fetch('{prefix}/api')")),
         "{}",
         js.text()
     );
-    let api = http(
-        w.port,
-        "GET",
-        &format!("{prefix}/api"),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let api = get(w, &f.id, "/api");
     assert_eq!(api.text(), r#"{"ok":"api reached"}"#);
     // Redirects stay under the prefix; the subdomain form is not rewritten.
-    let r = http(
-        w.port,
-        "GET",
-        &format!("{prefix}/redirect"),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/redirect");
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.header("location"),
@@ -284,62 +265,22 @@ fn edge_outcomes_404_413_504_and_local_errors() {
     }
     // Over the 2 MiB default limit.
     let big = vec![7u8; 2 * 1024 * 1024 + 1];
-    let r = http(
-        w.port,
-        "POST",
-        &format!("/{}/echo", f.id),
-        &path_host(w),
-        &[],
-        &big,
-    )
-    .unwrap();
+    let r = send(w, "POST", &f.id, "/echo", &big);
     assert_eq!(r.status(), 413, "{}", r.text());
     // Local service slower than the edge's timeout.
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/slow?ms={}", f.id, TIMEOUT_MS + 3000),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, &format!("/slow?ms={}", TIMEOUT_MS + 3000));
     assert_eq!(r.status(), 504, "{}", r.text());
     // The tunnel still serves after the timed-out request; its late answer
     // (sent right after ttf prints its line) is dropped.
     f.proc
         .wait_for_line("/slow?ms=", Duration::from_secs(30))
         .unwrap();
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/echo/after", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/echo/after");
     assert_eq!(r.header("x-echo-uri"), Some("/echo/after"));
     // Local statuses are relayed as they are.
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/status/418", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/status/418");
     assert_eq!(r.status(), 418);
-    let r = http(
-        w.port,
-        "DELETE",
-        &format!("/{}/status/204", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = send(w, "DELETE", &f.id, "/status/204", b"");
     assert_eq!(r.status(), 204);
 }
 
@@ -347,15 +288,7 @@ fn edge_outcomes_404_413_504_and_local_errors() {
 fn local_service_down_is_503_and_local_timeout_is_504() {
     let w = worker();
     let mut f = Forwarder::start(w.port, free_port(), &[]).unwrap();
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/x", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/x");
     assert_eq!(r.status(), 503, "{}", r.text());
     assert!(
         r.text().contains("local_service_unavailable"),
@@ -368,15 +301,7 @@ fn local_service_down_is_503_and_local_timeout_is_504() {
 
     let up = Upstream::start().unwrap();
     let f = Forwarder::start(w.port, up.port, &["--request-timeout", "1"]).unwrap();
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/slow?ms=2500", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/slow?ms=2500");
     assert_eq!(r.status(), 504, "{}", r.text());
     assert!(r.text().contains("timeout"), "{}", r.text());
 }
@@ -384,15 +309,7 @@ fn local_service_down_is_503_and_local_timeout_is_504() {
 #[test]
 fn console_shows_one_line_per_request() {
     let (w, _up, mut f) = tunnel(&[]);
-    http(
-        w.port,
-        "PUT",
-        &format!("/{}/echo/console?z=1", f.id),
-        &path_host(w),
-        &[],
-        b"x",
-    )
-    .unwrap();
+    send(w, "PUT", &f.id, "/echo/console?z=1", b"x");
     let line = f
         .proc
         .wait_for_line("/echo/console?z=1", Duration::from_secs(10))
@@ -432,27 +349,11 @@ fn killed_forwarder_gives_502_and_a_restarted_one_serves_again() {
     let r = pending.join().unwrap();
     assert_eq!(r.status(), 502, "{}", r.text());
     // The tunnel is known but its forwarder is gone.
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/echo", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/echo");
     assert_eq!(r.status(), 502, "{}", r.text());
     // A restarted forwarder serves again (on a new tunnel id, as in v1).
     let (w, _up2, f2) = tunnel(&[]);
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/echo/again", f2.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f2.id, "/echo/again");
     assert_eq!(r.header("x-echo-uri"), Some("/echo/again"));
 }
 
@@ -463,26 +364,8 @@ fn ctrl_c_closes_the_tunnel_cleanly() {
     f.proc
         .wait_for_line("Tunnel closed", Duration::from_secs(10))
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = f.proc.try_wait() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ttf did not exit after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut f.proc, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
-    let r = http(
-        w.port,
-        "GET",
-        &format!("/{}/echo", f.id),
-        &path_host(w),
-        &[],
-        b"",
-    )
-    .unwrap();
+    let r = get(w, &f.id, "/echo");
     assert_eq!(r.status(), 502, "{}", r.text());
 }
