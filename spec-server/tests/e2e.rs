@@ -380,3 +380,66 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
         "subscriptions dropped on disconnect"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_file_limits_the_entities() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models.json");
+    std::fs::write(&models, r#"{"entities": ["public.users"]}"#).unwrap();
+    let models = models.display().to_string();
+    let server = start_server(&["--demo", "--models", &models], None).unwrap();
+    let c = client(server.port, "models").await;
+    let users = c
+        .request(json!({"type": "request", "operation": "read", "entity": "users"}))
+        .await
+        .unwrap();
+    assert_eq!(ids(&users).len(), 5);
+    let sensors = c
+        .request(json!({"type": "request", "operation": "read", "entity": "sensor_readings"}))
+        .await
+        .unwrap();
+    assert_eq!(code(&sensors), "model_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_mode_reconnects_after_a_broker_restart() {
+    let mosquitto = Mosquitto::start("").unwrap();
+    let url = format!("mqtt://127.0.0.1:{}", mosquitto.tcp_port);
+    let mut server =
+        start_server(&["--broker-url", &url, "--demo"], Some(mosquitto.tcp_port)).unwrap();
+    let c = client(server.port, "before-restart").await;
+    ok(&c
+        .request(json!({"type": "request", "operation": "read", "entity": "users", "record_id": 1}))
+        .await
+        .unwrap());
+    drop(c);
+    let mosquitto = mosquitto.restart().unwrap();
+    server
+        .proc
+        .wait_for_line("broker connection lost", LINE_WAIT)
+        .unwrap();
+    server
+        .proc
+        .wait_for_line("connected to the broker", LINE_WAIT)
+        .unwrap();
+    // The server resubscribes right after its CONNACK; a fresh client's
+    // request is answered once that SUBACK is in (retry a few times).
+    let mut c = client(mosquitto.tcp_port, "after-restart").await;
+    c.timeout = Duration::from_secs(3);
+    let mut answered = None;
+    for _ in 0..10 {
+        if let Ok(r) = c
+            .request(
+                json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2}),
+            )
+            .await
+        {
+            answered = Some(r);
+            break;
+        }
+    }
+    assert_eq!(
+        ok(&answered.expect("answered after the restart"))["name"],
+        "Jane Smith"
+    );
+}
