@@ -22,6 +22,7 @@ rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
 bindgen "" "$out" mqttspec_wasm
 bindgen --no-default-features "$out/mqtt" mqttspec_mqtt
+cp client-wasm/js/widgets.js client-wasm/js/widgets.d.ts "$out/"
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
 sed "s/@VERSION@/$version/" client-wasm/package.template.json > "$out/package.json"
 [ -f client-wasm/README.md ] && cp client-wasm/README.md "$out/README.md"
