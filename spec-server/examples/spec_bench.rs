@@ -97,20 +97,10 @@ where
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let port = free_port();
+    let broker = BrokerMode::Embedded(EmbeddedConfig::tcp(format!("127.0.0.1:{port}").parse()?));
     let config = ServerConfig {
-        database: "sqlite::memory:".into(),
-        schema_file: None,
         demo: true,
-        models: None,
-        prefix: "spec".into(),
-        max_payload: 1 << 20,
-        broker: BrokerMode::Embedded(EmbeddedConfig {
-            mqtt_listen: format!("127.0.0.1:{port}").parse()?,
-            ws_listen: None,
-            max_packet: 1 << 24,
-            require_login: false,
-        }),
-        subscription_ttl: None,
+        ..ServerConfig::new("sqlite::memory:", broker)
     };
     server::start(config, Hooks::new()).await?;
     eprintln!("server up on 127.0.0.1:{port}; {CLIENTS} clients x {REQUESTS_PER_CLIENT} requests");

@@ -331,6 +331,14 @@ impl Handler {
             .map_err(|e| fail(code, format!("database refused the operation: {e}")))
     }
 
+    async fn query_one(
+        &self,
+        statement: Statement,
+        code: ErrorCode,
+    ) -> Result<Option<Row>, Failure> {
+        Ok(self.query(statement, code).await?.into_iter().next())
+    }
+
     fn builder<'a>(&self, entity: &'a Entity) -> SqlBuilder<'a> {
         SqlBuilder::new(self.db.dialect(), entity)
     }
@@ -358,11 +366,7 @@ impl Handler {
                 self.builder(entity)
                     .select(&columns, &filters, &[], Some(1), None),
             )?;
-            let row = self
-                .query(stmt, ErrorCode::ReadError)
-                .await?
-                .into_iter()
-                .next();
+            let row = self.query_one(stmt, ErrorCode::ReadError).await?;
             let row = row.ok_or_else(|| not_found(entity, id))?;
             return Ok((Value::Object(row), None));
         }
@@ -392,11 +396,7 @@ impl Handler {
             .insert(&pairs)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let row = self
-            .query(stmt, ErrorCode::CreateError)
-            .await?
-            .into_iter()
-            .next();
+        let row = self.query_one(stmt, ErrorCode::CreateError).await?;
         let row =
             row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
         self.notify(entity, Operation::Create, None, Some(&row));
@@ -404,12 +404,7 @@ impl Handler {
     }
 
     async fn update(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
-        let id = ctx.record_id.as_ref().ok_or_else(|| {
-            fail(
-                ErrorCode::InvalidData,
-                "update needs record_id (or the primary key in data)",
-            )
-        })?;
+        let id = required_id(ctx, "update")?;
         let pk = primary_key(entity)?;
         let mut data = data_object(ctx.data.as_ref(), "update")?.clone();
         data.remove(&pk.name);
@@ -432,40 +427,23 @@ impl Handler {
             .update(&pairs, &filters)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self
-            .query(read_old, ErrorCode::UpdateError)
-            .await?
-            .into_iter()
-            .next();
+        let old = self.query_one(read_old, ErrorCode::UpdateError).await?;
         let old = old.ok_or_else(|| not_found(entity, id))?;
-        let new = self
-            .query(write, ErrorCode::UpdateError)
-            .await?
-            .into_iter()
-            .next();
+        let new = self.query_one(write, ErrorCode::UpdateError).await?;
         let new = new.ok_or_else(|| not_found(entity, id))?;
         self.notify(entity, Operation::Update, Some(&old), Some(&new));
         Ok((Value::Object(new), None))
     }
 
     async fn delete(&self, entity: &Entity, ctx: &HookContext) -> Result<Answer, Failure> {
-        let id = ctx.record_id.as_ref().ok_or_else(|| {
-            fail(
-                ErrorCode::InvalidData,
-                "delete needs record_id (or the primary key in data)",
-            )
-        })?;
+        let id = required_id(ctx, "delete")?;
         let filters = key_filters(entity, &ctx.options.filters, id)?;
         let stmt = self
             .builder(entity)
             .delete(&filters)
             .map_err(|e| fail(ErrorCode::DeleteError, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self
-            .query(stmt, ErrorCode::DeleteError)
-            .await?
-            .into_iter()
-            .next();
+        let old = self.query_one(stmt, ErrorCode::DeleteError).await?;
         let old = old.ok_or_else(|| not_found(entity, id))?;
         self.notify(entity, Operation::Delete, Some(&old), None);
         Ok((json!({"deleted": true}), None))
@@ -560,6 +538,15 @@ fn not_found(entity: &Entity, id: &Value) -> Failure {
             entity.full_name()
         ),
     )
+}
+
+fn required_id<'a>(ctx: &'a HookContext, operation: &str) -> Result<&'a Value, Failure> {
+    ctx.record_id.as_ref().ok_or_else(|| {
+        fail(
+            ErrorCode::InvalidData,
+            format!("{operation} needs record_id (or the primary key in data)"),
+        )
+    })
 }
 
 fn primary_key(entity: &Entity) -> Result<&crate::db::Column, Failure> {

@@ -49,6 +49,23 @@ pub struct ServerConfig {
     pub subscription_ttl: Option<Duration>,
 }
 
+impl ServerConfig {
+    /// `database` on `broker` with defaults: prefix `spec`, 1 MiB payloads,
+    /// no schema file, no demo data, all entities, no expiry.
+    pub fn new(database: impl Into<String>, broker: BrokerMode) -> Self {
+        ServerConfig {
+            database: database.into(),
+            schema_file: None,
+            demo: false,
+            models: None,
+            prefix: "spec".into(),
+            max_payload: 1 << 20,
+            broker,
+            subscription_ttl: None,
+        }
+    }
+}
+
 /// A started server.
 pub struct RunningServer {
     /// The request handler (for inspection).

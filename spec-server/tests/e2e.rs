@@ -291,20 +291,12 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
             Ok(())
         }));
     let port = free_port();
+    let broker = BrokerMode::Embedded(EmbeddedConfig::tcp(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+    ));
     let config = ServerConfig {
-        database: "sqlite::memory:".into(),
-        schema_file: None,
         demo: true,
-        models: None,
-        prefix: "spec".into(),
-        max_payload: 1 << 20,
-        broker: BrokerMode::Embedded(EmbeddedConfig {
-            mqtt_listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            ws_listen: None,
-            max_packet: 1 << 24,
-            require_login: false,
-        }),
-        subscription_ttl: None,
+        ..ServerConfig::new("sqlite::memory:", broker)
     };
     let running = server::start(config, hooks).await.unwrap();
     let guest = client(port, "guest-1").await;

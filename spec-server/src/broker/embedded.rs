@@ -28,6 +28,18 @@ pub struct EmbeddedConfig {
     pub require_login: bool,
 }
 
+impl EmbeddedConfig {
+    /// A TCP listener only, 16 MiB packets, no login.
+    pub fn tcp(mqtt_listen: SocketAddr) -> Self {
+        EmbeddedConfig {
+            mqtt_listen,
+            ws_listen: None,
+            max_packet: 16 << 20,
+            require_login: false,
+        }
+    }
+}
+
 fn server_settings(name: &str, listen: SocketAddr, config: &EmbeddedConfig) -> ServerSettings {
     ServerSettings {
         name: name.to_string(),
