@@ -24,6 +24,8 @@ pub struct ClientOptions {
     pub client_id: String,
     /// MQTT username (e.g. a JWT).
     pub username: Option<String>,
+    /// MQTT password (sent with the username).
+    pub password: Option<String>,
     /// Topic prefix.
     pub prefix: String,
     /// QoS of request publishes. QoS 0 saves the broker's PUBACK, whose
@@ -40,6 +42,7 @@ impl ClientOptions {
             port,
             client_id: client_id.into(),
             username: None,
+            password: None,
             prefix: "spec".into(),
             request_qos: QoS::AtLeastOnce,
         }
@@ -69,7 +72,7 @@ impl SpecClient {
         mqtt.set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);
         if let Some(user) = &options.username {
-            mqtt.set_credentials(user.clone(), "");
+            mqtt.set_credentials(user.clone(), options.password.clone().unwrap_or_default());
         }
         let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
         let mut network = eventloop.network_options();

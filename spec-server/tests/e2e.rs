@@ -435,3 +435,62 @@ async fn external_mode_reconnects_after_a_broker_restart() {
         "Jane Smith"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_mosquitto_with_credentials() {
+    let dir = tempfile::Builder::new()
+        .prefix("spec-pw-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let passwords = dir.path().join("passwords");
+    for (i, (user, pass)) in [("server", "s3cret"), ("app", "app-pass")]
+        .iter()
+        .enumerate()
+    {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let status = cmd
+            .arg("-b")
+            .arg(&passwords)
+            .args([user, pass])
+            .status()
+            .expect("mosquitto_passwd runs");
+        assert!(status.success());
+    }
+    std::fs::set_permissions(
+        &passwords,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let mosquitto = Mosquitto::start(&format!(
+        "allow_anonymous false\npassword_file {}",
+        passwords.display()
+    ))
+    .unwrap();
+    let url = format!("mqtt://server:s3cret@127.0.0.1:{}", mosquitto.tcp_port);
+    let server = start_server(&["--broker-url", &url, "--demo"], Some(mosquitto.tcp_port)).unwrap();
+    assert!(
+        SpecClient::connect(ClientOptions::local(server.port, "anonymous"))
+            .await
+            .is_err(),
+        "the broker refuses anonymous clients"
+    );
+    let options = ClientOptions {
+        username: Some("app".into()),
+        password: Some("app-pass".into()),
+        ..ClientOptions::local(server.port, "app-1")
+    };
+    let c = SpecClient::connect(options).await.unwrap();
+    let jane = c
+        .request(json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2}))
+        .await
+        .unwrap();
+    assert_eq!(ok(&jane)["name"], "Jane Smith");
+}
