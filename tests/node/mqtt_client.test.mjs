@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { setup, pkgDir } from './mqtt_client/harness.mjs';
+import { setup, root } from './mqtt_client/harness.mjs';
 
 let env;
 before(async () => { env = await setup(); });
@@ -145,8 +145,29 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
   assert.deepEqual(env.errors, [], 'no uncaught page errors');
 });
 
+test('a connected client keeps working when the page keeps no reference to it', async () => {
+  const topic = unique('unreferenced');
+  await env.page.evaluate(async ({ url, topic }) => {
+    window.unreferenced = [];
+    // Only the callbacks survive this function.
+    await MqttClient.connect(url, {}).then(async (c) => {
+      c.on('message', (t, p) => window.unreferenced.push(new TextDecoder().decode(p)));
+      await c.subscribe(topic, { qos: 1 });
+    });
+    for (let i = 0; i < 5; i++) {
+      window.gc();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, { url: env.broker.wsUrl, topic });
+  const js = await mqttjs();
+  await js.publishAsync(topic, 'still here', { qos: 1 });
+  await js.endAsync();
+  await env.page.waitForFunction(() => window.unreferenced.length === 1, null, { timeout: 20000 });
+  assert.deepEqual(await env.page.evaluate(() => window.unreferenced), ['still here']);
+});
+
 test('the package ships precise TypeScript declarations', () => {
-  const dts = readFileSync(join(pkgDir, 'mqttspec_wasm.d.ts'), 'utf8');
+  const dts = readFileSync(join(env.pkg, 'mqttspec_mqtt.d.ts'), 'utf8');
   for (const needle of [
     'export interface ConnectOptions',
     'export interface PublishOptions',
@@ -158,6 +179,7 @@ test('the package ships precise TypeScript declarations', () => {
   ]) {
     assert.ok(dts.includes(needle), `missing in .d.ts: ${needle}`);
   }
-  const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
+  const pkg = JSON.parse(readFileSync(join(root, 'client-wasm/package.template.json'), 'utf8'));
   assert.equal(pkg.name, 'mqttspec-wasm');
+  assert.ok(pkg.exports['./mqtt'], 'the MQTT-only entry point is exported');
 });

@@ -299,6 +299,7 @@ impl Client {
             shutdown(&mut inner, &ClientError::ended());
             (listeners_of(&inner, EventKind::Close), was_open)
         };
+        release_later(&self.inner);
         if was_open {
             emit(&listeners, &[]);
         }
@@ -328,6 +329,26 @@ fn shutdown(inner: &mut Inner, err: &ClientError) {
     }
 }
 
+/// After [`shutdown`]: drop the retired socket callbacks and fired timers
+/// once the current callback has returned. They hold the state strongly, so
+/// this frees the client when the application drops its last handle.
+fn release_later(rc: &Shared) {
+    let weak = Rc::downgrade(rc);
+    Timeout::new(0, move || {
+        if let Some(rc) = weak.upgrade() {
+            let garbage = {
+                let mut inner = rc.borrow_mut();
+                (
+                    std::mem::take(&mut inner.retired),
+                    std::mem::take(&mut inner.fired),
+                )
+            };
+            drop(garbage);
+        }
+    })
+    .forget();
+}
+
 fn listeners_of(inner: &Inner, kind: EventKind) -> Vec<Function> {
     inner
         .listeners
@@ -353,9 +374,11 @@ fn emit_kind(rc: &Shared, kind: EventKind, args: &[&JsValue]) {
     emit(&listeners, args);
 }
 
-/// Open a WebSocket to the broker and attach the callbacks.
+/// Open a WebSocket to the broker and attach the callbacks. The callbacks
+/// hold the state strongly: an open connection keeps the client alive even
+/// if the application keeps no reference (as with MQTT.js); `end()` breaks
+/// the cycle.
 fn open_socket(rc: &Shared) {
-    let weak = Rc::downgrade(rc);
     let url = rc.borrow().url.clone();
     let ws = match WebSocket::new_with_str(&url, "mqtt") {
         Ok(ws) => ws,
@@ -369,19 +392,17 @@ fn open_socket(rc: &Shared) {
         }
     };
     ws.set_binary_type(BinaryType::Arraybuffer);
-    let w = weak.clone();
+    let me = rc.clone();
     let on_open = Closure::<dyn FnMut()>::new(move || {
-        if let Some(rc) = w.upgrade() {
-            let started = rc.borrow_mut().session.start_connection(now());
-            match started {
-                Ok(()) => pump(&rc),
-                Err(e) => fail_connection(&rc, e.into()),
-            }
+        let started = me.borrow_mut().session.start_connection(now());
+        match started {
+            Ok(()) => pump(&me),
+            Err(e) => fail_connection(&me, e.into()),
         }
     });
-    let w = weak.clone();
+    let me = rc.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let Some(rc) = w.upgrade() else { return };
+        let rc = &me;
         let data = ev.data();
         let result = if let Some(buf) = data.dyn_ref::<js_sys::ArrayBuffer>() {
             let bytes = js_sys::Uint8Array::new(buf).to_vec();
@@ -392,17 +413,18 @@ fn open_socket(rc: &Shared) {
             ))
         };
         match result {
-            Ok(()) => pump(&rc),
+            Ok(()) => pump(rc),
             Err(e) => {
                 // Deliver what arrived before the bad packet, then close.
-                pump(&rc);
-                fail_connection(&rc, e.into());
+                pump(rc);
+                fail_connection(rc, e.into());
             }
         }
     });
-    let w = weak;
+    let me = rc.clone();
     let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-        if let Some(rc) = w.upgrade() {
+        let rc = &me;
+        {
             let err = (!rc.borrow().connected_once).then(|| {
                 let mut m = String::from("could not connect to ");
                 m.push_str(&rc.borrow().url);
@@ -413,7 +435,7 @@ fn open_socket(rc: &Shared) {
                 );
                 ClientError::new("CONNECTION_FAILED", m)
             });
-            connection_closed(&rc, err);
+            connection_closed(rc, err);
         }
     });
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -460,6 +482,7 @@ fn connection_closed(rc: &Shared, err: Option<ClientError>) {
             ClientError::new("CONNECTION_FAILED", "the connection closed before CONNACK")
         });
         shutdown(&mut rc.borrow_mut(), &e);
+        release_later(rc);
         emit_kind(rc, EventKind::Close, &[]);
         return;
     }
@@ -481,9 +504,9 @@ fn schedule_reconnect(rc: &Shared) {
     let capped = exp.min(u64::from(inner.opts.max_reconnect_delay_ms.max(period)));
     let delay = (capped as f64 * (0.5 + js_sys::Math::random() * 0.5)) as u32;
     inner.attempt = inner.attempt.saturating_add(1);
-    let weak = Rc::downgrade(rc);
+    // Strong: a reconnecting client stays alive until it is ended.
+    let rc = rc.clone();
     inner.reconnect_timer = Some(Timeout::new(delay, move || {
-        let Some(rc) = weak.upgrade() else { return };
         {
             let mut inner = rc.borrow_mut();
             if let Some(t) = inner.reconnect_timer.take() {

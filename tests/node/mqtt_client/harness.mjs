@@ -6,7 +6,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as netServer } from 'node:net';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync, cpSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,12 +14,26 @@ import { chromium } from 'playwright-core';
 
 export const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../../..'));
 export const pkgDir = join(root, 'client-wasm/pkg');
+/** The MQTT-only entry point of the package (`mqttspec-wasm/mqtt`). */
+export const mqttDir = join(pkgDir, 'mqtt');
+const built = () => {
+  const wasm = join(mqttDir, 'mqttspec_mqtt_bg.wasm');
+  return existsSync(wasm) && statSync(wasm).size > 0;
+};
 
-/** Build client-wasm/pkg unless it exists (MQTT_CLIENT_REBUILD=1 forces it). */
+/**
+ * Build client-wasm/pkg unless it exists (MQTT_CLIENT_REBUILD=1 forces it),
+ * then snapshot its MQTT-only entry point into a private directory, so a
+ * concurrent rebuild of the package cannot change files under a running test.
+ */
 export function ensurePackage() {
-  if (process.env.MQTT_CLIENT_REBUILD === '1' || !existsSync(join(pkgDir, 'mqttspec_wasm_bg.wasm'))) {
+  if (process.env.MQTT_CLIENT_REBUILD === '1' || !built()) {
     execFileSync('bash', [join(root, 'scripts/build-pkg.sh')], { stdio: 'inherit', cwd: root });
   }
+  const snapshot = mkdtempSync(join(tmpdir(), 'mqtt-client-pkg-'));
+  cpSync(mqttDir, snapshot, { recursive: true });
+  process.once('exit', () => rmSync(snapshot, { recursive: true, force: true }));
+  return snapshot;
 }
 
 /** A loopback port that was free a moment ago. */
@@ -49,8 +63,8 @@ async function waitForPort(port, timeoutMs = 20000) {
   throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms`);
 }
 
-/** mosquitto with an anonymous TCP and websockets listener. */
-export async function startMosquitto() {
+/** mosquitto with an anonymous TCP and websockets listener (`extra`: more config lines). */
+export async function startMosquitto(extra = []) {
   const dir = mkdtempSync(join(tmpdir(), 'mqtt-client-'));
   const tcpPort = await freePort();
   const wsPort = await freePort();
@@ -61,12 +75,17 @@ export async function startMosquitto() {
     `listener ${tcpPort} 127.0.0.1`,
     `listener ${wsPort} 127.0.0.1`,
     'protocol websockets',
+    ...extra,
     '',
   ].join('\n'));
   const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let log = '';
   proc.stdout.on('data', (d) => { log += d; });
   proc.stderr.on('data', (d) => { log += d; });
+  // Do not leave the broker behind if this process is interrupted.
+  const kill = () => { try { process.kill(-proc.pid, 'SIGKILL'); } catch { /* gone */ } };
+  process.once('exit', kill);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { kill(); process.exit(130); });
   await waitForPort(tcpPort);
   await waitForPort(wsPort);
   return {
@@ -84,7 +103,7 @@ export async function startMosquitto() {
 const PAGE = `<!doctype html><meta charset="utf-8"><title>mqtt client test</title>
 <script src="/mqtt.min.js"></script>
 <script type="module">
-  import init, { MqttClient } from '/pkg/mqttspec_wasm.js';
+  import init, { MqttClient } from '/pkg/mqttspec_mqtt.js';
   await init();
   window.MqttClient = MqttClient;
   window.ready = true;
@@ -92,8 +111,8 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>mqtt client test</titl
 
 const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.ts': 'text/plain' };
 
-/** Static server: `/` the test page, `/pkg/*` the package, `/mqtt.min.js` MQTT.js. */
-export async function startStatic() {
+/** Static server: `/` the test page, `/pkg/*` the package (from `dir`), `/mqtt.min.js` MQTT.js. */
+export async function startStatic(dir) {
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     let file;
@@ -104,7 +123,7 @@ export async function startStatic() {
     } else if (path === '/mqtt.min.js') {
       file = join(root, 'node_modules/mqtt/dist/mqtt.min.js');
     } else if (path.startsWith('/pkg/') && !path.includes('..')) {
-      file = join(pkgDir, path.slice(5));
+      file = join(dir, path.slice(5));
     }
     if (!file || !existsSync(file)) {
       res.writeHead(404);
@@ -124,7 +143,7 @@ export async function openPage(url) {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--js-flags=--expose-gc'],
   });
   const page = await browser.newPage();
   const errors = [];
@@ -135,13 +154,13 @@ export async function openPage(url) {
 }
 
 /** Everything at once; `stop()` tears it down. */
-export async function setup() {
-  ensurePackage();
-  const broker = await startMosquitto();
-  const web = await startStatic();
+export async function setup(brokerConfig = []) {
+  const pkg = ensurePackage();
+  const broker = await startMosquitto(brokerConfig);
+  const web = await startStatic(pkg);
   const { browser, page, errors } = await openPage(web.url);
   return {
-    broker, page, errors,
+    broker, page, errors, pkg,
     async stop() {
       await browser.close();
       await web.stop();
