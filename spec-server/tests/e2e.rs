@@ -494,3 +494,127 @@ async fn external_mosquitto_with_credentials() {
         .unwrap();
     assert_eq!(ok(&jane)["name"], "Jane Smith");
 }
+
+/// Run `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_mosquitto_over_tls() {
+    let dir = tempfile::Builder::new()
+        .prefix("spec-tls-")
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=spec-test-ca",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ],
+    );
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(
+            d.join(f),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .unwrap();
+    }
+    let tls_port = free_port();
+    let extra = format!(
+        "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key",
+        d.display()
+    );
+    let mosquitto = Mosquitto::start(&extra).unwrap();
+    e2e::wait_for_port(tls_port, Duration::from_secs(10)).unwrap();
+    let url = format!("mqtts://127.0.0.1:{tls_port}");
+    let ca = d.join("ca.pem").display().to_string();
+    // The server talks TLS to the broker; the test client uses the plain listener.
+    let server = start_server(
+        &["--broker-url", &url, "--broker-ca", &ca, "--demo"],
+        Some(mosquitto.tcp_port),
+    )
+    .unwrap();
+    let c = client(server.port, "tls-app").await;
+    let jane = c
+        .request(json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2}))
+        .await
+        .unwrap();
+    assert_eq!(ok(&jane)["name"], "Jane Smith");
+    let other_ca = d.join("server.pem").display().to_string();
+    let mut wrong = std::process::Command::new(env!("CARGO_BIN_EXE_mqttspec-server"));
+    wrong.args([
+        "--broker-url",
+        &url,
+        "--broker-ca",
+        &other_ca,
+        "--client-id",
+        "wrong-ca",
+    ]);
+    let mut wrong = e2e::Proc::spawn("wrong-ca", &mut wrong).unwrap();
+    wrong
+        .wait_for_line("broker connection lost", LINE_WAIT)
+        .expect("an untrusted certificate is refused");
+}
