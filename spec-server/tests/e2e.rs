@@ -618,3 +618,66 @@ async fn external_mosquitto_over_tls() {
         .wait_for_line("broker connection lost", LINE_WAIT)
         .expect("an untrusted certificate is refused");
 }
+
+/// A JWKS document and an RS256 token signer backed by an openssl key in `dir`.
+fn rsa_jwks(dir: &std::path::Path) -> (String, impl Fn(&serde_json::Value) -> String + '_) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    openssl(dir, &["genrsa", "-out", "jwt.key", "2048"]);
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["rsa", "-in", "jwt.key", "-noout", "-modulus"])
+        .output()
+        .unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches("Modulus=")
+        .to_string();
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let jwks =
+        json!({"keys": [{"kty": "RSA", "kid": "k1", "e": "AQAB", "n": URL_SAFE_NO_PAD.encode(n)}]});
+    let sign = move |claims: &serde_json::Value| {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#);
+        let signed = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
+        std::fs::write(dir.join("signed"), &signed).unwrap();
+        let sig = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(["dgst", "-sha256", "-sign", "jwt.key", "signed"])
+            .output()
+            .unwrap();
+        assert!(sig.status.success());
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig.stdout))
+    };
+    (jwks.to_string(), sign)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_rs256_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (jwks, sign) = rsa_jwks(dir.path());
+    let jwks_path = dir.path().join("jwks.json");
+    std::fs::write(&jwks_path, jwks).unwrap();
+    let jwks_path = jwks_path.display().to_string();
+    let server = start_server(&["--demo", "--jwks", &jwks_path], None).unwrap();
+    let connect = |id: &str, token: String| {
+        SpecClient::connect(ClientOptions {
+            username: Some(token),
+            ..ClientOptions::local(server.port, id)
+        })
+    };
+    let good = sign(&json!({"sub": "u1", "exp": 4_000_000_000u64}));
+    let c = connect("rs-ok", good).await.unwrap();
+    let jane = c
+        .request(json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2}))
+        .await
+        .unwrap();
+    assert_eq!(ok(&jane)["name"], "Jane Smith");
+    let hs = sign_hs256(b"guess", &json!({"sub": "u1", "exp": 4_000_000_000u64}));
+    assert!(
+        connect("rs-hs", hs).await.is_err(),
+        "an HMAC token is refused when only RSA keys are trusted"
+    );
+}
