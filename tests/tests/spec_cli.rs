@@ -88,6 +88,15 @@ fn startup_errors_exit_1_and_say_what_to_fix() {
         (vec!["--tenant-column", "tenant_id"], "--jwt-secret"),
         (vec!["--broker-url", "http://x"], "mqtt://"),
     ];
+    let json = run(&["--log-json", "--database", "mysql://db"]);
+    assert_eq!(json.status.code(), Some(1));
+    assert!(
+        stderr(&json)
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"level\":\"ERROR\"")),
+        "--log-json logs JSON lines: {}",
+        stderr(&json)
+    );
     for (args, needle) in cases {
         let out = run(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
