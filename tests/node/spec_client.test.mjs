@@ -13,8 +13,8 @@ import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackage, freePort, startStatic, openPage } from './mqtt_client/harness.mjs';
-import { binary, startServer, rawClient } from './spec_client/harness.mjs';
+import { ensurePackage, freePort, openPage } from './mqtt_client/harness.mjs';
+import { binary, startServer, rawClient, startSpecStatic } from './spec_client/harness.mjs';
 
 const SECRET = 'spec-client-test-secret';
 
@@ -27,10 +27,9 @@ before(async () => {
   ports = { mqttPort: await freePort(), wsPort: await freePort() };
   server = startServer({ dbFile: join(dir, 'demo.db'), ...ports });
   await server.ready;
-  web = await startStatic();
+  web = await startSpecStatic();
   ({ browser, page, errors } = await openPage(web.url));
   await page.evaluate(async () => {
-    window.spec = await import('/pkg/mqttspec_wasm.js');
     window.connectSpec = (url, options) => window.spec.SpecClient.connect(url, options);
     window.errorOf = async (promise) => {
       try { await promise; return null; } catch (e) { return { name: e.name, code: e.code, message: e.message }; }

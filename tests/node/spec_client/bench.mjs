@@ -11,8 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { ensurePackage, freePort, startStatic, openPage } from '../mqtt_client/harness.mjs';
-import { startServer } from './harness.mjs';
+import { ensurePackage, freePort, openPage } from '../mqtt_client/harness.mjs';
+import { startServer, startSpecStatic } from './harness.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1000);
 const NOTIFICATIONS = Number(process.env.BENCH_NOTIFICATIONS ?? 20000);
@@ -33,11 +33,10 @@ const server = startServer({ dbFile: join(dir, 'bench.db'), mqttPort, wsPort: aw
 let web, browser;
 try {
   await server.ready;
-  web = await startStatic();
+  web = await startSpecStatic();
   let page;
   ({ browser, page } = await openPage(web.url));
   await page.evaluate(async (url) => {
-    window.spec = await import('/pkg/mqttspec_wasm.js');
     const { SpecClient } = window.spec;
     window.brokerUrl = url;
     window.ours = await SpecClient.connect(url, { clientId: 'bench-ours', maxPacketSize: 32 * 1024 * 1024 });
