@@ -20,6 +20,9 @@ use crate::framing::Framer;
 use crate::ids::{ById, IdSet};
 use crate::topic::{validate_filter, validate_topic};
 
+/// The largest remaining length MQTT can express (256 MiB - 1).
+const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
 /// Connection parameters and client-side limits.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -622,7 +625,14 @@ impl Session {
             return Err(Error::Ended);
         }
         validate_topic(&publish.topic)?;
+        // Refuse what cannot be encoded now rather than at (re)send time.
+        if publish.topic.len() > usize::from(u16::MAX) {
+            return Err(Error::Encode);
+        }
         let size = publish.len() + 5;
+        if size > MAX_REMAINING_LENGTH {
+            return Err(Error::Encode);
+        }
         if size > self.server_max_packet {
             return Err(Error::PacketTooLarge {
                 size,
@@ -643,9 +653,6 @@ impl Session {
             }
             return Ok(None);
         }
-        // Refuse unencodable packets now rather than at replay time.
-        publish.pkid = 1;
-        encode(&Packet::Publish(publish.clone()), self.opts.protocol).map_err(|_| Error::Encode)?;
         let pkid = self.alloc_pkid()?;
         publish.pkid = pkid;
         self.outgoing.push(

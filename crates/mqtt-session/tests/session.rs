@@ -851,3 +851,16 @@ fn arbitrary_bytes_never_panic() {
     }
     assert!(runs > 1000);
 }
+
+#[test]
+fn unencodable_publishes_are_refused_up_front() {
+    let mut p = Peer::new(Protocol::V5);
+    p.connect(false);
+    let long_topic = "t".repeat(70_000);
+    assert_eq!(
+        p.s.publish(publish(&long_topic, QoS::AtLeastOnce, b"x")),
+        Err(Error::Encode)
+    );
+    assert_eq!(p.s.inflight(), 0);
+    assert!(p.sent().is_empty());
+}
