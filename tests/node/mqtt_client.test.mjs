@@ -98,6 +98,9 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
     const out = {};
     const c = await MqttClient.connect(url, { reconnectPeriod: 50, keepalive: 30 });
     out.connected = c.connected;
+    // Options are optional: QoS 0, no retain.
+    out.defaults = await c.subscribe(topic + '/defaults');
+    await c.publish(topic + '/defaults', 'plain');
     try { await c.publish('a/+/b', 'x'); } catch (e) {
       out.badTopic = { isError: e instanceof Error, name: e.name, code: e.code, message: e.message };
     }
@@ -127,6 +130,7 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
     return out;
   }, { url: env.broker.wsUrl, topic: unique('api') });
   assert.equal(result.connected, true);
+  assert.equal(result.defaults[0].qos, 0);
   assert.deepEqual(result.badTopic.isError, true);
   assert.equal(result.badTopic.name, 'MqttError');
   assert.equal(result.badTopic.code, 'INVALID_TOPIC');
@@ -172,9 +176,9 @@ test('the package ships precise TypeScript declarations', () => {
     'export interface ConnectOptions',
     'export interface PublishOptions',
     'export interface MqttClientEvents',
-    'static connect(url: string, options: ConnectOptions): Promise<MqttClient>',
-    'publish(topic: string, payload: string | Uint8Array, options: PublishOptions): Promise<void>',
-    'subscribe(filter: string | string[], options: SubscribeOptions',
+    'static connect(url: string, options?: ConnectOptions): Promise<MqttClient>',
+    'publish(topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<void>',
+    'subscribe(filter: string | string[], options?: SubscribeOptions',
     'on<K extends keyof MqttClientEvents>',
   ]) {
     assert.ok(dts.includes(needle), `missing in .d.ts: ${needle}`);

@@ -141,9 +141,9 @@ impl MqttClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
     pub fn connect(
         url: &str,
-        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
     ) -> Promise {
-        match ClientOptions::from_js(&options) {
+        match ClientOptions::from_js(&or_undefined(options)) {
             Ok(opts) => Client::connect(url, opts, |client| MqttClient { client }.into()),
             Err(e) => Promise::reject(&e.to_js()),
         }
@@ -157,9 +157,9 @@ impl MqttClient {
         &self,
         topic: String,
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] payload: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "PublishOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PublishOptions")] options: Option<Object>,
     ) -> Promise {
-        match build_publish(topic, &payload, &options) {
+        match build_publish(topic, &payload, &or_undefined(options)) {
             Ok(p) => self.client.publish(p),
             Err(e) => Promise::reject(&e.to_js()),
         }
@@ -173,10 +173,10 @@ impl MqttClient {
     pub fn subscribe(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | string[]")] filter: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SubscribeOptions")] options: Option<Object>,
         #[wasm_bindgen(
             js_name = onMessage,
-            unchecked_param_type = "(topic: string, payload: Uint8Array, info: MessageInfo) => void"
+            unchecked_optional_param_type = "(topic: string, payload: Uint8Array, info: MessageInfo) => void"
         )]
         on_message: Option<Function>,
     ) -> Promise {
@@ -184,7 +184,7 @@ impl MqttClient {
             Ok(f) => f,
             Err(e) => return Promise::reject(&e.to_js()),
         };
-        let qos = match options::qos(&options) {
+        let qos = match options::qos(&or_undefined(options)) {
             Ok(q) => q,
             Err(e) => return Promise::reject(&e.to_js()),
         };
@@ -258,6 +258,11 @@ impl MqttClient {
     pub fn client(&self) -> &Client {
         &self.client
     }
+}
+
+/// An optional options object as a plain value (undefined when absent).
+fn or_undefined(options: Option<Object>) -> JsValue {
+    options.map_or(JsValue::UNDEFINED, JsValue::from)
 }
 
 fn event_kind(name: &str) -> Result<EventKind, JsValue> {
