@@ -6,7 +6,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { createServer as netServer } from 'node:net';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, rmSync, cpSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync, cpSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,13 +16,30 @@ export const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../
 export const pkgDir = join(root, 'client-wasm/pkg');
 /** The MQTT-only entry point of the package (`mqttspec-wasm/mqtt`). */
 export const mqttDir = join(pkgDir, 'mqtt');
+/** Newest modification time of the files under `dir`. */
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/** The package exists and is newer than the sources it is built from. */
 const built = () => {
   const wasm = join(mqttDir, 'mqttspec_mqtt_bg.wasm');
-  return existsSync(wasm) && statSync(wasm).size > 0;
+  if (!existsSync(wasm) || statSync(wasm).size === 0) return false;
+  const sources = Math.max(
+    newest(join(root, 'client-wasm/src')),
+    newest(join(root, 'crates/mqtt-session/src')),
+    statSync(join(root, 'client-wasm/Cargo.toml')).mtimeMs,
+  );
+  return statSync(wasm).mtimeMs >= sources;
 };
 
 /**
- * Build client-wasm/pkg unless it exists (MQTT_CLIENT_REBUILD=1 forces it),
+ * Build client-wasm/pkg unless it is up to date (MQTT_CLIENT_REBUILD=1 forces it),
  * then snapshot its MQTT-only entry point into a private directory, so a
  * concurrent rebuild of the package cannot change files under a running test.
  */
