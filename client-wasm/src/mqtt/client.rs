@@ -489,16 +489,21 @@ fn connection_closed(rc: &Shared, err: Option<ClientError>) {
     if was_connected {
         emit_kind(rc, EventKind::Offline, &[]);
     }
-    emit_kind(rc, EventKind::Close, &[]);
-    schedule_reconnect(rc);
+    // `close` tells when the next attempt starts, for a countdown.
+    let info = js_sys::Object::new();
+    if let Some(delay) = schedule_reconnect(rc) {
+        let _ = js_sys::Reflect::set(&info, &"reconnectInMs".into(), &delay.into());
+    }
+    emit_kind(rc, EventKind::Close, &[&info]);
 }
 
-/// Exponential backoff with jitter: period * 2^attempt, capped, times 0.5-1.0.
-fn schedule_reconnect(rc: &Shared) {
+/// Exponential backoff with jitter: period * 2^attempt, capped, times
+/// 0.5-1.0. Returns the delay, or None when the client will not reconnect.
+fn schedule_reconnect(rc: &Shared) -> Option<u32> {
     let mut inner = rc.borrow_mut();
     let period = inner.opts.reconnect_period_ms;
     if inner.ended || period == 0 {
-        return;
+        return None;
     }
     let exp = u64::from(period) << inner.attempt.min(16);
     let capped = exp.min(u64::from(inner.opts.max_reconnect_delay_ms.max(period)));
@@ -521,6 +526,7 @@ fn schedule_reconnect(rc: &Shared) {
             open_socket(&rc);
         }
     }));
+    Some(delay)
 }
 
 /// Write every packet the session produced, one per WebSocket message.

@@ -115,7 +115,8 @@ export interface MqttClientEvents {
   connect: (connack: { sessionPresent: boolean }) => void;
   reconnect: () => void;
   offline: () => void;
-  close: () => void;
+  /** The socket closed; `reconnectInMs` says when the next attempt starts (absent: no reconnection). */
+  close: (info: { reconnectInMs?: number }) => void;
   error: (error: MqttError) => void;
 }
 

@@ -66,7 +66,7 @@ export interface LiveChange { added: Row[]; updated: Row[]; removed: Row[]; }
 export interface SpecError extends Error { code: string; }
 export interface SpecClientEvents {
   connect: (connack: { sessionPresent: boolean }) => void;
-  reconnect: () => void; offline: () => void; close: () => void; error: (error: Error) => void;
+  reconnect: () => void; offline: () => void; close: (info: { reconnectInMs?: number }) => void; error: (error: Error) => void;
 }
 export interface SpecClient {
   on<K extends keyof SpecClientEvents>(event: K, listener: SpecClientEvents[K]): SpecClient;
