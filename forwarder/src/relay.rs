@@ -114,7 +114,8 @@ async fn session(args: &Args, local: &Local) -> Result<End, Failure> {
         })?;
         request.headers_mut().insert("authorization", value);
     }
-    let connect = tokio_tungstenite::connect_async(request);
+    // Nagle off: answers are small frames that must leave at once.
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
     let (mut ws, _) = tokio::select! {
         r = tokio::time::timeout(args.connect_timeout(), connect) => match r {
             Err(_) => return Err(Failure::Retry(anyhow!("no answer within {:?}", args.connect_timeout()))),

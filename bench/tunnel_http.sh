@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Benchmark of the HTTP tunnel, loopback only, bounded counts, same run:
+#   direct     oha -> local service
+#   floor      oha -> wrangler dev, the worker's own /_health (no Durable Object, no forwarder):
+#              what the local workerd dev runtime costs by itself
+#   tunnel     oha -> wrangler dev (workerd, edge worker + Tunnel DO) -> ttf -> local service
+#   bore       oha -> bore server -> bore local -> local service (plain TCP tunnel, the peer baseline)
+# Reports p50/p99 latency at concurrency 1 and requests/s at concurrency 32,
+# and the ratios against the targets (added p50 <= 2 ms; tunnel rps >= 25% of bore's).
+# Installs oha and bore-cli with cargo if they are missing.
+# Knobs: LAT_N (requests at c=1, default 500), RPS_N (requests at c=32, default 4000).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH" WRANGLER_SEND_METRICS=false CI=true
+LAT_N="${LAT_N:-500}"
+RPS_N="${RPS_N:-4000}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked)"; cargo install oha --locked; }
+command -v bore >/dev/null || { echo "installing bore (cargo install bore-cli --locked)"; cargo install bore-cli --locked; }
+
+echo "building ttf and the bench upstream (release)"
+cargo build --release -q -p forwarder --bin ttf --example bench_upstream
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# start NAME CMD...: run in its own process group, output to $work/NAME.log
+start() { local name=$1; shift; setsid "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+wait_line() { # FILE TEXT SECS
+  for _ in $(seq 1 $(( $3 * 10 ))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1:"; cat "$1"; exit 1
+}
+
+up_port=$(free_port)
+start upstream "$target/release/examples/bench_upstream" "$up_port"
+wait_line "$work/upstream.log" "listening" 10
+
+w_port=$(free_port)
+echo "starting wrangler dev (builds the worker)"
+start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
+  --inspector-port "$(free_port)" --persist-to "$work/state" --show-interactive-dev-session=false --log-level error
+# (log level error: per-request log lines would cost wrangler's node process CPU during the run)
+for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
+curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
+start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port"
+wait_line "$work/ttf.log" "established" 60
+tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
+
+bore_port=$(free_port)
+start bore-server bore server --bind-addr 127.0.0.1 --min-port 1024 --max-port 65535
+wait_line "$work/bore-server.log" "listening" 20
+start bore-local bore local "$up_port" --to 127.0.0.1 --port "$bore_port"
+wait_line "$work/bore-local.log" "listening at" 20
+
+direct="http://127.0.0.1:$up_port/hello"
+floor="http://127.0.0.1:$w_port/_health"
+tunnel="http://127.0.0.1:$w_port/$tunnel_id/hello"
+bored="http://127.0.0.1:$bore_port/hello"
+for url in "$direct" "$floor" "$tunnel" "$bored"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
+  [ "$code" = 200 ] || { echo "warm-up request to $url answered $code"; exit 1; }
+done
+
+run() { # NAME URL CONCURRENCY N -> json file
+  oha --no-tui --output-format json -c "$3" -n "$4" "$2" >"$work/$1-c$3.json"
+}
+for name in direct floor tunnel bore; do
+  url_var=$name; [ $name = bore ] && url_var=bored
+  url=${!url_var}
+  echo "measuring $name: $LAT_N requests at c=1, $RPS_N at c=32"
+  run "$name" "$url" 1 100 # warm-up
+  run "$name" "$url" 1 "$LAT_N"
+  run "$name" "$url" 32 "$RPS_N"
+done
+
+python3 - "$work" <<'PY'
+import json, sys, os
+work = sys.argv[1]
+def load(name, c):
+    with open(os.path.join(work, f"{name}-c{c}.json")) as f:
+        j = json.load(f)
+    codes = j.get("statusCodeDistribution", {})
+    ok = codes.get("200", 0)
+    total = sum(codes.values())
+    lat = j["latencyPercentiles"]
+    return {"p50": lat["p50"] * 1000, "p99": lat["p99"] * 1000, "rps": j["summary"]["requestsPerSec"], "ok": ok, "total": total}
+rows = {n: (load(n, 1), load(n, 32)) for n in ("direct", "floor", "tunnel", "bore")}
+print()
+print(f"{'path':8} {'p50 c=1 (ms)':>13} {'p99 c=1 (ms)':>13} {'req/s c=32':>11} {'200s':>10}")
+for n, (l, r) in rows.items():
+    print(f"{n:8} {l['p50']:13.2f} {l['p99']:13.2f} {r['rps']:11.0f} {l['ok']+r['ok']:>5}/{l['total']+r['total']}")
+added = rows["tunnel"][0]["p50"] - rows["direct"][0]["p50"]
+added_bore = rows["bore"][0]["p50"] - rows["direct"][0]["p50"]
+ratio = rows["tunnel"][1]["rps"] / rows["bore"][1]["rps"]
+print()
+print(f"added p50 latency, tunnel vs direct: {added:.2f} ms (target <= 2 ms: {'met' if added <= 2 else 'NOT met'}); bore adds {added_bore:.2f} ms")
+floor_added = rows["floor"][0]["p50"] - rows["direct"][0]["p50"]
+print(f"of which the wrangler dev floor (/_health, no DO) is {floor_added:.2f} ms; tunnel over floor: {rows['tunnel'][0]['p50'] - rows['floor'][0]['p50']:.2f} ms")
+local = []
+with open(os.path.join(work, "ttf.log")) as f:
+    for line in f:
+        if "-> 200 (" in line:
+            local.append(float(line.rsplit("(", 1)[1].split()[0]))
+if local:
+    local.sort()
+    print(f"ttf's local round trip (console): median {local[len(local)//2]:.2f} ms over {len(local)} requests")
+print(f"req/s at c=32, floor / bore: {rows['floor'][1]['rps']/rows['bore'][1]['rps']*100:.0f}% (the ceiling wrangler dev allows)")
+print(f"req/s at c=32, tunnel / bore: {ratio*100:.0f}% (target >= 25%: {'met' if ratio >= 0.25 else 'NOT met'}); tunnel / direct: {rows['tunnel'][1]['rps']/rows['direct'][1]['rps']*100:.0f}%")
+PY
