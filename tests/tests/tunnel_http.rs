@@ -369,3 +369,30 @@ fn ctrl_c_closes_the_tunnel_cleanly() {
     let r = get(w, &f.id, "/echo");
     assert_eq!(r.status(), 502, "{}", r.text());
 }
+
+#[test]
+fn unreachable_edge_is_retried_with_growing_delays() {
+    let endpoint = format!("ws://127.0.0.1:{}/_tunnel", free_port());
+    let mut f = e2e::Proc::spawn(
+        "ttf-retry",
+        std::process::Command::new(e2e::cargo_bin("ttf")).args(["-e", &endpoint, "-p", "9"]),
+    )
+    .unwrap();
+    let delay = |line: &str| -> f64 {
+        line.rsplit("retrying in ")
+            .next()
+            .and_then(|s| s.trim_end_matches(" s").parse().ok())
+            .unwrap_or_else(|| panic!("no delay in {line:?}"))
+    };
+    let first = delay(
+        &f.wait_for_line("retrying in", Duration::from_secs(20))
+            .unwrap(),
+    );
+    let second = delay(
+        &f.wait_for_line("retrying in", Duration::from_secs(20))
+            .unwrap(),
+    );
+    assert!((0.5..=1.0).contains(&first), "first delay {first}");
+    assert!((1.0..=2.0).contains(&second), "second delay {second}");
+    assert!(f.try_wait().is_none(), "ttf gave up instead of retrying");
+}
