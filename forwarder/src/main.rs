@@ -8,6 +8,7 @@ mod cli;
 mod console;
 mod local;
 mod relay;
+mod stop;
 
 use clap::Parser;
 

@@ -19,6 +19,7 @@ use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
 use crate::local::{Local, Relayed};
+use crate::stop::Stop;
 
 /// How a session ended without a fatal error.
 enum End {
@@ -36,28 +37,9 @@ enum Failure {
     Retry(anyhow::Error),
 }
 
-/// Resolves when the user asks the forwarder to stop (Ctrl-C or SIGTERM).
-async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Run the forwarder until stopped or a fatal error.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let stop = Stop::install().context("cannot install the Ctrl-C handler")?;
     let local = Local::new(&args.host, args.port, args.request_timeout());
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -66,7 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(seed);
     loop {
-        let delay = match session(&args, &local).await {
+        let delay = match session(&args, &local, &stop).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -88,13 +70,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop_requested() => { println!("Stopped."); return Ok(()); }
+            _ = stop.requested() => { println!("Stopped."); return Ok(()); }
         }
     }
 }
 
 /// One control-socket session.
-async fn session(args: &Args, local: &Local) -> Result<End, Failure> {
+async fn session(args: &Args, local: &Local, stop: &Stop) -> Result<End, Failure> {
     let mut request = args
         .endpoint
         .as_str()
@@ -129,7 +111,7 @@ async fn session(args: &Args, local: &Local) -> Result<End, Failure> {
             Ok(Err(e)) => return Err(Failure::Retry(anyhow!(e).context(format!("connecting to {}", args.endpoint)))),
             Ok(Ok(pair)) => pair,
         },
-        _ = stop_requested() => return Ok(End::Stopped),
+        _ = stop.requested() => return Ok(End::Stopped),
     };
     ws.send(WsMessage::text(Message::Ready { version: None }.encode()))
         .await
@@ -171,11 +153,16 @@ async fn session(args: &Args, local: &Local) -> Result<End, Failure> {
             println!("{line}");
         }
     }
-    Ok(relay(args, local, ws).await)
+    Ok(relay(args, local, ws, stop).await)
 }
 
 /// Relay requests until the socket is lost or the user stops.
-async fn relay<S>(args: &Args, local: &Local, ws: tokio_tungstenite::WebSocketStream<S>) -> End
+async fn relay<S>(
+    args: &Args,
+    local: &Local,
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    stop: &Stop,
+) -> End
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -186,7 +173,7 @@ where
         args.ping_interval(),
     );
     let mut awaiting_pong = false;
-    let stop = stop_requested();
+    let stop = stop.requested();
     tokio::pin!(stop);
     loop {
         tokio::select! {
