@@ -99,6 +99,7 @@ async fn control(
     let meta = ControlMeta {
         tunnel_id: id.clone(),
         urls: public_urls(proto, base, &id),
+        version: 0,
     };
     to_tunnel(
         req,

@@ -9,7 +9,8 @@
 //! memory; what must survive hibernation (tunnel id, public URLs, whether a
 //! forwarder ever held the tunnel) is in the socket attachment and storage.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
@@ -19,6 +20,7 @@ use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
 use tunnel_proto::inflight::{public_answer, settles, Inflight, PublicAnswer};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
+use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::Message;
 use worker::*;
 
@@ -29,6 +31,14 @@ pub const CONTROL_HEADER: &str = "x-tunnel-control";
 
 /// Tag of forwarder control sockets.
 const FORWARDER_TAG: &str = "forwarder";
+
+/// Tag of relayed public WebSockets (each also has a [`stream_tag`]).
+const PUBLIC_TAG: &str = "public";
+
+/// Tag naming the stream of a relayed public WebSocket.
+fn stream_tag(stream_id: u32) -> String {
+    format!("s:{stream_id}")
+}
 
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
@@ -41,6 +51,9 @@ pub struct ControlMeta {
     pub tunnel_id: String,
     /// Public URLs to announce in `connection_established`.
     pub urls: PublicUrls,
+    /// Protocol version agreed in `ready` (0 before `ready`, 1 or 2 after).
+    #[serde(default)]
+    pub version: u32,
 }
 
 /// One tunnel: the forwarder's socket and its requests in flight.
@@ -49,6 +62,10 @@ pub struct Tunnel {
     state: State,
     config: Config,
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
+    /// WebSocket opens waiting for `ws_opened`/`ws_refused`.
+    opening: RefCell<HashMap<u32, oneshot::Sender<Message>>>,
+    /// Next stream id to try.
+    next_stream: Cell<u32>,
 }
 
 /// A plain-text answer made by the edge.
@@ -186,6 +203,183 @@ impl Tunnel {
         }
     }
 
+    /// The protocol version the forwarder on `ws` agreed to.
+    fn version_of(ws: &WebSocket) -> u32 {
+        ws.deserialize_attachment::<ControlMeta>()
+            .ok()
+            .flatten()
+            .map_or(1, |m| m.version)
+    }
+
+    /// A stream id not used by a relayed or opening WebSocket.
+    fn new_stream_id(&self) -> u32 {
+        loop {
+            let id = self.next_stream.get();
+            self.next_stream.set(id.wrapping_add(1));
+            if !self.opening.borrow().contains_key(&id)
+                && self
+                    .state
+                    .get_websockets_with_tag(&stream_tag(id))
+                    .is_empty()
+            {
+                return id;
+            }
+        }
+    }
+
+    /// The stream of a relayed public socket (`None` for the forwarder's).
+    fn stream_of(&self, ws: &WebSocket) -> Option<u32> {
+        self.state
+            .get_tags(ws)
+            .iter()
+            .find_map(|t| t.strip_prefix("s:")?.parse().ok())
+    }
+
+    /// Relay a public WebSocket upgrade as a stream: `ws_open` to the
+    /// forwarder, then 101 with the chosen subprotocol, or the refusal.
+    /// The public socket is accepted (tagged with its stream) before
+    /// `ws_open` is sent, so no message of the local side can arrive before
+    /// there is a socket to deliver it to.
+    async fn open_stream(
+        &self,
+        req: Request,
+        meta: RequestMeta,
+        forwarder: WebSocket,
+    ) -> Result<Response> {
+        if Self::version_of(&forwarder) < v2::VERSION {
+            return text(
+                501,
+                "this tunnel's forwarder speaks tunnel protocol v1, which cannot relay WebSockets; upgrade ttf",
+            );
+        }
+        let pairs: Vec<(String, String)> = req.headers().entries().collect();
+        let offered: Vec<String> = pairs
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .map(|(_, v)| v.clone())
+            .collect();
+        let stream_id = self.new_stream_id();
+        let pair = WebSocketPair::new()?;
+        let tag = stream_tag(stream_id);
+        self.state
+            .accept_websocket_with_tags(&pair.server, &[PUBLIC_TAG, &tag]);
+        let (tx, rx) = oneshot::channel();
+        self.opening.borrow_mut().insert(stream_id, tx);
+        let open = Message::WsOpen {
+            stream_id,
+            uri: meta.uri.clone(),
+            headers: request_headers(&pairs, &meta),
+            protocols: v2::parse_subprotocols(&offered),
+        };
+        let refuse = |status: u16, message: String| {
+            self.opening.borrow_mut().remove(&stream_id);
+            // Never answered with 101: the server side just goes away.
+            let _ = pair.server.close(Some(1011), Some("upgrade refused"));
+            text(status, message)
+        };
+        if let Err(e) = forwarder.send_with_str(open.encode()) {
+            return refuse(
+                502,
+                format!("could not send the upgrade to the forwarder: {e}"),
+            );
+        }
+        let answer = match select(rx, Delay::from(self.config.request_timeout)).await {
+            Either::Left((Ok(answer), _)) => answer,
+            Either::Left((Err(_), _)) => {
+                return refuse(
+                    502,
+                    "the forwarder disconnected before the local WebSocket opened".into(),
+                )
+            }
+            Either::Right(((), _)) => {
+                return refuse(
+                    504,
+                    format!(
+                        "the local WebSocket did not open within {} ms",
+                        self.config.request_timeout.as_millis()
+                    ),
+                )
+            }
+        };
+        match answer {
+            Message::WsOpened { protocol, .. } => {
+                let headers = Headers::new();
+                if let Some(protocol) = protocol {
+                    headers.set("sec-websocket-protocol", &protocol)?;
+                }
+                Ok(ResponseBuilder::new()
+                    .with_status(101)
+                    .with_headers(headers)
+                    .with_websocket(pair.client)
+                    .empty())
+            }
+            Message::WsRefused {
+                status, message, ..
+            } => {
+                let status = if (400..=599).contains(&status) {
+                    status
+                } else {
+                    502
+                };
+                refuse(status, message)
+            }
+            other => refuse(502, format!("unexpected answer to ws_open: {other:?}")),
+        }
+    }
+
+    /// A message from a relayed public socket goes to the forwarder as one
+    /// binary frame.
+    fn on_public_message(
+        &self,
+        ws: &WebSocket,
+        stream_id: u32,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let frame = match &message {
+            WebSocketIncomingMessage::String(t) => {
+                Frame::ws_message(stream_id, true, t.as_bytes()).encode()
+            }
+            WebSocketIncomingMessage::Binary(b) => Frame::ws_message(stream_id, false, b).encode(),
+        };
+        match self.forwarder() {
+            Some(f) if f.send_with_bytes(frame).is_ok() => Ok(()),
+            _ => ws.close(Some(1011), Some("the tunnel's forwarder is not connected")),
+        }
+    }
+
+    /// A binary frame from the forwarder: one message for a public socket.
+    fn on_binary(&self, bytes: &[u8]) -> Result<()> {
+        let frame = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                console_warn!("ignored a bad binary frame from the forwarder: {e}");
+                return Ok(());
+            }
+        };
+        for public in self
+            .state
+            .get_websockets_with_tag(&stream_tag(frame.stream_id))
+        {
+            let sent = if frame.is_text() {
+                match std::str::from_utf8(frame.payload) {
+                    Ok(t) => public.send_with_str(t),
+                    Err(_) => {
+                        public.close(Some(1007), Some("the local side sent invalid UTF-8 text"))
+                    }
+                }
+            } else {
+                public.send_with_bytes(frame.payload)
+            };
+            if let Err(e) = sent {
+                console_log!(
+                    "dropped a message for closed stream {}: {e}",
+                    frame.stream_id
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Handle one text frame from the forwarder.
     fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
         let message = match Message::decode(text) {
@@ -195,23 +389,46 @@ impl Tunnel {
                 return Ok(());
             }
         };
+        if let Message::WsOpened { stream_id, .. } | Message::WsRefused { stream_id, .. } = message
+        {
+            let waiter = self.opening.borrow_mut().remove(&stream_id);
+            match waiter {
+                Some(tx) => drop(tx.send(message)),
+                None => console_log!("dropped a late answer to ws_open {stream_id}"),
+            }
+            return Ok(());
+        }
         match message {
-            Message::Ready { .. } => {
+            Message::Ready { version } => {
                 let meta: Option<ControlMeta> = ws.deserialize_attachment()?;
-                let Some(meta) = meta else {
+                let Some(mut meta) = meta else {
                     return ws.close(Some(1011), Some("tunnel state lost; reconnect"));
                 };
+                let version = v2::negotiate(version);
+                meta.version = version.unwrap_or(1);
+                ws.serialize_attachment(&meta)?;
                 let reply = Message::ConnectionEstablished {
                     connection_id: format!("{}-{:016x}", meta.tunnel_id, random_u64()),
                     tunnel_id: meta.tunnel_id,
                     public_url: meta.urls.public_url,
                     subdomain_url: meta.urls.subdomain_url,
                     path_based_url: Some(meta.urls.path_based_url),
-                    version: None,
+                    version,
                 };
                 ws.send_with_str(reply.encode())
             }
             Message::Ping => ws.send_with_str(Message::Pong.encode()),
+            Message::WsClose {
+                stream_id,
+                code,
+                reason,
+            } => {
+                for public in self.state.get_websockets_with_tag(&stream_tag(stream_id)) {
+                    // The public socket may already be closing.
+                    let _ = public.close(v2::sendable_close_code(code), Some(reason.as_str()));
+                }
+                Ok(())
+            }
             Message::Error {
                 request_id: None,
                 code,
@@ -234,10 +451,15 @@ impl Tunnel {
         }
     }
 
-    /// The forwarder's socket ended: every waiting request gets 502.
+    /// The forwarder's socket ended: every waiting request gets 502 and
+    /// every relayed WebSocket is closed with 1011.
     fn forwarder_gone(&self) {
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
+        self.opening.borrow_mut().clear();
+        for public in self.state.get_websockets_with_tag(PUBLIC_TAG) {
+            let _ = public.close(Some(1011), Some("the tunnel's forwarder disconnected"));
+        }
     }
 }
 
@@ -247,6 +469,8 @@ impl DurableObject for Tunnel {
             state,
             config: Config::from_env(&env),
             inflight: RefCell::new(Inflight::new(random_u64())),
+            opening: RefCell::new(HashMap::new()),
+            next_stream: Cell::new(random_u64() as u32),
         }
     }
 
@@ -259,6 +483,12 @@ impl DurableObject for Tunnel {
             return text(400, "request reached the tunnel without routing metadata");
         };
         let meta: RequestMeta = serde_json::from_str(&meta)?;
+        let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            if let Some(forwarder) = self.forwarder() {
+                return self.open_stream(req, meta, forwarder).await;
+            }
+        }
         self.relay(req, meta).await
     }
 
@@ -267,29 +497,53 @@ impl DurableObject for Tunnel {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
+        if let Some(stream_id) = self.stream_of(&ws) {
+            return self.on_public_message(&ws, stream_id, message);
+        }
         match message {
             WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text),
-            WebSocketIncomingMessage::Binary(_) => {
-                console_warn!("ignored a binary frame: v1 forwarders send JSON text frames");
-                Ok(())
-            }
+            WebSocketIncomingMessage::Binary(bytes) => self.on_binary(&bytes),
         }
     }
 
     async fn websocket_close(
         &self,
         ws: WebSocket,
-        _code: usize,
-        _reason: String,
+        code: usize,
+        reason: String,
         _clean: bool,
     ) -> Result<()> {
+        if let Some(stream_id) = self.stream_of(&ws) {
+            let code = u16::try_from(code).unwrap_or(1011);
+            if let Some(f) = self.forwarder() {
+                let close = Message::WsClose {
+                    stream_id,
+                    code,
+                    reason: reason.clone(),
+                };
+                let _ = f.send_with_str(close.encode());
+            }
+            let _ = ws.close(v2::sendable_close_code(code), Some(reason));
+            return Ok(());
+        }
         self.forwarder_gone();
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("forwarder closed the tunnel"));
         Ok(())
     }
 
-    async fn websocket_error(&self, _ws: WebSocket, error: Error) -> Result<()> {
+    async fn websocket_error(&self, ws: WebSocket, error: Error) -> Result<()> {
+        if let Some(stream_id) = self.stream_of(&ws) {
+            if let Some(f) = self.forwarder() {
+                let close = Message::WsClose {
+                    stream_id,
+                    code: 1006,
+                    reason: format!("public socket error: {error}"),
+                };
+                let _ = f.send_with_str(close.encode());
+            }
+            return Ok(());
+        }
         console_warn!("forwarder socket error: {error}");
         self.forwarder_gone();
         Ok(())

@@ -13,5 +13,6 @@ pub mod jwt;
 pub mod rewrite;
 pub mod route;
 pub mod v1;
+pub mod v2;
 
 pub use v1::{ErrorCode, Headers, Message, ProtocolError};

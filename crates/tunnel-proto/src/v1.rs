@@ -67,6 +67,41 @@ pub enum Message {
     },
     Ping,
     Pong,
+    /// v2, edge to forwarder: a public WebSocket upgrade to relay.
+    WsOpen {
+        stream_id: u32,
+        /// Path and query, tunnel prefix already stripped.
+        uri: String,
+        /// Request headers (hop-by-hop dropped).
+        #[serde(default)]
+        headers: Headers,
+        /// Subprotocols the public client offered, in its order.
+        #[serde(default)]
+        protocols: Vec<String>,
+    },
+    /// v2, forwarder to edge: the local side accepted the WebSocket.
+    WsOpened {
+        stream_id: u32,
+        /// The subprotocol the local side chose.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+    },
+    /// v2, forwarder to edge: the local side refused the upgrade.
+    WsRefused {
+        stream_id: u32,
+        /// HTTP status for the public caller.
+        status: u16,
+        #[serde(default)]
+        message: String,
+    },
+    /// v2, either way: the WebSocket of `stream_id` closed.
+    WsClose {
+        stream_id: u32,
+        /// Close code (1005 = closed without a code).
+        code: u16,
+        #[serde(default)]
+        reason: String,
+    },
 }
 
 /// Error codes a forwarder reports, with the status the public caller sees.

@@ -1,0 +1,221 @@
+//! v2 extensions: version negotiation, the binary data frame layout and the
+//! rules around relayed WebSockets (close codes, subprotocols).
+//!
+//! Control messages of v2 (`ws_open`, `ws_opened`, `ws_refused`,
+//! `ws_close`) are JSON text frames like v1 (see [`crate::Message`]);
+//! payloads travel in binary frames with this fixed 6-byte header:
+//!
+//! ```text
+//! byte 0     kind   1 = WebSocket message (see FrameKind)
+//! byte 1     flags  bit 0 (0x01) TEXT: the message is a text message
+//!                   bit 1 (0x02) END: last chunk of a stream (reserved for bodies)
+//! bytes 2..6 stream id, u32 big-endian
+//! bytes 6..  payload (the whole message; one frame = one message)
+//! ```
+
+/// Protocol version a v2 forwarder announces in `ready` and the edge
+/// confirms in `connection_established`.
+pub const VERSION: u32 = 2;
+
+/// Length of the binary frame header.
+pub const HEADER_LEN: usize = 6;
+
+/// Flag: the payload is a text message (UTF-8).
+pub const FLAG_TEXT: u8 = 0x01;
+/// Flag: last chunk of a stream.
+pub const FLAG_END: u8 = 0x02;
+
+/// What a binary frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// One whole message of a relayed WebSocket.
+    WsMessage = 1,
+}
+
+/// One decoded binary frame, borrowing its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// What the payload is.
+    pub kind: FrameKind,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// Stream the frame belongs to.
+    pub stream_id: u32,
+    /// The message bytes.
+    pub payload: &'a [u8],
+}
+
+/// A binary frame that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("binary tunnel frame of {0} bytes is shorter than its {HEADER_LEN}-byte header")]
+    Short(usize),
+    #[error("unknown binary tunnel frame kind {0}; this side speaks tunnel protocol v2")]
+    UnknownKind(u8),
+}
+
+impl<'a> Frame<'a> {
+    /// A WebSocket message frame.
+    pub fn ws_message(stream_id: u32, text: bool, payload: &'a [u8]) -> Self {
+        Frame {
+            kind: FrameKind::WsMessage,
+            flags: if text { FLAG_TEXT } else { 0 },
+            stream_id,
+            payload,
+        }
+    }
+
+    /// Whether the TEXT flag is set.
+    pub fn is_text(&self) -> bool {
+        self.flags & FLAG_TEXT != 0
+    }
+
+    /// Encode header and payload into one buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + self.payload.len());
+        out.push(self.kind as u8);
+        out.push(self.flags);
+        out.extend_from_slice(&self.stream_id.to_be_bytes());
+        out.extend_from_slice(self.payload);
+        out
+    }
+
+    /// Decode one binary frame.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        let (header, payload) = bytes
+            .split_at_checked(HEADER_LEN)
+            .ok_or(FrameError::Short(bytes.len()))?;
+        let [kind, flags, a, b, c, d] = *header else {
+            return Err(FrameError::Short(bytes.len()));
+        };
+        let kind = match kind {
+            1 => FrameKind::WsMessage,
+            other => return Err(FrameError::UnknownKind(other)),
+        };
+        Ok(Frame {
+            kind,
+            flags,
+            stream_id: u32::from_be_bytes([a, b, c, d]),
+            payload,
+        })
+    }
+}
+
+/// Whether a forwarder's `ready` version asks for v2.
+pub fn negotiate(requested: Option<u32>) -> Option<u32> {
+    requested.filter(|v| *v >= VERSION).map(|_| VERSION)
+}
+
+/// Close code "no status received": a close frame without a code.
+pub const CLOSE_NO_STATUS: u16 = 1005;
+
+/// The code to put in a close frame for a relayed `code`: `None` for 1005
+/// (close without a code); codes an endpoint may not send (1004, 1006,
+/// 1015, undefined ranges) become 1011 (internal error).
+pub fn sendable_close_code(code: u16) -> Option<u16> {
+    match code {
+        CLOSE_NO_STATUS => None,
+        1000..=1003 | 1007..=1014 | 3000..=4999 => Some(code),
+        _ => Some(1011),
+    }
+}
+
+/// The subprotocol a bridge answers with: `mqtt` (or the older `mqttv3.1`)
+/// if the client offered it, else none.
+pub fn mqtt_subprotocol(requested: &[String]) -> Option<String> {
+    requested
+        .iter()
+        .find(|p| p.as_str() == "mqtt" || p.as_str() == "mqttv3.1")
+        .cloned()
+}
+
+/// Split a `Sec-WebSocket-Protocol` header value into the offered names.
+pub fn parse_subprotocols(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_roundtrip_and_layout() {
+        let f = Frame::ws_message(0x0102_0304, true, b"hi");
+        let bytes = f.encode();
+        assert_eq!(bytes, vec![1, FLAG_TEXT, 1, 2, 3, 4, b'h', b'i']);
+        let back = Frame::decode(&bytes).unwrap();
+        assert_eq!(back, f);
+        assert!(back.is_text());
+        let empty = Frame::ws_message(7, false, b"").encode();
+        let back = Frame::decode(&empty).unwrap();
+        assert!(!back.is_text() && back.payload.is_empty() && back.stream_id == 7);
+    }
+
+    #[test]
+    fn bad_frames_are_clear_errors() {
+        assert_eq!(Frame::decode(&[1, 0, 0]), Err(FrameError::Short(3)));
+        let e = Frame::decode(&[9, 0, 0, 0, 0, 1]).unwrap_err();
+        assert_eq!(e, FrameError::UnknownKind(9));
+        assert!(e.to_string().contains("unknown binary tunnel frame kind 9"));
+    }
+
+    #[test]
+    fn version_negotiation() {
+        assert_eq!(negotiate(None), None);
+        assert_eq!(negotiate(Some(1)), None);
+        assert_eq!(negotiate(Some(2)), Some(2));
+        assert_eq!(negotiate(Some(7)), Some(2));
+    }
+
+    #[test]
+    fn close_codes() {
+        assert_eq!(sendable_close_code(1000), Some(1000));
+        assert_eq!(sendable_close_code(4002), Some(4002));
+        assert_eq!(sendable_close_code(1005), None);
+        assert_eq!(sendable_close_code(1006), Some(1011));
+        assert_eq!(sendable_close_code(1015), Some(1011));
+        assert_eq!(sendable_close_code(999), Some(1011));
+    }
+
+    #[test]
+    fn stream_control_messages_roundtrip() {
+        use crate::Message;
+        let open = Message::WsOpen {
+            stream_id: 3,
+            uri: "/mqtt".into(),
+            headers: Default::default(),
+            protocols: vec!["mqtt".into()],
+        };
+        assert_eq!(Message::decode(&open.encode()).unwrap(), open);
+        let opened = Message::decode(r#"{"type":"ws_opened","stream_id":3,"protocol":"mqtt"}"#);
+        assert_eq!(
+            opened.unwrap(),
+            Message::WsOpened {
+                stream_id: 3,
+                protocol: Some("mqtt".into())
+            }
+        );
+        let close = Message::decode(r#"{"type":"ws_close","stream_id":3,"code":4000}"#).unwrap();
+        assert_eq!(
+            close,
+            Message::WsClose {
+                stream_id: 3,
+                code: 4000,
+                reason: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn subprotocols() {
+        let offered = parse_subprotocols(&["mqtt, other".into(), " x ".into()]);
+        assert_eq!(offered, vec!["mqtt", "other", "x"]);
+        assert_eq!(mqtt_subprotocol(&offered).as_deref(), Some("mqtt"));
+        assert_eq!(mqtt_subprotocol(&["chat".into()]), None);
+    }
+}
