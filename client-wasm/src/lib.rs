@@ -5,6 +5,7 @@
 //! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
 
 pub mod mqtt;
+mod reply;
 #[cfg(feature = "spec")]
 pub mod spec;
 

@@ -23,6 +23,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::error::ClientError;
 use super::options::ClientOptions;
+use crate::reply::Reply;
 
 /// A message handler registered with [`Client::subscribe`].
 pub type Handler = Rc<dyn Fn(&Message)>;
@@ -56,34 +57,6 @@ impl EventKind {
             "error" => EventKind::Error,
             _ => return None,
         })
-    }
-}
-
-/// The two functions settling a JS promise.
-struct Reply {
-    resolve: Function,
-    reject: Function,
-}
-
-impl Reply {
-    fn new() -> (Promise, Reply) {
-        let mut reply = Reply {
-            resolve: JsValue::UNDEFINED.unchecked_into(),
-            reject: JsValue::UNDEFINED.unchecked_into(),
-        };
-        let promise = Promise::new(&mut |resolve, reject| {
-            reply.resolve = resolve;
-            reply.reject = reject;
-        });
-        (promise, reply)
-    }
-
-    fn ok(&self, value: &JsValue) {
-        let _ = self.resolve.call1(&JsValue::UNDEFINED, value);
-    }
-
-    fn fail(&self, err: &ClientError) {
-        let _ = self.reject.call1(&JsValue::UNDEFINED, &err.to_js());
     }
 }
 

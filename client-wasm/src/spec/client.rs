@@ -23,9 +23,9 @@ use mqttspec_proto::{ErrorBody, Message, MessageType, Operation, Row};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use super::deferred::Deferred;
 use super::json::{error_to_js, field, to_js};
 use crate::mqtt::{v5, Client, QoS};
+use crate::reply::Reply;
 
 /// Identifies a live query of a client.
 pub type LiveId = u64;
@@ -36,12 +36,12 @@ const ITERATOR_BUFFER: usize = 10_000;
 /// What waits for a response.
 pub enum Pending {
     /// A plain request: resolves with `{data, metadata}`.
-    Call(Deferred),
+    Call(Reply),
     /// A subscribe for `Handle`; the promise (first subscribe only) resolves
     /// with the JS handle object `handle_js` builds.
-    Subscribe(Handle, Option<(Deferred, JsValue)>),
+    Subscribe(Handle, Option<(Reply, JsValue)>),
     /// An unsubscribe.
-    Unsubscribe(Option<Deferred>),
+    Unsubscribe(Option<Reply>),
     /// The (re)load read of a live query.
     LiveRead(LiveId),
 }
@@ -62,7 +62,7 @@ pub enum Sink {
 pub struct Iter {
     started: bool,
     queue: VecDeque<JsValue>,
-    waiting: VecDeque<Deferred>,
+    waiting: VecDeque<Reply>,
     done: bool,
 }
 
@@ -75,13 +75,13 @@ pub struct Live {
     change: LiveChange,
     flush: Option<Timeout>,
     reading: bool,
-    ready: Option<(Deferred, JsValue)>,
+    ready: Option<(Reply, JsValue)>,
 }
 
 /// A call into JS, made once the state is no longer borrowed.
 pub enum Effect {
-    Resolve(Deferred, JsValue),
-    Reject(Deferred, JsValue),
+    Resolve(Reply, JsValue),
+    Reject(Reply, JsValue),
     Call(Function, JsValue, JsValue),
     Publish(Message),
 }
@@ -165,7 +165,7 @@ impl Inner {
 pub fn run(rc: &Shared, effects: Vec<Effect>) {
     for effect in effects {
         match effect {
-            Effect::Resolve(d, v) => d.resolve(&v),
+            Effect::Resolve(d, v) => d.ok(&v),
             Effect::Reject(d, e) => d.reject(&e),
             Effect::Call(f, a, b) => {
                 let _ = f.call2(&JsValue::UNDEFINED, &a, &b);
@@ -566,7 +566,7 @@ pub fn subscribe(
     sink: Sink,
     handle_js: impl FnOnce(Handle) -> JsValue,
 ) -> Promise {
-    let (promise, d) = Deferred::new();
+    let (promise, d) = Reply::new();
     let handle = {
         let mut inner = rc.borrow_mut();
         let handle = inner.subs.add(entity.clone(), options.clone());
@@ -584,7 +584,7 @@ pub fn subscribe(
 
 /// Stop subscription `handle`.
 pub fn unsubscribe(rc: &Shared, handle: Handle) -> Promise {
-    let (promise, d) = Deferred::new();
+    let (promise, d) = Reply::new();
     let (server_id, waiting) = {
         let mut inner = rc.borrow_mut();
         let waiting = match inner.sinks.remove(&handle) {
@@ -596,25 +596,30 @@ pub fn unsubscribe(rc: &Shared, handle: Handle) -> Promise {
         };
         (inner.subs.remove(handle), waiting)
     };
-    let mut effects: Vec<Effect> = waiting
+    let ended = waiting
         .into_iter()
-        .map(|w| Effect::Resolve(w, iter_result(&JsValue::UNDEFINED, true)))
-        .collect();
-    run(rc, std::mem::take(&mut effects));
+        .map(|w| Effect::Resolve(w, iter_result(&JsValue::UNDEFINED, true)));
+    run(rc, ended.collect());
+    unsubscribe_server(rc, server_id, d);
+    promise
+}
+
+/// Unsubscribe `server_id` on the server (if the subscription got that far)
+/// and settle `reply` when done.
+fn unsubscribe_server(rc: &Shared, server_id: Option<String>, reply: Reply) {
     match server_id {
         Some(id) => send(
             rc,
             request::unsubscribe(String::new(), &id),
-            Pending::Unsubscribe(Some(d)),
+            Pending::Unsubscribe(Some(reply)),
         ),
-        None => d.resolve(&JsValue::UNDEFINED),
+        None => reply.ok(&JsValue::UNDEFINED),
     }
-    promise
 }
 
 /// The next notification of subscription `handle` for its async iterator.
 pub fn next(rc: &Shared, handle: Handle) -> Promise {
-    let (promise, d) = Deferred::new();
+    let (promise, d) = Reply::new();
     let effect = {
         let mut inner = rc.borrow_mut();
         match inner.sinks.get_mut(&handle) {
@@ -644,7 +649,7 @@ pub fn live_query(
     on_change: Function,
     handle_js: impl FnOnce(LiveId) -> JsValue,
 ) -> Promise {
-    let (promise, d) = Deferred::new();
+    let (promise, d) = Reply::new();
     let options = Some(query.subscribe_options());
     let effects = {
         let mut inner = rc.borrow_mut();
@@ -701,16 +706,9 @@ pub fn live_rows(rc: &Shared, live: LiveId) -> JsValue {
 
 /// Stop live query `live`.
 pub fn close_live(rc: &Shared, live: LiveId) -> Promise {
-    let (promise, d) = Deferred::new();
+    let (promise, d) = Reply::new();
     let server_id = rc.borrow_mut().close_live(live);
-    match server_id {
-        Some(id) => send(
-            rc,
-            request::unsubscribe(String::new(), &id),
-            Pending::Unsubscribe(Some(d)),
-        ),
-        None => d.resolve(&JsValue::UNDEFINED),
-    }
+    unsubscribe_server(rc, server_id, d);
     promise
 }
 

@@ -16,9 +16,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use super::client::{self, Inner, LiveId, Pending, Shared, Sink};
-use super::deferred::Deferred;
 use super::json::{error_to_js, field, from_js};
 use crate::mqtt::{Client, ClientOptions, EventKind, Handler, QoS};
+use crate::reply::Reply;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -495,7 +495,7 @@ impl SpecClient {
         });
         match built {
             Ok(message) => {
-                let (promise, d) = Deferred::new();
+                let (promise, d) = Reply::new();
                 client::send(&self.rc, message, Pending::Call(d));
                 promise
             }

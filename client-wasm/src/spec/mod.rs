@@ -7,7 +7,6 @@
 //! browser driver: MQTT topics, JSON to and from JS, timers and promises.
 
 mod client;
-mod deferred;
 mod js;
 mod json;
 

@@ -33,6 +33,9 @@ const built = () => {
   const sources = Math.max(
     newest(join(root, 'client-wasm/src')),
     newest(join(root, 'crates/mqtt-session/src')),
+    newest(join(root, 'crates/mqttspec-client/src')),
+    newest(join(root, 'crates/mqttspec-proto/src')),
+    newest(join(root, 'client-wasm/js')),
     statSync(join(root, 'client-wasm/Cargo.toml')).mtimeMs,
   );
   return statSync(wasm).mtimeMs >= sources;
@@ -128,14 +131,15 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>mqtt client test</titl
 
 const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.ts': 'text/plain' };
 
-/** Static server: `/` the test page, `/pkg/*` the package (from `dir`), `/mqtt.min.js` MQTT.js. */
-export async function startStatic(dir) {
+/** Static server: `/` the test page (`page`, by default one with both MQTT
+ * clients), `/pkg/*` the package (from `dir`), `/mqtt.min.js` MQTT.js. */
+export async function startStatic(dir, page = PAGE) {
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     let file;
     if (path === '/') {
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(PAGE);
+      res.end(page);
       return;
     } else if (path === '/mqtt.min.js') {
       file = join(root, 'node_modules/mqtt/dist/mqtt.min.js');

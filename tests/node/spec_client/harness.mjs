@@ -2,11 +2,9 @@
 // (embedded broker, SQLite file) and gives a second, independent MQTTSpec
 // client written by hand on MQTT.js.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { root, pkgDir } from '../mqtt_client/harness.mjs';
+import { root, pkgDir, startStatic } from '../mqtt_client/harness.mjs';
 
 /** The server binary: `cargo build`'s debug one unless SPEC_SERVER_PROFILE=release. */
 export const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), process.env.SPEC_SERVER_PROFILE ?? 'debug', 'mqttspec-server');
@@ -60,7 +58,6 @@ export async function rawClient(wsUrl, clientId) {
   };
 }
 
-
 const PAGE = `<!doctype html><meta charset="utf-8"><title>spec client test</title>
 <script src="/mqtt.min.js"></script>
 <script type="module">
@@ -69,28 +66,8 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>spec client test</titl
   window.ready = true;
 </script>`;
 
-const TYPES = { '.js': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html' };
-
 /** Static server for SpecClient pages: `/` a page with the full package
  * (`window.spec`) and MQTT.js (`window.mqtt`), `/pkg/*` client-wasm/pkg. */
-export async function startSpecStatic() {
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    if (path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(PAGE);
-      return;
-    }
-    const file = path === '/mqtt.min.js' ? join(root, 'node_modules/mqtt/dist/mqtt.min.js')
-      : path.startsWith('/pkg/') && !path.includes('..') ? join(pkgDir, path.slice(5)) : null;
-    if (!file || !existsSync(file)) {
-      res.writeHead(404);
-      res.end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${server.address().port}/`, stop: () => new Promise((r) => server.close(r)) };
+export function startSpecStatic() {
+  return startStatic(pkgDir, PAGE);
 }
