@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::routes::{Route, Routes, Target};
+
 /// Expose a local HTTP service through the edge tunnel.
 ///
 /// Connects to the edge worker's control socket, prints the public URLs and
@@ -22,6 +24,16 @@ pub struct Args {
     /// Local host to forward to.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Extra local target by path prefix (repeatable), PREFIX=URL with URL
+    /// http://, ws:// or mqtt+tcp://HOST:PORT, e.g. /mqtt=ws://127.0.0.1:8083.
+    /// The longest matching prefix wins; --host/--port serve `/`. Paths are
+    /// passed on unchanged.
+    #[arg(long = "route", value_name = "PREFIX=URL", value_parser = Route::parse)]
+    pub routes: Vec<Route>,
+    /// Bridge public WebSockets on /mqtt to an MQTT broker's plain TCP port,
+    /// one MQTT packet per message (= --route /mqtt=mqtt+tcp://HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub mqtt_tcp: Option<String>,
     /// JWT sent as `Authorization: Bearer <token>` when the edge requires auth.
     #[arg(short, long, env = "TTF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -45,6 +57,27 @@ pub struct Args {
 }
 
 impl Args {
+    /// All routes: `--route`, `--mqtt-tcp` and the default `/` route.
+    pub fn routes(&self) -> Result<Routes, String> {
+        let mut routes = self.routes.clone();
+        if let Some(addr) = &self.mqtt_tcp {
+            routes.push(Route {
+                prefix: "/mqtt".into(),
+                target: Target::parse(&format!("mqtt+tcp://{addr}"))
+                    .map_err(|e| format!("--mqtt-tcp: {e}"))?,
+            });
+        }
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        Ok(Routes::new(
+            routes,
+            Target::Http(format!("{host}:{}", self.port)),
+        ))
+    }
+
     /// `--connect-timeout` as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout.max(1))
@@ -80,5 +113,31 @@ mod tests {
             (8080, Some("jwt"), true)
         );
         assert!(Args::try_parse_from(["ttf", "-e", "x", "-p", "notaport"]).is_err());
+    }
+
+    #[test]
+    fn routes_and_mqtt_tcp() {
+        let a = Args::try_parse_from([
+            "ttf",
+            "-e",
+            "x",
+            "-p",
+            "3001",
+            "--route",
+            "/echo=ws://127.0.0.1:9000",
+            "--mqtt-tcp",
+            "127.0.0.1:1884",
+        ])
+        .unwrap();
+        let routes = a.routes().unwrap();
+        assert_eq!(routes.find("/echo").to_string(), "ws://127.0.0.1:9000");
+        assert_eq!(
+            routes.find("/mqtt").to_string(),
+            "mqtt+tcp://127.0.0.1:1884"
+        );
+        assert_eq!(routes.find("/x").to_string(), "http://127.0.0.1:3001");
+        assert!(Args::try_parse_from(["ttf", "-e", "x", "--route", "nope"]).is_err());
+        let bad = Args::try_parse_from(["ttf", "-e", "x", "--mqtt-tcp", "h"]).unwrap();
+        assert!(bad.routes().unwrap_err().contains("--mqtt-tcp"));
     }
 }

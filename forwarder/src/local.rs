@@ -52,74 +52,84 @@ pub struct Outcome {
 #[derive(Clone)]
 pub struct Local {
     client: Client<HttpConnector, Full<Bytes>>,
-    authority: String,
     timeout: Duration,
 }
 
 impl Local {
-    /// Client for `host:port`, giving up on one request after `timeout`.
-    pub fn new(host: &str, port: u16, timeout: Duration) -> Self {
+    /// Client giving up on one request after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        let authority = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        Self {
-            client,
-            authority,
-            timeout,
-        }
+        Self { client, timeout }
     }
 
-    /// Serve one relayed request.
-    pub async fn serve(&self, req: Relayed) -> Outcome {
+    /// Serve one relayed request with the service at `authority` (`host:port`).
+    pub async fn serve(&self, req: Relayed, authority: &str) -> Outcome {
         let start = Instant::now();
         let id = req.request_id.clone();
-        let result = match tokio::time::timeout(self.timeout, self.call(req)).await {
+        let result = match tokio::time::timeout(self.timeout, self.call(req, authority)).await {
             Ok(r) => r,
             Err(_) => Err((
                 ErrorCode::Timeout,
                 format!("the local service did not answer within {:?}", self.timeout),
             )),
         };
-        let elapsed = start.elapsed();
-        match result {
-            Ok((status, headers, body)) => Outcome {
-                message: Message::HttpResponse {
-                    request_id: id,
-                    status_code: status,
-                    headers,
-                    body: encode_body(&body),
-                    processing_time_ms: elapsed.as_millis() as u64,
-                },
-                status,
-                elapsed,
-                detail: None,
-            },
-            Err((code, message)) => Outcome {
-                status: code.http_status(),
-                detail: Some(format!("{}: {message}", code.as_str())),
-                message: Message::Error {
-                    request_id: Some(id),
-                    code,
-                    message,
-                },
-                elapsed,
-            },
-        }
+        outcome(id, start, result)
     }
 
-    async fn call(&self, req: Relayed) -> Result<(u16, Headers, Vec<u8>), (ErrorCode, String)> {
+    /// Answer a request this forwarder does not relay with `code`.
+    pub fn refuse(&self, req: Relayed, code: ErrorCode, message: String) -> Outcome {
+        outcome(req.request_id, Instant::now(), Err((code, message)))
+    }
+}
+
+/// The v1 answer (and console data) for request `id`'s result.
+fn outcome(
+    id: String,
+    start: Instant,
+    result: Result<(u16, Headers, Vec<u8>), (ErrorCode, String)>,
+) -> Outcome {
+    let elapsed = start.elapsed();
+    match result {
+        Ok((status, headers, body)) => Outcome {
+            message: Message::HttpResponse {
+                request_id: id,
+                status_code: status,
+                headers,
+                body: encode_body(&body),
+                processing_time_ms: elapsed.as_millis() as u64,
+            },
+            status,
+            elapsed,
+            detail: None,
+        },
+        Err((code, message)) => Outcome {
+            status: code.http_status(),
+            detail: Some(format!("{}: {message}", code.as_str())),
+            message: Message::Error {
+                request_id: Some(id),
+                code,
+                message,
+            },
+            elapsed,
+        },
+    }
+}
+
+impl Local {
+    async fn call(
+        &self,
+        req: Relayed,
+        authority: &str,
+    ) -> Result<(u16, Headers, Vec<u8>), (ErrorCode, String)> {
         let invalid = |what: String| (ErrorCode::InvalidRequest, what);
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
-        let uri = format!("http://{}{}", self.authority, req.uri);
+        let uri = format!("http://{}{}", authority, req.uri);
         let body = decode_body(&req.body).map_err(|e| invalid(e.to_string()))?;
         let mut builder = Request::builder().method(method).uri(&uri);
         for (name, values) in &req.headers {
@@ -135,18 +145,14 @@ impl Local {
             }
         }
         let request = builder
-            .header(hyper::header::HOST, &self.authority)
+            .header(hyper::header::HOST, authority)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| invalid(format!("cannot build the local request: {e}")))?;
         let response = self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 (
                     ErrorCode::LocalServiceUnavailable,
-                    format!(
-                        "nothing answers on {}: {}",
-                        self.authority,
-                        source_chain(&e)
-                    ),
+                    format!("nothing answers on {}: {}", authority, source_chain(&e)),
                 )
             } else {
                 (

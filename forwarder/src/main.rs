@@ -8,7 +8,9 @@ mod cli;
 mod console;
 mod local;
 mod relay;
+mod routes;
 mod stop;
+mod streams;
 
 use clap::Parser;
 

@@ -1,7 +1,9 @@
-//! The control-socket session: connect (with the token), send `ready`,
-//! print the public URLs, then relay every `http_request` to the local
-//! service concurrently and send the answers back; heartbeat pings;
-//! reconnect with backoff when the socket is lost; close cleanly on Ctrl-C.
+//! The control-socket session: connect (with the token), send `ready`
+//! (protocol v2), print the public URLs, then relay every `http_request` to
+//! the local service of its route concurrently and send the answers back,
+//! and hand WebSocket streams (`ws_open`, binary frames, `ws_close`) to
+//! `streams`; heartbeat pings; reconnect with backoff when the socket is
+//! lost; close cleanly on Ctrl-C.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,13 +15,16 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tunnel_proto::Message;
+use tunnel_proto::v2::{self, Frame};
+use tunnel_proto::{ErrorCode, Message};
 
 use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
 use crate::local::{Local, Relayed};
+use crate::routes::{Routes, Target};
 use crate::stop::Stop;
+use crate::streams::{Out, Streams};
 
 /// How a session ended without a fatal error.
 enum End {
@@ -40,7 +45,8 @@ enum Failure {
 /// Run the forwarder until stopped or a fatal error.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let stop = Stop::install().context("cannot install the Ctrl-C handler")?;
-    let local = Local::new(&args.host, args.port, args.request_timeout());
+    let routes = args.routes().map_err(|e| anyhow!(e))?;
+    let local = Local::new(args.request_timeout());
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -48,7 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(seed);
     loop {
-        let delay = match session(&args, &local, &stop).await {
+        let delay = match session(&args, &routes, &local, &stop).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -76,7 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// One control-socket session.
-async fn session(args: &Args, local: &Local, stop: &Stop) -> Result<End, Failure> {
+async fn session(args: &Args, routes: &Routes, local: &Local, stop: &Stop) -> Result<End, Failure> {
     let mut request = args
         .endpoint
         .as_str()
@@ -113,10 +119,13 @@ async fn session(args: &Args, local: &Local, stop: &Stop) -> Result<End, Failure
         },
         _ = stop.requested() => return Ok(End::Stopped),
     };
-    ws.send(WsMessage::text(Message::Ready { version: None }.encode()))
+    let ready = Message::Ready {
+        version: Some(v2::VERSION),
+    };
+    ws.send(WsMessage::text(ready.encode()))
         .await
         .map_err(|e| Failure::Retry(e.into()))?;
-    let local_url = format!("http://{}:{}", args.host, args.port);
+    let local_url = routes.find("/").to_string();
     let established = tokio::time::timeout(args.connect_timeout(), async {
         while let Some(frame) = ws.next().await {
             if let WsMessage::Text(text) = frame? {
@@ -140,9 +149,13 @@ async fn session(args: &Args, local: &Local, stop: &Stop) -> Result<End, Failure
         public_url,
         subdomain_url,
         path_based_url,
+        version,
         ..
     } = &established
     {
+        if version.is_none() {
+            eprintln!("The edge speaks tunnel protocol v1 only: WebSocket and MQTT routes are unavailable");
+        }
         for line in console::established_lines(
             tunnel_id,
             public_url,
@@ -152,13 +165,17 @@ async fn session(args: &Args, local: &Local, stop: &Stop) -> Result<End, Failure
         ) {
             println!("{line}");
         }
+        for route in routes.iter().filter(|r| r.prefix != "/") {
+            println!("Route {} -> {}", route.prefix, route.target);
+        }
     }
-    Ok(relay(args, local, ws, stop).await)
+    Ok(relay(args, routes, local, ws, stop).await)
 }
 
 /// Relay requests until the socket is lost or the user stops.
 async fn relay<S>(
     args: &Args,
+    routes: &Routes,
     local: &Local,
     ws: tokio_tungstenite::WebSocketStream<S>,
     stop: &Stop,
@@ -167,7 +184,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
-    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Message>();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Out>();
+    let mut streams = Streams::new(answers_tx.clone(), args.connect_timeout());
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + args.ping_interval(),
         args.ping_interval(),
@@ -182,6 +200,13 @@ where
                     None => return End::Lost("socket ended".into()),
                     Some(Err(e)) => return End::Lost(e.to_string()),
                     Some(Ok(WsMessage::Text(text))) => text,
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        match Frame::decode(&bytes) {
+                            Ok(frame) => streams.deliver(frame),
+                            Err(e) => eprintln!("Ignored a bad binary frame from the edge: {e}"),
+                        }
+                        continue;
+                    }
                     Some(Ok(WsMessage::Close(frame))) => {
                         return End::Lost(frame.map(|f| format!("closed by the edge: {} {}", f.code, f.reason)).unwrap_or_else(|| "closed by the edge".into()));
                     }
@@ -195,14 +220,23 @@ where
                         if verbose {
                             println!("  -> {method} {uri} headers: {headers:?}");
                         }
+                        let target = routes.find(&uri).clone();
                         tokio::spawn(async move {
                             let (m, u) = (method.clone(), uri.clone());
-                            let outcome = local.serve(Relayed { request_id, method, uri, headers, body }).await;
+                            let relayed = Relayed { request_id, method, uri, headers, body };
+                            let outcome = match &target {
+                                Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority).await,
+                                Target::MqttTcp(addr) => local.refuse(
+                                    relayed,
+                                    ErrorCode::InvalidRequest,
+                                    format!("this path is bridged to the MQTT broker at {addr}: open a WebSocket (subprotocol mqtt) instead"),
+                                ),
+                            };
                             println!("{}", console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed));
                             if let Some(detail) = outcome.detail.filter(|_| verbose) {
                                 println!("  {detail}");
                             }
-                            let _ = answers.send(outcome.message);
+                            let _ = answers.send(Out::Frame(WsMessage::text(outcome.message.encode())));
                         });
                     }
                     Ok(Message::Ping) => {
@@ -211,6 +245,11 @@ where
                         }
                     }
                     Ok(Message::Pong) => awaiting_pong = false,
+                    Ok(Message::WsOpen { stream_id, uri, headers, protocols }) => {
+                        let target = routes.find(&uri).clone();
+                        streams.open(stream_id, uri, headers, protocols, &target);
+                    }
+                    Ok(Message::WsClose { stream_id, code, reason }) => streams.close(stream_id, code, reason),
                     Ok(other) => {
                         if args.verbose {
                             println!("  ignored message from the edge: {other:?}");
@@ -219,11 +258,14 @@ where
                     Err(e) => eprintln!("Ignored a bad frame from the edge: {e}"),
                 }
             }
-            Some(answer) = answers.recv() => {
-                if let Err(e) = sink.send(WsMessage::text(answer.encode())).await {
-                    return End::Lost(format!("sending an answer failed: {e}"));
+            Some(out) = answers.recv() => match out {
+                Out::Frame(frame) => {
+                    if let Err(e) = sink.send(frame).await {
+                        return End::Lost(format!("sending to the edge failed: {e}"));
+                    }
                 }
-            }
+                Out::Ended(id) => streams.ended(id),
+            },
             _ = heartbeat.tick() => {
                 if awaiting_pong {
                     return End::Lost(format!("no pong within {:?}", args.ping_interval()));

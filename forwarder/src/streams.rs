@@ -1,0 +1,426 @@
+//! Relayed WebSocket streams (protocol v2): each `ws_open` from the edge
+//! starts one task that connects to the local target, a `ws://` service
+//! (subprotocols passed on) or an MQTT broker's TCP port (bridged: the byte
+//! stream is cut into whole MQTT packets, one packet per message), and then
+//! relays messages both ways, one message for one message, in order, until
+//! either side closes (code and reason relayed).
+//!
+//! Messages from the edge wait in a bounded per-stream queue
+//! ([`STREAM_QUEUE`]); a local side that does not keep up gets its stream
+//! closed with 1013 instead of making the forwarder buffer without bound.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{SinkExt, StreamExt};
+use mqtt_session::framing::Framer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::v2::{self, Frame};
+use tunnel_proto::{Headers, Message};
+
+use crate::console;
+use crate::routes::Target;
+
+/// Messages from the edge that may wait for one slow local side.
+pub const STREAM_QUEUE: usize = 1024;
+
+/// Largest MQTT packet the TCP bridge reassembles.
+pub const MAX_MQTT_PACKET: usize = 16 * 1024 * 1024;
+
+/// What a task sends to the control socket.
+#[derive(Debug)]
+pub enum Out {
+    /// A frame to send to the edge.
+    Frame(WsMessage),
+    /// Stream `id` ended: forget it.
+    Ended(u32),
+}
+
+/// Input of one stream task.
+#[derive(Debug)]
+enum Input {
+    /// One message from the public side.
+    Message(WsMessage),
+    /// The public side closed with this code and reason.
+    Close(u16, String),
+}
+
+/// The open streams of one control-socket session.
+pub struct Streams {
+    inputs: HashMap<u32, mpsc::Sender<Input>>,
+    out: mpsc::UnboundedSender<Out>,
+    timeout: Duration,
+}
+
+/// A control message as a text frame for the edge.
+fn control(message: Message) -> Out {
+    Out::Frame(WsMessage::text(message.encode()))
+}
+
+/// A close frame for a relayed `code` and `reason`.
+fn close_frame(code: u16, reason: &str) -> WsMessage {
+    WsMessage::Close(v2::sendable_close_code(code).map(|code| CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.to_string().into(),
+    }))
+}
+
+impl Streams {
+    /// Streams whose tasks report on `out`; `timeout` bounds connecting.
+    pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration) -> Self {
+        Self {
+            inputs: HashMap::new(),
+            out,
+            timeout,
+        }
+    }
+
+    /// Start stream `id` towards `target` for the public path `uri`.
+    pub fn open(
+        &mut self,
+        id: u32,
+        uri: String,
+        headers: Headers,
+        protocols: Vec<String>,
+        target: &Target,
+    ) {
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        if self.inputs.insert(id, tx).is_some() {
+            eprintln!("The edge reused stream id {id}; the older stream is dropped");
+        }
+        let out = self.out.clone();
+        let timeout = self.timeout;
+        match target.clone() {
+            Target::Http(authority) | Target::Ws(authority) => {
+                let url = format!("ws://{authority}{uri}");
+                tokio::spawn(async move {
+                    run_ws(id, url, uri, headers, protocols, rx, &out, timeout).await;
+                    let _ = out.send(Out::Ended(id));
+                });
+            }
+            Target::MqttTcp(addr) => {
+                tokio::spawn(async move {
+                    run_mqtt_tcp(id, addr, uri, protocols, rx, &out, timeout).await;
+                    let _ = out.send(Out::Ended(id));
+                });
+            }
+        }
+    }
+
+    /// A binary frame from the edge: one message for its stream.
+    pub fn deliver(&mut self, frame: Frame<'_>) {
+        let message = if frame.is_text() {
+            match std::str::from_utf8(frame.payload) {
+                Ok(t) => WsMessage::text(t),
+                Err(_) => {
+                    self.fail(frame.stream_id, 1007, "invalid UTF-8 in a text message");
+                    return;
+                }
+            }
+        } else {
+            WsMessage::binary(frame.payload.to_vec())
+        };
+        self.send(frame.stream_id, Input::Message(message));
+    }
+
+    /// The public side of stream `id` closed.
+    pub fn close(&mut self, id: u32, code: u16, reason: String) {
+        self.send(id, Input::Close(code, reason));
+    }
+
+    /// Stream `id`'s task ended.
+    pub fn ended(&mut self, id: u32) {
+        self.inputs.remove(&id);
+    }
+
+    fn send(&mut self, id: u32, input: Input) {
+        let Some(tx) = self.inputs.get(&id) else {
+            return; // Ended already: late messages are dropped.
+        };
+        match tx.try_send(input) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.fail(
+                id,
+                1013,
+                &format!("the local side reads too slowly: {STREAM_QUEUE} messages waiting"),
+            ),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.inputs.remove(&id);
+            }
+        }
+    }
+
+    /// Give up stream `id`: the public side gets `code`, the local side
+    /// sees its queue end (1001).
+    fn fail(&mut self, id: u32, code: u16, reason: &str) {
+        self.inputs.remove(&id);
+        let _ = self.out.send(control(Message::WsClose {
+            stream_id: id,
+            code,
+            reason: reason.into(),
+        }));
+    }
+}
+
+/// Print the console line of an open attempt.
+fn log_open(uri: &str, status: u16, start: Instant) {
+    println!(
+        "{}",
+        console::request_line(SystemTime::now(), "WS", uri, status, start.elapsed())
+    );
+}
+
+/// Connect to a local WebSocket service; `Err((status, message))` for the
+/// public caller when it cannot be reached or refuses.
+async fn connect_ws(
+    url: &str,
+    headers: &Headers,
+    protocols: &[String],
+    timeout: Duration,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+        Option<String>,
+    ),
+    (u16, String),
+> {
+    let mut request = url.into_client_request().map_err(|e| {
+        (
+            400,
+            format!("cannot build the local WebSocket URL {url}: {e}"),
+        )
+    })?;
+    for (name, values) in headers {
+        if name == "host" || name == "content-length" || name.starts_with("sec-websocket-") {
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            continue;
+        };
+        for value in values {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                request.headers_mut().append(name.clone(), value);
+            }
+        }
+    }
+    if !protocols.is_empty() {
+        let offered = HeaderValue::from_str(&protocols.join(", "))
+            .map_err(|_| (400, "invalid Sec-WebSocket-Protocol".to_string()))?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", offered);
+    }
+    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    match tokio::time::timeout(timeout, connect).await {
+        Err(_) => Err((
+            504,
+            format!("the local WebSocket {url} did not open within {timeout:?}"),
+        )),
+        Ok(Err(WsError::Http(resp))) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            let status = resp.status().as_u16();
+            Err((
+                status,
+                if body.is_empty() {
+                    format!("the local service refused the WebSocket upgrade with {status}")
+                } else {
+                    body
+                },
+            ))
+        }
+        Ok(Err(WsError::Io(e))) => Err((502, format!("nothing answers on {url}: {e}"))),
+        Ok(Err(e)) => Err((
+            502,
+            format!("the local WebSocket {url} failed to open: {e}"),
+        )),
+        Ok(Ok((ws, resp))) => {
+            let protocol = resp
+                .headers()
+                .get("sec-websocket-protocol")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            Ok((ws, protocol))
+        }
+    }
+}
+
+/// One stream to a local WebSocket service.
+#[allow(clippy::too_many_arguments)]
+async fn run_ws(
+    id: u32,
+    url: String,
+    uri: String,
+    headers: Headers,
+    protocols: Vec<String>,
+    mut input: mpsc::Receiver<Input>,
+    out: &mpsc::UnboundedSender<Out>,
+    timeout: Duration,
+) {
+    let start = Instant::now();
+    let local = match connect_ws(&url, &headers, &protocols, timeout).await {
+        Ok((ws, protocol)) => {
+            let _ = out.send(control(Message::WsOpened {
+                stream_id: id,
+                protocol,
+            }));
+            log_open(&uri, 101, start);
+            ws
+        }
+        Err((status, message)) => {
+            log_open(&uri, status, start);
+            let _ = out.send(control(Message::WsRefused {
+                stream_id: id,
+                status,
+                message,
+            }));
+            return;
+        }
+    };
+    let (mut sink, mut stream) = local.split();
+    let to_edge = |message: WsMessage| {
+        let frame = match &message {
+            WsMessage::Text(t) => Frame::ws_message(id, true, t.as_bytes()).encode(),
+            WsMessage::Binary(b) => Frame::ws_message(id, false, b).encode(),
+            _ => return,
+        };
+        let _ = out.send(Out::Frame(WsMessage::binary(frame)));
+    };
+    let closed_by_public = loop {
+        tokio::select! {
+            m = stream.next() => match m {
+                Some(Ok(m @ (WsMessage::Text(_) | WsMessage::Binary(_)))) => to_edge(m),
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((v2::CLOSE_NO_STATUS, String::new()));
+                    let _ = out.send(control(Message::WsClose { stream_id: id, code, reason }));
+                    let _ = sink.close().await;
+                    return;
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => {
+                    let reason = match m {
+                        Some(Err(e)) => format!("the local WebSocket failed: {e}"),
+                        _ => "the local WebSocket ended without a close frame".into(),
+                    };
+                    let _ = out.send(control(Message::WsClose { stream_id: id, code: 1006, reason }));
+                    return;
+                }
+            },
+            i = input.recv() => match i {
+                Some(Input::Message(m)) => {
+                    if let Err(e) = sink.send(m).await {
+                        let _ = out.send(control(Message::WsClose {
+                            stream_id: id,
+                            code: 1006,
+                            reason: format!("writing to the local WebSocket failed: {e}"),
+                        }));
+                        return;
+                    }
+                }
+                Some(Input::Close(code, reason)) => break close_frame(code, &reason),
+                None => break close_frame(1001, "the tunnel closed the stream"),
+            },
+        }
+    };
+    // The public side closed: pass its close on and wait briefly for the
+    // local side's answer.
+    let _ = sink.send(closed_by_public).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// One stream bridged to an MQTT broker's TCP port.
+async fn run_mqtt_tcp(
+    id: u32,
+    addr: String,
+    uri: String,
+    protocols: Vec<String>,
+    mut input: mpsc::Receiver<Input>,
+    out: &mpsc::UnboundedSender<Out>,
+    timeout: Duration,
+) {
+    let start = Instant::now();
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        failed => {
+            let message = match failed {
+                Ok(Err(e)) => format!("nothing answers on mqtt+tcp://{addr}: {e}"),
+                _ => format!("the broker at {addr} did not accept within {timeout:?}"),
+            };
+            log_open(&uri, 502, start);
+            let _ = out.send(control(Message::WsRefused {
+                stream_id: id,
+                status: 502,
+                message,
+            }));
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let _ = out.send(control(Message::WsOpened {
+        stream_id: id,
+        protocol: v2::mqtt_subprotocol(&protocols),
+    }));
+    log_open(&uri, 101, start);
+    let (mut rd, mut wr) = tcp.into_split();
+    let mut framer = Framer::new(MAX_MQTT_PACKET);
+    let mut buf = vec![0u8; 64 * 1024];
+    let close = |code: u16, reason: String| {
+        let _ = out.send(control(Message::WsClose {
+            stream_id: id,
+            code,
+            reason,
+        }));
+    };
+    loop {
+        tokio::select! {
+            n = rd.read(&mut buf) => match n {
+                Ok(0) => return close(1000, "the broker closed the connection".into()),
+                Ok(n) => {
+                    framer.push(buf.get(..n).unwrap_or_default());
+                    loop {
+                        match framer.next_packet() {
+                            Ok(Some(packet)) => {
+                                let frame = Frame::ws_message(id, false, &packet).encode();
+                                let _ = out.send(Out::Frame(WsMessage::binary(frame)));
+                            }
+                            Ok(None) => break,
+                            Err(e) => return close(1002, format!("the broker sent bad MQTT: {e}")),
+                        }
+                    }
+                }
+                Err(e) => return close(1011, format!("reading from the broker failed: {e}")),
+            },
+            i = input.recv() => match i {
+                Some(Input::Message(m)) => {
+                    if let Err(e) = wr.write_all(&m.into_data()).await {
+                        return close(1011, format!("writing to the broker failed: {e}"));
+                    }
+                }
+                Some(Input::Close(..)) | None => {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,215 @@
+// Tunnel protocol v2 end to end: public WebSockets relayed through wrangler
+// dev (workerd) and the real `ttf` to a local `ws` server (echo, subprotocol,
+// close codes both ways, refused upgrade), MQTT.js through the tunnel to
+// mosquitto's websockets listener, and MQTT.js via `ttf --mqtt-tcp` to
+// mosquitto's plain TCP listener. Needs `cargo build -p forwarder`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import WebSocket, { WebSocketServer } from 'ws';
+import mqtt from 'mqtt';
+import { startWrangler, startTtf, startMosquitto, kill } from './tunnel/harness.mjs';
+
+let wrangler; let mosquitto; let routed; let bridged;
+let echoPort;
+const serverCloses = [];
+
+/** Local HTTP server with a WebSocket echo endpoint; `/refuse*` upgrades get 403. */
+async function startEcho() {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024 * 1024,
+    handleProtocols: (offered) => (offered.has('chat') ? 'chat' : false),
+  });
+  wss.on('connection', (ws, req) => {
+    ws.on('message', (data, isBinary) => {
+      const text = isBinary ? '' : data.toString();
+      const m = text.match(/^close:(\d+):(.*)$/);
+      if (m) ws.close(Number(m[1]), m[2]);
+      else if (text === 'path') ws.send(req.url);
+      else ws.send(data, { binary: isBinary });
+    });
+    ws.on('close', (code, reason) => serverCloses.push({ code, reason: reason.toString() }));
+  });
+  const server = createServer((req, res) => res.end('plain http'));
+  server.on('upgrade', (req, socket, head) => {
+    if (req.url.includes('/refuse')) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nnot allowed');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server.address().port;
+}
+
+before(async () => {
+  [wrangler, mosquitto, echoPort] = await Promise.all([startWrangler(), startMosquitto(), startEcho()]);
+  routed = await startTtf(wrangler.base, ['-p', String(echoPort),
+    '--route', `/chat=ws://127.0.0.1:${echoPort}`,
+    '--route', `/mqtt=ws://127.0.0.1:${mosquitto.ws}`]);
+  bridged = await startTtf(wrangler.base, ['-p', String(echoPort), '--mqtt-tcp', `127.0.0.1:${mosquitto.tcp}`]);
+});
+
+after(() => {
+  for (const p of [routed?.proc, bridged?.proc, wrangler?.proc, mosquitto?.proc]) kill(p);
+  setTimeout(() => process.exit(0), 100).unref();
+});
+
+/** Open a WebSocket; resolves when open, rejects with the HTTP status on refusal. */
+function open(url, protocols = [], headers = {}) {
+  const ws = new WebSocket(url, protocols, { headers, maxPayload: 64 * 1024 * 1024 });
+  const inbox = [];
+  const waiters = [];
+  ws.on('message', (data, isBinary) => {
+    const m = { data: Buffer.from(data), isBinary };
+    const w = waiters.shift();
+    if (w) w(m); else inbox.push(m);
+  });
+  const closed = new Promise((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const next = (ms = 60_000) => (inbox.length ? Promise.resolve(inbox.shift()) : new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no message through the tunnel')), ms);
+    waiters.push((m) => { clearTimeout(t); resolve(m); });
+  }));
+  return new Promise((resolve, reject) => {
+    ws.on('open', () => resolve({ ws, next, closed }));
+    ws.on('unexpected-response', (req, res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, body })));
+    });
+    ws.on('error', reject);
+  });
+}
+
+const wsUrl = (t, p) => `${t.url.replace('http', 'ws')}${p}`;
+
+/** Random printable text of `n` bytes. */
+const randomText = (n) => randomBytes(n).toString('base64').slice(0, n);
+
+async function waitFor(cond, what, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('echo: random sizes 1 B..512 KiB, text and binary, whole, once, in order; subprotocol chosen locally', async () => {
+  assert.ok(!routed.output().includes('v1 only'), 'the edge agreed to protocol v2');
+  const c = await open(wsUrl(routed, '/chat/room'), ['chat', 'other']);
+  assert.equal(c.ws.protocol, 'chat');
+  const sizes = [1, 2, 125, 126, 65535, 65536, 512 * 1024];
+  for (let i = 0; i < 33; i++) sizes.push(1 + Math.floor(Math.random() * 512 * 1024));
+  const sent = sizes.map((n, i) => (i % 2 ? { data: randomBytes(n), isBinary: true } : { data: Buffer.from(randomText(n)), isBinary: false }));
+  for (const m of sent) c.ws.send(m.isBinary ? m.data : m.data.toString());
+  for (const [i, m] of sent.entries()) {
+    const got = await c.next();
+    assert.equal(got.isBinary, m.isBinary, `message ${i} kind`);
+    assert.equal(got.data.length, m.data.length, `message ${i} size`);
+    assert.ok(got.data.equals(m.data), `message ${i} bytes`);
+  }
+  c.ws.send('path');
+  assert.equal((await c.next()).data.toString(), '/chat/room', 'the local service sees the public path unchanged');
+  c.ws.close(1000);
+  await c.closed;
+});
+
+test('subdomain form and the default http:// route relay WebSockets too', async () => {
+  const c = await open(`${wrangler.base.replace('http', 'ws')}/plain?x=1`, [], { Host: `${routed.id}.localhost:${wrangler.port}` });
+  assert.equal(c.ws.protocol, '');
+  c.ws.send('path');
+  assert.equal((await c.next()).data.toString(), '/plain?x=1');
+  c.ws.send(Buffer.from([0, 1, 2]));
+  const got = await c.next();
+  assert.ok(got.isBinary && got.data.equals(Buffer.from([0, 1, 2])));
+  c.ws.close();
+  await c.closed;
+});
+
+test('close codes and reasons are relayed both ways', async () => {
+  const a = await open(wsUrl(routed, '/chat'));
+  a.ws.send('close:4002:done here');
+  assert.deepEqual(await a.closed, { code: 4002, reason: 'done here' });
+
+  const before = serverCloses.length;
+  const b = await open(wsUrl(routed, '/chat'));
+  b.ws.send('hi');
+  await b.next();
+  b.ws.close(4001, 'public bye');
+  await b.closed;
+  await waitFor(() => serverCloses.slice(before).some((c) => c.code === 4001), 'the local close');
+  assert.ok(serverCloses.slice(before).some((c) => c.code === 4001 && c.reason === 'public bye'));
+});
+
+test('a refused local upgrade is answered with its status; unreachable target is 502', async () => {
+  await assert.rejects(open(wsUrl(routed, '/refuse')), (e) => e.status === 403 && e.body.includes('not allowed'));
+  const dead = await startTtf(wrangler.base, ['-p', '1']);
+  try {
+    await assert.rejects(open(wsUrl(dead, '/x')), (e) => e.status === 502);
+  } finally { kill(dead.proc); }
+});
+
+test('plain HTTP still works next to WebSocket routes', async () => {
+  const res = await fetch(`${routed.url}/page`);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), 'plain http');
+});
+
+/** CONNECT, SUBSCRIBE, QoS 0/1/2, 300 small messages in order, large payloads. */
+async function mqttScenario(url, bigSizes) {
+  const opts = { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 60_000 };
+  const sub = await mqtt.connectAsync(url, { ...opts, clientId: `sub-${Date.now()}` });
+  const pub = await mqtt.connectAsync(url, { ...opts, clientId: `pub-${Date.now()}` });
+  try {
+    const received = [];
+    sub.on('message', (topic, payload, packet) => received.push({ topic, payload: Buffer.from(payload), qos: packet.qos }));
+    const granted = await sub.subscribeAsync('t/#', { qos: 2 });
+    assert.equal(granted[0].qos, 2);
+    for (const qos of [0, 1, 2]) await pub.publishAsync(`t/q${qos}`, `hello ${qos}`, { qos });
+    const small = 300;
+    // One QoS for the burst: the broker keeps order per QoS, and mosquitto
+    // drops QoS 0 messages when a client's in-flight window is full.
+    for (let i = 0; i < small; i++) pub.publish('t/seq', String(i), { qos: 1 });
+    const big = bigSizes.map((n) => randomBytes(n));
+    for (const payload of big) await pub.publishAsync('t/big', payload, { qos: 1 });
+    await waitFor(() => received.length >= 3 + small + big.length, `${3 + small + big.length} messages (got ${received.length}: ${received.map((r) => `${r.topic}:${r.payload.length}`).slice(-5)})`, 60_000);
+    for (const qos of [0, 1, 2]) {
+      const m = received.find((r) => r.topic === `t/q${qos}`);
+      assert.ok(m, `QoS ${qos} message arrived`);
+      assert.equal(m.payload.toString(), `hello ${qos}`);
+      assert.equal(m.qos, qos);
+    }
+    const seq = received.filter((r) => r.topic === 't/seq').map((r) => Number(r.payload.toString()));
+    assert.deepEqual(seq, [...Array(small).keys()], 'small messages whole, once, in order');
+    const bigGot = received.filter((r) => r.topic === 't/big');
+    assert.equal(bigGot.length, big.length);
+    for (const [i, m] of bigGot.entries()) assert.ok(m.payload.equals(big[i]), `payload of ${big[i].length} bytes byte-exact`);
+  } finally {
+    await Promise.all([sub.endAsync(), pub.endAsync()]);
+  }
+}
+
+test('MQTT.js through the tunnel to mosquitto websockets (subprotocol mqtt), payloads up to 200 KB', async () => {
+  const c = await open(wsUrl(routed, '/mqtt'), ['mqtt']);
+  assert.equal(c.ws.protocol, 'mqtt');
+  c.ws.close();
+  await mqttScenario(wsUrl(routed, '/mqtt'), [1000, 64 * 1024, 150_000, 200_000]);
+});
+
+test('MQTT.js via ttf --mqtt-tcp to mosquitto TCP, payloads up to 512 KiB', async () => {
+  await mqttScenario(wsUrl(bridged, '/mqtt'), [1, 70_000, 300_000, 512 * 1024]);
+});
+
+test('a v1 forwarder cannot relay WebSockets: 501, and it does not get version 2', async () => {
+  const ws = new WebSocket(`${wrangler.base.replace('http', 'ws')}/_tunnel`);
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const established = new Promise((resolve) => ws.once('message', (d) => resolve(JSON.parse(d.toString()))));
+  ws.send(JSON.stringify({ type: 'ready' }));
+  const e = await established;
+  assert.equal(e.type, 'connection_established');
+  assert.equal(e.version, undefined);
+  await assert.rejects(open(`${wrangler.base.replace('http', 'ws')}/${e.tunnel_id}/x`), (err) => err.status === 501);
+  ws.close();
+});
