@@ -95,7 +95,7 @@ export async function startDemo({ workerPort, echo = false } = {}) {
     procs.push(server);
     web = await serve(site, ports.web);
     const wrangler = start('worker', join(root, 'node_modules/.bin/wrangler'), ['dev', '--ip', '127.0.0.1', '--port', String(ports.worker),
-      '--inspector-port', String(ports.inspector), '--persist-to', join(dir, 'wrangler'), '--log-level', 'warn',
+      '--inspector-port', String(ports.inspector), '--persist-to', join(dir, 'wrangler'),
       '--show-interactive-dev-session=false'], { ready: 'Ready on', env: { WRANGLER_SEND_METRICS: 'false', CI: 'true' }, echo });
     procs.push(wrangler);
     await Promise.all([server.ready, wrangler.ready]);
