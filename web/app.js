@@ -19,6 +19,20 @@ function defaultBrokerUrl() {
   return url.href;
 }
 
+/** The tunnel URL of this page in the other form (subdomain <-> path), if it is a tunnel URL. */
+function otherTunnelForm() {
+  const id = /^[a-z0-9]{12}$/;
+  const [first, ...rest] = location.hostname.split('.');
+  if (id.test(first) && rest.length) {
+    return { label: 'Path form', url: `${location.protocol}//${location.host.slice(first.length + 1)}/${first}/` };
+  }
+  const segment = location.pathname.split('/')[1] ?? '';
+  if (id.test(segment)) {
+    return { label: 'Subdomain form', url: `${location.protocol}//${segment}.${location.host}/` };
+  }
+  return null;
+}
+
 function setState(state, text) {
   dashboard.state = state;
   const el = $('state');
@@ -94,6 +108,9 @@ function wireForms() {
   $('url').value = defaultBrokerUrl();
   $('client-id').value = `dash-${Math.random().toString(16).slice(2, 10)}`;
   $('page-url').href = $('page-url').textContent = location.href.split('?')[0];
+  const other = otherTunnelForm();
+  $('other-form-label').textContent = other?.label ?? 'Other form';
+  $('other-url').href = $('other-url').textContent = other?.url ?? '(not served through the tunnel)';
   $('broker-url').textContent = $('url').value;
   $('connect-form').addEventListener('submit', (e) => {
     e.preventDefault();
