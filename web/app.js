@@ -28,7 +28,9 @@ function otherTunnelForm() {
   }
   const segment = location.pathname.split('/')[1] ?? '';
   if (id.test(segment)) {
-    return { label: 'Subdomain form', url: `${location.protocol}//${segment}.${location.host}/` };
+    // An IP address has no subdomains; locally `<id>.localhost` resolves to loopback.
+    const host = /^[\d.]+$|^\[/.test(location.hostname) ? `localhost${location.port ? `:${location.port}` : ''}` : location.host;
+    return { label: 'Subdomain form', url: `${location.protocol}//${segment}.${host}/` };
   }
   return null;
 }
