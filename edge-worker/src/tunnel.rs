@@ -12,15 +12,15 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use futures_channel::oneshot;
+use futures_channel::{mpsc, oneshot};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
-use tunnel_proto::inflight::{public_answer, settles, Inflight, PublicAnswer};
+use tunnel_proto::inflight::{public_answer, public_head, settles, Inflight, PublicAnswer};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
-use tunnel_proto::v2::{self, Frame};
+use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
 use worker::*;
 
@@ -64,9 +64,14 @@ pub struct Tunnel {
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
     /// WebSocket opens waiting for `ws_opened`/`ws_refused`.
     opening: RefCell<HashMap<u32, oneshot::Sender<Message>>>,
+    /// Streamed answer bodies being received, by stream id.
+    bodies: RefCell<HashMap<u32, BodySender>>,
     /// Next stream id to try.
     next_stream: Cell<u32>,
 }
+
+/// Feeds one streamed answer body to the public response.
+type BodySender = mpsc::UnboundedSender<Result<Vec<u8>>>;
 
 /// A plain-text answer made by the edge.
 fn text(status: u16, message: impl Into<String>) -> Result<Response> {
@@ -166,6 +171,15 @@ impl Tunnel {
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let (tx, rx) = oneshot::channel();
         let request_id = self.inflight.borrow_mut().start(tx);
+        // v2: the answer's body may stream; its channel exists before the
+        // request leaves so that no chunk can arrive without a receiver.
+        let body_stream = (Self::version_of(&ws) >= v2::VERSION).then(|| {
+            let stream_id = self.new_stream_id();
+            let (tx, rx) = mpsc::unbounded();
+            self.bodies.borrow_mut().insert(stream_id, tx);
+            (stream_id, rx)
+        });
+        let stream_id = body_stream.as_ref().map(|(id, _)| *id);
         let frame = Message::HttpRequest {
             request_id: request_id.clone(),
             method,
@@ -173,18 +187,41 @@ impl Tunnel {
             headers: request_headers(&pairs, &meta),
             body: encode_body(&body),
             timestamp: Date::now().as_millis(),
+            stream_id,
         }
         .encode();
         drop(body);
+        let forget_body = || {
+            if let Some(id) = stream_id {
+                self.bodies.borrow_mut().remove(&id);
+            }
+        };
         if let Err(e) = ws.send_with_str(frame) {
             self.inflight.borrow_mut().finish(&request_id);
+            forget_body();
             return text(
                 502,
                 format!("could not send the request to the forwarder: {e}"),
             );
         }
         let timeout = Delay::from(self.config.request_timeout);
-        match select(rx, timeout).await {
+        let outcome = select(rx, timeout).await;
+        if let (
+            Either::Left((
+                Ok(Message::HttpResponseHead {
+                    status_code,
+                    headers,
+                    ..
+                }),
+                _,
+            )),
+            Some((stream_id, body)),
+        ) = (&outcome, body_stream)
+        {
+            return self.stream_answer(&ws, *status_code, headers, &meta, head, stream_id, body);
+        }
+        forget_body();
+        match outcome {
             Either::Left((Ok(answer), _)) => respond(public_answer(answer, &meta.prefix), head),
             Either::Left((Err(_), _)) => text(
                 502,
@@ -203,6 +240,75 @@ impl Tunnel {
         }
     }
 
+    /// The public response of a streamed answer: its body is fed by body
+    /// frames, and every chunk the public side takes is acknowledged to the
+    /// forwarder with `window`, so at most `v2::WINDOW` bytes wait here.
+    #[allow(clippy::too_many_arguments)]
+    fn stream_answer(
+        &self,
+        forwarder: &WebSocket,
+        status_code: u16,
+        headers: &tunnel_proto::Headers,
+        meta: &RequestMeta,
+        head: bool,
+        stream_id: u32,
+        body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
+    ) -> Result<Response> {
+        let (status, headers) = match public_head(status_code, headers, &meta.prefix) {
+            Ok(h) => h,
+            Err(refusal) => {
+                self.bodies.borrow_mut().remove(&stream_id);
+                return respond(refusal, head);
+            }
+        };
+        let public = Headers::new();
+        for (name, value) in &headers {
+            if public.append(name, value).is_err() {
+                console_warn!("dropped an invalid response header {name:?}");
+            }
+        }
+        let builder = ResponseBuilder::new()
+            .with_status(status)
+            .with_headers(public);
+        if head || matches!(status, 204 | 205 | 304) {
+            // No body may follow; the forwarder's chunks are dropped.
+            self.bodies.borrow_mut().remove(&stream_id);
+            return Ok(builder.empty());
+        }
+        let forwarder = forwarder.clone();
+        let body = body.map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                let ack = Message::Window {
+                    stream_id,
+                    bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                };
+                // A lost forwarder also ends the body (see forwarder_gone).
+                let _ = forwarder.send_with_str(ack.encode());
+            }
+            chunk
+        });
+        builder.from_stream(body)
+    }
+
+    /// A body frame from the forwarder.
+    fn on_body(&self, frame: Frame<'_>) {
+        let mut bodies = self.bodies.borrow_mut();
+        let Some(tx) = bodies.get(&frame.stream_id) else {
+            return; // The public side is gone, or HEAD: dropped.
+        };
+        let delivered = if frame.is_abort() {
+            let _ = tx.unbounded_send(Err(Error::RustError(
+                "the local service's answer failed midway".into(),
+            )));
+            false
+        } else {
+            frame.payload.is_empty() || tx.unbounded_send(Ok(frame.payload.to_vec())).is_ok()
+        };
+        if !delivered || frame.is_end() || frame.is_abort() {
+            bodies.remove(&frame.stream_id);
+        }
+    }
+
     /// The protocol version the forwarder on `ws` agreed to.
     fn version_of(ws: &WebSocket) -> u32 {
         ws.deserialize_attachment::<ControlMeta>()
@@ -217,6 +323,7 @@ impl Tunnel {
             let id = self.next_stream.get();
             self.next_stream.set(id.wrapping_add(1));
             if !self.opening.borrow().contains_key(&id)
+                && !self.bodies.borrow().contains_key(&id)
                 && self
                     .state
                     .get_websockets_with_tag(&stream_tag(id))
@@ -356,6 +463,10 @@ impl Tunnel {
                 return Ok(());
             }
         };
+        if frame.kind == FrameKind::Body {
+            self.on_body(frame);
+            return Ok(());
+        }
         for public in self
             .state
             .get_websockets_with_tag(&stream_tag(frame.stream_id))
@@ -457,6 +568,11 @@ impl Tunnel {
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
         self.opening.borrow_mut().clear();
+        for (_, tx) in self.bodies.borrow_mut().drain() {
+            let _ = tx.unbounded_send(Err(Error::RustError(
+                "the tunnel's forwarder disconnected midway".into(),
+            )));
+        }
         for public in self.state.get_websockets_with_tag(PUBLIC_TAG) {
             let _ = public.close(Some(1011), Some("the tunnel's forwarder disconnected"));
         }
@@ -470,6 +586,7 @@ impl DurableObject for Tunnel {
             config: Config::from_env(&env),
             inflight: RefCell::new(Inflight::new(random_u64())),
             opening: RefCell::new(HashMap::new()),
+            bodies: RefCell::new(HashMap::new()),
             next_stream: Cell::new(random_u64() as u32),
         }
     }

@@ -1,20 +1,29 @@
 //! The local side: sends one relayed request to the local HTTP service and
 //! turns the outcome into the v1 answer (`http_response`, or `error` with
 //! `local_service_unavailable` / `timeout` / `invalid_request` /
-//! `internal_error`).
+//! `internal_error`), or, for v2 requests whose answer is not rewritable
+//! HTML/CSS/JS, streams it: `http_response_head`, then body chunks within
+//! the flow-control window granted by the edge.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tunnel_proto::headers::collect_headers;
+use tunnel_proto::rewrite::Kind;
 use tunnel_proto::v1::{decode_body, encode_body};
+use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{ErrorCode, Headers, Message};
+
+use crate::streams::Out;
 
 /// Largest local answer relayed in one v1 frame (base64 grows it by 4/3,
 /// and the edge accepts WebSocket messages up to 32 MiB).
@@ -35,11 +44,22 @@ pub struct Relayed {
     pub body: String,
 }
 
+/// Where a v2 answer body may stream to.
+#[derive(Debug)]
+pub struct BodySink {
+    /// Stream id the edge gave the request.
+    pub stream_id: u32,
+    /// The control socket's outgoing queue.
+    pub out: mpsc::UnboundedSender<Out>,
+    /// Window updates (`window` messages) from the edge for this stream.
+    pub credits: mpsc::UnboundedReceiver<u32>,
+}
+
 /// The answer and what the console shows about it.
 #[derive(Debug)]
 pub struct Outcome {
-    /// Message to send back to the edge.
-    pub message: Message,
+    /// Message to send back to the edge (`None`: streamed already).
+    pub message: Option<Message>,
     /// Status for the console (the public status for errors).
     pub status: u16,
     /// Time spent.
@@ -67,12 +87,38 @@ impl Local {
         Self { client, timeout }
     }
 
-    /// Serve one relayed request with the service at `authority` (`host:port`).
-    pub async fn serve(&self, req: Relayed, authority: &str) -> Outcome {
+    /// Serve one relayed request with the service at `authority`
+    /// (`host:port`); with a `sink`, a streamable answer is streamed.
+    pub async fn serve(&self, req: Relayed, authority: &str, sink: Option<BodySink>) -> Outcome {
         let start = Instant::now();
         let id = req.request_id.clone();
-        let result = match tokio::time::timeout(self.timeout, self.call(req, authority)).await {
-            Ok(r) => r,
+        let answered = async {
+            let response = self.call(req, authority).await?;
+            match sink {
+                Some(sink) if streamable(&response) => Ok(Err((response, sink))),
+                _ => collect(response).await.map(Ok),
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, answered).await {
+            Ok(Ok(Err((response, sink)))) => {
+                let status = response.status().as_u16();
+                let head = Message::HttpResponseHead {
+                    request_id: id,
+                    stream_id: sink.stream_id,
+                    status_code: status,
+                    headers: wire_headers(&response),
+                };
+                let _ = sink.out.send(Out::Frame(WsMessage::text(head.encode())));
+                let detail = stream_body(response.into_body(), sink).await.err();
+                return Outcome {
+                    message: None,
+                    status,
+                    elapsed: start.elapsed(),
+                    detail,
+                };
+            }
+            Ok(Ok(Ok(whole))) => Ok(whole),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err((
                 ErrorCode::Timeout,
                 format!("the local service did not answer within {:?}", self.timeout),
@@ -96,13 +142,13 @@ fn outcome(
     let elapsed = start.elapsed();
     match result {
         Ok((status, headers, body)) => Outcome {
-            message: Message::HttpResponse {
+            message: Some(Message::HttpResponse {
                 request_id: id,
                 status_code: status,
                 headers,
                 body: encode_body(&body),
                 processing_time_ms: elapsed.as_millis() as u64,
-            },
+            }),
             status,
             elapsed,
             detail: None,
@@ -110,11 +156,11 @@ fn outcome(
         Err((code, message)) => Outcome {
             status: code.http_status(),
             detail: Some(format!("{}: {message}", code.as_str())),
-            message: Message::Error {
+            message: Some(Message::Error {
                 request_id: Some(id),
                 code,
                 message,
-            },
+            }),
             elapsed,
         },
     }
@@ -125,7 +171,7 @@ impl Local {
         &self,
         req: Relayed,
         authority: &str,
-    ) -> Result<(u16, Headers, Vec<u8>), (ErrorCode, String)> {
+    ) -> Result<hyper::Response<Incoming>, (ErrorCode, String)> {
         let invalid = |what: String| (ErrorCode::InvalidRequest, what);
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
@@ -148,7 +194,7 @@ impl Local {
             .header(hyper::header::HOST, authority)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| invalid(format!("cannot build the local request: {e}")))?;
-        let response = self.client.request(request).await.map_err(|e| {
+        self.client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 (
                     ErrorCode::LocalServiceUnavailable,
@@ -160,40 +206,103 @@ impl Local {
                     format!("local request failed: {}", source_chain(&e)),
                 )
             }
-        })?;
-        let status = response.status().as_u16();
-        let pairs: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let headers = collect_headers(&pairs, |_| false);
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                (
-                    ErrorCode::InternalError,
-                    format!("reading the local answer failed: {e}"),
-                )
-            })?;
-            if let Some(data) = frame.data_ref() {
-                if bytes.len() + data.len() > MAX_RESPONSE_BYTES {
-                    return Err((
-                        ErrorCode::InternalError,
-                        format!("the local answer is larger than {MAX_RESPONSE_BYTES} bytes, the v1 limit"),
-                    ));
+        })
+    }
+}
+
+/// The answer's headers in the wire shape.
+fn wire_headers(response: &hyper::Response<Incoming>) -> Headers {
+    let pairs: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    collect_headers(&pairs, |_| false)
+}
+
+/// Whether an answer is streamed: it has a body and is not HTML/CSS/JS
+/// (which the edge may rewrite, so those travel whole).
+fn streamable(response: &hyper::Response<Incoming>) -> bool {
+    let rewritable = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Kind::for_content_type)
+        .is_some();
+    !rewritable && !matches!(response.status().as_u16(), 204 | 304)
+}
+
+/// Send a body as chunks of at most `v2::MAX_CHUNK`, never more than
+/// `v2::WINDOW` bytes beyond what the edge acknowledged; the last frame is
+/// flagged END (ABORT if the local body failed).
+async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), String> {
+    let id = sink.stream_id;
+    let send = |flags: u8, chunk: &[u8]| {
+        let frame = Frame::body(id, flags, chunk).encode();
+        sink.out.send(Out::Frame(WsMessage::binary(frame))).is_ok()
+    };
+    let mut credit = u64::from(v2::WINDOW);
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                send(v2::FLAG_ABORT, b"");
+                return Err(format!("reading the local answer failed midway: {e}"));
+            }
+        };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        for chunk in data.chunks(v2::MAX_CHUNK) {
+            while credit < chunk.len() as u64 {
+                match sink.credits.recv().await {
+                    Some(more) => credit += u64::from(more),
+                    None => return Err("the edge dropped the stream".into()),
                 }
-                bytes.extend_from_slice(data);
+            }
+            credit -= chunk.len() as u64;
+            if !send(0, chunk) {
+                return Err("the control socket closed".into());
             }
         }
-        Ok((status, headers, bytes))
     }
+    send(v2::FLAG_END, b"");
+    Ok(())
+}
+
+/// Read a whole answer (v1), refusing more than `MAX_RESPONSE_BYTES`.
+async fn collect(
+    response: hyper::Response<Incoming>,
+) -> Result<(u16, Headers, Vec<u8>), (ErrorCode, String)> {
+    let status = response.status().as_u16();
+    let headers = wire_headers(&response);
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                ErrorCode::InternalError,
+                format!("reading the local answer failed: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            if bytes.len() + data.len() > MAX_RESPONSE_BYTES {
+                return Err((
+                    ErrorCode::InternalError,
+                    format!(
+                        "the local answer is larger than {MAX_RESPONSE_BYTES} bytes, the v1 limit"
+                    ),
+                ));
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok((status, headers, bytes))
 }
 
 /// An error with its causes, `a: b: c`.

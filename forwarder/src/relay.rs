@@ -213,7 +213,7 @@ where
                     Some(Ok(_)) => continue,
                 };
                 match Message::decode(&text) {
-                    Ok(Message::HttpRequest { request_id, method, uri, headers, body, .. }) => {
+                    Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, .. }) => {
                         let local = local.clone();
                         let answers = answers_tx.clone();
                         let verbose = args.verbose;
@@ -221,11 +221,12 @@ where
                             println!("  -> {method} {uri} headers: {headers:?}");
                         }
                         let target = routes.find(&uri).clone();
+                        let sink = stream_id.map(|id| streams.body_sink(id));
                         tokio::spawn(async move {
                             let (m, u) = (method.clone(), uri.clone());
                             let relayed = Relayed { request_id, method, uri, headers, body };
                             let outcome = match &target {
-                                Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority).await,
+                                Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority, sink).await,
                                 Target::MqttTcp(addr) => local.refuse(
                                     relayed,
                                     ErrorCode::InvalidRequest,
@@ -236,7 +237,12 @@ where
                             if let Some(detail) = outcome.detail.filter(|_| verbose) {
                                 println!("  {detail}");
                             }
-                            let _ = answers.send(Out::Frame(WsMessage::text(outcome.message.encode())));
+                            if let Some(message) = outcome.message {
+                                let _ = answers.send(Out::Frame(WsMessage::text(message.encode())));
+                            }
+                            if let Some(id) = stream_id {
+                                let _ = answers.send(Out::Ended(id));
+                            }
                         });
                     }
                     Ok(Message::Ping) => {
@@ -250,6 +256,7 @@ where
                         streams.open(stream_id, uri, headers, protocols, &target);
                     }
                     Ok(Message::WsClose { stream_id, code, reason }) => streams.close(stream_id, code, reason),
+                    Ok(Message::Window { stream_id, bytes }) => streams.window(stream_id, bytes),
                     Ok(other) => {
                         if args.verbose {
                             println!("  ignored message from the edge: {other:?}");

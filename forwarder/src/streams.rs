@@ -26,6 +26,7 @@ use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{Headers, Message};
 
 use crate::console;
+use crate::local::BodySink;
 use crate::routes::Target;
 
 /// Messages from the edge that may wait for one slow local side.
@@ -55,6 +56,8 @@ enum Input {
 /// The open streams of one control-socket session.
 pub struct Streams {
     inputs: HashMap<u32, mpsc::Sender<Input>>,
+    /// Window updates of streamed answer bodies.
+    credits: HashMap<u32, mpsc::UnboundedSender<u32>>,
     out: mpsc::UnboundedSender<Out>,
     timeout: Duration,
 }
@@ -77,6 +80,7 @@ impl Streams {
     pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration) -> Self {
         Self {
             inputs: HashMap::new(),
+            credits: HashMap::new(),
             out,
             timeout,
         }
@@ -138,6 +142,25 @@ impl Streams {
     /// Stream `id`'s task ended.
     pub fn ended(&mut self, id: u32) {
         self.inputs.remove(&id);
+        self.credits.remove(&id);
+    }
+
+    /// Where the answer body of the request on stream `id` may stream.
+    pub fn body_sink(&mut self, id: u32) -> BodySink {
+        let (tx, credits) = mpsc::unbounded_channel();
+        self.credits.insert(id, tx);
+        BodySink {
+            stream_id: id,
+            out: self.out.clone(),
+            credits,
+        }
+    }
+
+    /// The edge acknowledged `bytes` of stream `id`'s body.
+    pub fn window(&mut self, id: u32, bytes: u32) {
+        if let Some(tx) = self.credits.get(&id) {
+            let _ = tx.send(bytes);
+        }
     }
 
     fn send(&mut self, id: u32, input: Input) {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::headers::response_headers;
 use crate::rewrite::{self, Kind};
-use crate::v1::{decode_body, Message};
+use crate::v1::{decode_body, Headers, Message};
 
 /// The table of requests waiting for the forwarder.
 #[derive(Debug)]
@@ -67,7 +67,9 @@ impl<W> Inflight<W> {
 /// the message, or `None` for messages that answer no request.
 pub fn settles(message: Message) -> Option<(String, Message)> {
     match &message {
-        Message::HttpResponse { request_id, .. } => Some((request_id.clone(), message)),
+        Message::HttpResponse { request_id, .. } | Message::HttpResponseHead { request_id, .. } => {
+            Some((request_id.clone(), message))
+        }
         Message::Error {
             request_id: Some(id),
             ..
@@ -100,6 +102,31 @@ impl PublicAnswer {
     }
 }
 
+/// Status and public headers of a forwarder answer (hop-by-hop and
+/// `content-length` dropped, `Location` rewritten in the path form), or the
+/// 502 answer for an invalid status.
+pub fn public_head(
+    status_code: u16,
+    headers: &Headers,
+    prefix: &str,
+) -> Result<(u16, Vec<(String, String)>), PublicAnswer> {
+    if !(200..=599).contains(&status_code) {
+        return Err(PublicAnswer::text(
+            502,
+            format!("the forwarder answered an invalid status code {status_code}"),
+        ));
+    }
+    let mut headers = response_headers(headers);
+    if !prefix.is_empty() {
+        for (name, value) in headers.iter_mut() {
+            if name == "location" {
+                *value = rewrite::rewrite_location(value, prefix);
+            }
+        }
+    }
+    Ok((status_code, headers))
+}
+
 /// Turn the forwarder's answer into the public answer. `prefix` is `/<id>`
 /// for the path form (HTML/CSS/JS bodies and `Location` are then rewritten),
 /// empty otherwise. Malformed answers become 502 with the reason.
@@ -111,12 +138,10 @@ pub fn public_answer(message: Message, prefix: &str) -> PublicAnswer {
             body,
             ..
         } => {
-            if !(200..=599).contains(&status_code) {
-                return PublicAnswer::text(
-                    502,
-                    format!("the forwarder answered an invalid status code {status_code}"),
-                );
-            }
+            let (status_code, headers) = match public_head(status_code, &headers, prefix) {
+                Ok(head) => head,
+                Err(refusal) => return refusal,
+            };
             let body = match decode_body(&body) {
                 Ok(b) => b,
                 Err(e) => {
@@ -126,7 +151,6 @@ pub fn public_answer(message: Message, prefix: &str) -> PublicAnswer {
                     )
                 }
             };
-            let mut headers = response_headers(&headers);
             let mut body = body;
             if !prefix.is_empty() {
                 let kind = headers
@@ -139,11 +163,6 @@ pub fn public_answer(message: Message, prefix: &str) -> PublicAnswer {
                 if let (Some(kind), false) = (kind, encoded) {
                     if let Ok(text) = std::str::from_utf8(&body) {
                         body = rewrite::rewrite(text, kind, prefix).into_bytes();
-                    }
-                }
-                for (name, value) in headers.iter_mut() {
-                    if name == "location" {
-                        *value = rewrite::rewrite_location(value, prefix);
                     }
                 }
             }

@@ -45,6 +45,10 @@ pub enum Message {
         /// Unix milliseconds when the edge received the request.
         #[serde(default)]
         timestamp: u64,
+        /// v2: stream on which the answer's body may be streamed
+        /// (`http_response_head` + body frames) instead of `http_response`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream_id: Option<u32>,
     },
     /// Forwarder to edge: the local service's answer.
     HttpResponse {
@@ -56,6 +60,21 @@ pub enum Message {
         body: String,
         #[serde(default)]
         processing_time_ms: u64,
+    },
+    /// v2, forwarder to edge: status and headers of an answer whose body
+    /// follows as body frames on `stream_id` (the last one flagged END).
+    HttpResponseHead {
+        request_id: String,
+        stream_id: u32,
+        status_code: u16,
+        #[serde(default)]
+        headers: Headers,
+    },
+    /// v2, edge to forwarder: the public reader consumed `bytes` of
+    /// `stream_id`'s body: the forwarder may send that many more.
+    Window {
+        stream_id: u32,
+        bytes: u32,
     },
     /// Forwarder to edge: the request could not be served.
     Error {
@@ -191,6 +210,7 @@ mod tests {
             headers,
             body: encode_body(&[0, 255, 1]),
             timestamp: 42,
+            stream_id: None,
         };
         let back = Message::decode(&m.encode()).unwrap();
         assert_eq!(back, m);

@@ -6,12 +6,18 @@
 //! payloads travel in binary frames with this fixed 6-byte header:
 //!
 //! ```text
-//! byte 0     kind   1 = WebSocket message (see FrameKind)
+//! byte 0     kind   1 = WebSocket message, 2 = body chunk (see FrameKind)
 //! byte 1     flags  bit 0 (0x01) TEXT: the message is a text message
-//!                   bit 1 (0x02) END: last chunk of a stream (reserved for bodies)
+//!                   bit 1 (0x02) END: last chunk of a body
+//!                   bit 2 (0x04) ABORT: the body failed; discard the stream
 //! bytes 2..6 stream id, u32 big-endian
-//! bytes 6..  payload (the whole message; one frame = one message)
+//! bytes 6..  payload (a whole message, or a body chunk of at most MAX_CHUNK)
 //! ```
+//!
+//! Answer bodies of v2 forwarders are streamed: `http_response_head`, then
+//! body chunks; the forwarder sends at most [`WINDOW`] bytes beyond what the
+//! edge acknowledged with `window` messages (sent as the public reader
+//! consumes), so neither side buffers more than that per stream.
 
 /// Protocol version a v2 forwarder announces in `ready` and the edge
 /// confirms in `connection_established`.
@@ -22,14 +28,24 @@ pub const HEADER_LEN: usize = 6;
 
 /// Flag: the payload is a text message (UTF-8).
 pub const FLAG_TEXT: u8 = 0x01;
-/// Flag: last chunk of a stream.
+/// Flag: last chunk of a body.
 pub const FLAG_END: u8 = 0x02;
+/// Flag: the body failed midway; the receiver aborts the stream.
+pub const FLAG_ABORT: u8 = 0x04;
+
+/// Largest body chunk in one frame.
+pub const MAX_CHUNK: usize = 256 * 1024;
+
+/// Body bytes a sender may have unacknowledged per stream.
+pub const WINDOW: u32 = 1024 * 1024;
 
 /// What a binary frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
     /// One whole message of a relayed WebSocket.
     WsMessage = 1,
+    /// A chunk of a streamed body.
+    Body = 2,
 }
 
 /// One decoded binary frame, borrowing its payload.
@@ -65,6 +81,26 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// A body chunk frame with `flags` (`FLAG_END`, `FLAG_ABORT`).
+    pub fn body(stream_id: u32, flags: u8, payload: &'a [u8]) -> Self {
+        Frame {
+            kind: FrameKind::Body,
+            flags,
+            stream_id,
+            payload,
+        }
+    }
+
+    /// Whether the END flag is set.
+    pub fn is_end(&self) -> bool {
+        self.flags & FLAG_END != 0
+    }
+
+    /// Whether the ABORT flag is set.
+    pub fn is_abort(&self) -> bool {
+        self.flags & FLAG_ABORT != 0
+    }
+
     /// Whether the TEXT flag is set.
     pub fn is_text(&self) -> bool {
         self.flags & FLAG_TEXT != 0
@@ -90,6 +126,7 @@ impl<'a> Frame<'a> {
         };
         let kind = match kind {
             1 => FrameKind::WsMessage,
+            2 => FrameKind::Body,
             other => return Err(FrameError::UnknownKind(other)),
         };
         Ok(Frame {
@@ -154,6 +191,13 @@ mod tests {
         let empty = Frame::ws_message(7, false, b"").encode();
         let back = Frame::decode(&empty).unwrap();
         assert!(!back.is_text() && back.payload.is_empty() && back.stream_id == 7);
+        let end = Frame::body(9, FLAG_END, b"x").encode();
+        assert_eq!(end, vec![2, FLAG_END, 0, 0, 0, 9, b'x']);
+        let back = Frame::decode(&end).unwrap();
+        assert!(back.kind == FrameKind::Body && back.is_end() && !back.is_abort());
+        assert!(Frame::decode(&Frame::body(9, FLAG_ABORT, b"").encode())
+            .unwrap()
+            .is_abort());
     }
 
     #[test]
@@ -198,6 +242,21 @@ mod tests {
             Message::WsOpened {
                 stream_id: 3,
                 protocol: Some("mqtt".into())
+            }
+        );
+        let head = Message::HttpResponseHead {
+            request_id: "r".into(),
+            stream_id: 4,
+            status_code: 200,
+            headers: Default::default(),
+        };
+        assert_eq!(Message::decode(&head.encode()).unwrap(), head);
+        let window = Message::decode(r#"{"type":"window","stream_id":4,"bytes":65536}"#);
+        assert_eq!(
+            window.unwrap(),
+            Message::Window {
+                stream_id: 4,
+                bytes: 65536
             }
         );
         let close = Message::decode(r#"{"type":"ws_close","stream_id":3,"code":4000}"#).unwrap();

@@ -50,6 +50,7 @@ function startProcess(cmd, args, ready, what, opts = {}) {
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${what} exited ${code}:\n${output}`)); });
+    proc.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot start ${what} (${cmd}): ${e.message}`)); });
   });
   return { proc, done, output: () => output };
 }

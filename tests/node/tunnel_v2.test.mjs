@@ -1,12 +1,14 @@
 // Tunnel protocol v2 end to end: public WebSockets relayed through wrangler
 // dev (workerd) and the real `ttf` to a local `ws` server (echo, subprotocol,
 // close codes both ways, refused upgrade), MQTT.js through the tunnel to
-// mosquitto's websockets listener, and MQTT.js via `ttf --mqtt-tcp` to
-// mosquitto's plain TCP listener. Needs `cargo build -p forwarder`.
+// mosquitto's websockets listener, MQTT.js via `ttf --mqtt-tcp` to
+// mosquitto's plain TCP listener, and streamed answers (50 MiB download,
+// server-sent events event by event, a slow reader back-pressuring the
+// local service). Needs `cargo build -p forwarder`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import mqtt from 'mqtt';
 import { startWrangler, startTtf, startMosquitto, kill } from './tunnel/harness.mjs';
@@ -14,6 +16,38 @@ import { startWrangler, startTtf, startMosquitto, kill } from './tunnel/harness.
 let wrangler; let mosquitto; let routed; let bridged;
 let echoPort;
 const serverCloses = [];
+const BLOCK = randomBytes(1024 * 1024);
+let downloadWritten = 0;
+let releaseSse = () => {};
+
+/** Stream `n` bytes of BLOCK repeated, honouring back-pressure. */
+function download(res, n) {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(n) });
+  downloadWritten = 0;
+  const step = 64 * 1024;
+  const pump = () => {
+    while (downloadWritten < n) {
+      const off = downloadWritten % BLOCK.length;
+      const len = Math.min(step, n - downloadWritten, BLOCK.length - off);
+      downloadWritten += len;
+      if (!res.write(BLOCK.subarray(off, off + len))) { res.once('drain', pump); return; }
+    }
+    res.end();
+  };
+  pump();
+}
+
+function httpHandler(req, res) {
+  const url = new URL(req.url, 'http://x');
+  if (url.pathname === '/download') return download(res, Number(url.searchParams.get('n')));
+  if (url.pathname === '/sse') {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write('data: one\n\n');
+    releaseSse = () => { res.write('data: two\n\n'); res.end(); };
+    return undefined;
+  }
+  return res.end('plain http');
+}
 
 /** Local HTTP server with a WebSocket echo endpoint; `/refuse*` upgrades get 403. */
 async function startEcho() {
@@ -32,7 +66,7 @@ async function startEcho() {
     });
     ws.on('close', (code, reason) => serverCloses.push({ code, reason: reason.toString() }));
   });
-  const server = createServer((req, res) => res.end('plain http'));
+  const server = createServer(httpHandler);
   server.on('upgrade', (req, socket, head) => {
     if (req.url.includes('/refuse')) {
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nnot allowed');
@@ -212,4 +246,69 @@ test('a v1 forwarder cannot relay WebSockets: 501, and it does not get version 2
   assert.equal(e.version, undefined);
   await assert.rejects(open(`${wrangler.base.replace('http', 'ws')}/${e.tunnel_id}/x`), (err) => err.status === 501);
   ws.close();
+});
+
+/** SHA-256 of `n` bytes of BLOCK repeated. */
+function expectedHash(n) {
+  const h = createHash('sha256');
+  for (let done = 0; done < n; done += BLOCK.length) h.update(BLOCK.subarray(0, Math.min(BLOCK.length, n - done)));
+  return h.digest('hex');
+}
+
+test('50 MiB download streams through byte-exact', async () => {
+  const n = 50 * 1024 * 1024;
+  const res = await fetch(`${routed.url}/download?n=${n}`);
+  assert.equal(res.status, 200);
+  const h = createHash('sha256');
+  let got = 0;
+  for await (const chunk of res.body) { h.update(chunk); got += chunk.length; }
+  assert.equal(got, n);
+  assert.equal(h.digest('hex'), expectedHash(n));
+});
+
+test('server-sent events arrive event by event while the stream is open', async () => {
+  const res = await fetch(`${routed.url}/sse`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /text\/event-stream/);
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  while (!text.includes('data: one\n\n')) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, 'the stream ended before the first event');
+    text += decoder.decode(value);
+  }
+  assert.ok(!text.includes('two'), 'the second event is not sent yet');
+  releaseSse();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value);
+  }
+  assert.equal(text, 'data: one\n\ndata: two\n\n');
+});
+
+test('a slow reader back-pressures the local service (bounded buffering)', async () => {
+  // Kernel socket buffers on each loopback hop (local service -> ttf,
+  // workerd -> wrangler's proxy -> this client) hold several MiB each; the
+  // tunnel itself holds at most one window (1 MiB) per stream. The local
+  // service must stall far below the body size.
+  const n = 100 * 1024 * 1024;
+  const res = await fetch(`${routed.url}/download?n=${n}`);
+  const reader = res.body.getReader();
+  // Read nothing until the local server stops making progress.
+  let last = -1;
+  let stableSince = Date.now();
+  while (Date.now() - stableSince < 1500) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (downloadWritten !== last) { last = downloadWritten; stableSince = Date.now(); }
+  }
+  assert.ok(downloadWritten < 48 * 1024 * 1024, `the local service wrote ${downloadWritten} of ${n} bytes for a reader that read nothing`);
+  let got = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    got += value.length;
+  }
+  assert.equal(got, n);
 });

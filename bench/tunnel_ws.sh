@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark of WebSocket relay through the tunnel, loopback only, bounded
+# counts, same run, same local echo server (node `ws`):
+#   direct   client -> local echo server
+#   tunnel   client -> wrangler dev (edge worker + Tunnel DO) -> ttf (v2 stream) -> local echo server
+# Reports messages/s for 100-byte messages and MB/s for 64 KiB messages
+# (echoed, a window of unanswered messages in flight) and the tunnel/direct
+# ratios against the target (>= 30% of direct).
+# Knobs: SMALL_N (100 B messages, default 20000), BIG_N (64 KiB messages,
+# default 1000), WINDOW (in flight, default 64).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export PATH="$HOME/.cargo/bin:$PATH" WRANGLER_SEND_METRICS=false CI=true
+SMALL_N="${SMALL_N:-20000}"
+BIG_N="${BIG_N:-1000}"
+WINDOW="${WINDOW:-64}"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+echo "building ttf (release)"
+cargo build --release -q -p forwarder --bin ttf
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start() { local name=$1; shift; setsid "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+wait_line() { # FILE TEXT SECS
+  for _ in $(seq 1 $(( $3 * 10 ))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "timed out waiting for '$2' in $1:"; cat "$1"; exit 1
+}
+
+start echo node tests/node/tunnel/ws_echo.mjs
+wait_line "$work/echo.log" "listening" 20
+echo_port=$(awk '/listening/ {print $2; exit}' "$work/echo.log")
+
+w_port=$(free_port)
+echo "starting wrangler dev (builds the worker)"
+start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
+  --inspector-port "$(free_port)" --persist-to "$work/state" --show-interactive-dev-session=false --log-level error
+for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
+curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
+start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$echo_port"
+wait_line "$work/ttf.log" "established" 60
+tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
+
+direct="ws://127.0.0.1:$echo_port/echo"
+tunnel="ws://127.0.0.1:$w_port/$tunnel_id/echo"
+run() { node tests/node/tunnel/ws_bench.mjs "$1" "$2" "$3" "$WINDOW"; }
+echo "warm-up"
+run "$tunnel" 100 500 >/dev/null
+run "$direct" 100 500 >/dev/null
+
+read -r d_small_mps _ < <(run "$direct" 100 "$SMALL_N")
+read -r t_small_mps _ < <(run "$tunnel" 100 "$SMALL_N")
+read -r _ d_big_mbs < <(run "$direct" 65536 "$BIG_N")
+read -r _ t_big_mbs < <(run "$tunnel" 65536 "$BIG_N")
+
+ratio() { python3 -c "print(f'{100*$1/$2:.1f}%')"; }
+echo
+echo "WebSocket relay, echo, window $WINDOW, $(nproc) cores (shared)"
+printf '%-28s %12s %12s %8s\n' "" direct tunnel ratio
+printf '%-28s %12s %12s %8s\n' "100 B messages/s ($SMALL_N)" "$d_small_mps" "$t_small_mps" "$(ratio "$t_small_mps" "$d_small_mps")"
+printf '%-28s %12s %12s %8s\n' "64 KiB MB/s ($BIG_N)" "$d_big_mbs" "$t_big_mbs" "$(ratio "$t_big_mbs" "$d_big_mbs")"
+echo "target: tunnel >= 30% of direct for both"
