@@ -64,6 +64,8 @@ pub struct Tunnel {
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
     /// WebSocket opens waiting for `ws_opened`/`ws_refused`.
     opening: RefCell<HashMap<u32, oneshot::Sender<Message>>>,
+    /// Window updates for request bodies being streamed, by stream id.
+    credits: RefCell<HashMap<u32, mpsc::UnboundedSender<u32>>>,
     /// Streamed answer bodies being received, by stream id.
     bodies: RefCell<HashMap<u32, BodySender>>,
     /// Next stream id to try.
@@ -164,16 +166,23 @@ impl Tunnel {
                 )
             };
         };
-        let body = match self.body(&mut req).await? {
-            Ok(body) => body,
-            Err(refusal) => return Ok(refusal),
+        let v2 = Self::version_of(&ws) >= v2::VERSION;
+        let streamed_upload =
+            v2 && !matches!(method.as_str(), "GET" | "HEAD") && req.inner().body().is_some();
+        let body = if streamed_upload {
+            Vec::new()
+        } else {
+            match self.body(&mut req).await? {
+                Ok(body) => body,
+                Err(refusal) => return Ok(refusal),
+            }
         };
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let (tx, rx) = oneshot::channel();
         let request_id = self.inflight.borrow_mut().start(tx);
         // v2: the answer's body may stream; its channel exists before the
         // request leaves so that no chunk can arrive without a receiver.
-        let body_stream = (Self::version_of(&ws) >= v2::VERSION).then(|| {
+        let body_stream = v2.then(|| {
             let stream_id = self.new_stream_id();
             let (tx, rx) = mpsc::unbounded();
             self.bodies.borrow_mut().insert(stream_id, tx);
@@ -188,6 +197,7 @@ impl Tunnel {
             body: encode_body(&body),
             timestamp: Date::now().as_millis(),
             stream_id,
+            body_streamed: streamed_upload,
         }
         .encode();
         drop(body);
@@ -205,7 +215,29 @@ impl Tunnel {
             );
         }
         let timeout = Delay::from(self.config.request_timeout);
-        let outcome = select(rx, timeout).await;
+        let wait = select(rx, timeout);
+        let outcome = match stream_id.filter(|_| streamed_upload) {
+            None => wait.await,
+            Some(id) => {
+                let upload = Box::pin(self.upload(&mut req, &ws, id));
+                let result = select(upload, wait).await;
+                self.credits.borrow_mut().remove(&id);
+                match result {
+                    Either::Left((Ok(Ok(())), wait)) => wait.await,
+                    Either::Left((Ok(Err(refusal)), _)) => {
+                        self.inflight.borrow_mut().finish(&request_id);
+                        forget_body();
+                        return Ok(refusal);
+                    }
+                    Either::Left((Err(e), _)) => {
+                        self.inflight.borrow_mut().finish(&request_id);
+                        forget_body();
+                        return text(502, format!("relaying the request body failed: {e}"));
+                    }
+                    Either::Right((outcome, _)) => outcome,
+                }
+            }
+        };
         if let (
             Either::Left((
                 Ok(Message::HttpResponseHead {
@@ -288,6 +320,47 @@ impl Tunnel {
             chunk
         });
         builder.from_stream(body)
+    }
+
+    /// Stream the public request body to the forwarder as body frames,
+    /// never more than `v2::WINDOW` bytes beyond the forwarder's `window`
+    /// acknowledgements, refusing more than `MAX_BODY_BYTES` (413).
+    async fn upload(
+        &self,
+        req: &mut Request,
+        forwarder: &WebSocket,
+        stream_id: u32,
+    ) -> Result<std::result::Result<(), Response>> {
+        let (tx, mut credits) = mpsc::unbounded::<u32>();
+        self.credits.borrow_mut().insert(stream_id, tx);
+        let mut credit = u64::from(v2::WINDOW);
+        let mut total = 0usize;
+        let mut stream = req.stream()?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            total += chunk.len();
+            if total > self.config.max_body_bytes {
+                forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_ABORT, b"").encode())?;
+                return Ok(Err(too_large(self.config.max_body_bytes)?));
+            }
+            for piece in chunk.chunks(v2::MAX_CHUNK) {
+                while credit < piece.len() as u64 {
+                    match credits.next().await {
+                        Some(more) => credit += u64::from(more),
+                        None => {
+                            return Ok(Err(text(
+                                502,
+                                "the forwarder disconnected while receiving the request body",
+                            )?))
+                        }
+                    }
+                }
+                credit -= piece.len() as u64;
+                forwarder.send_with_bytes(Frame::body(stream_id, 0, piece).encode())?;
+            }
+        }
+        forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_END, b"").encode())?;
+        Ok(Ok(()))
     }
 
     /// A body frame from the forwarder.
@@ -529,6 +602,12 @@ impl Tunnel {
                 ws.send_with_str(reply.encode())
             }
             Message::Ping => ws.send_with_str(Message::Pong.encode()),
+            Message::Window { stream_id, bytes } => {
+                if let Some(tx) = self.credits.borrow().get(&stream_id) {
+                    let _ = tx.unbounded_send(bytes);
+                }
+                Ok(())
+            }
             Message::WsClose {
                 stream_id,
                 code,
@@ -568,6 +647,7 @@ impl Tunnel {
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
         self.opening.borrow_mut().clear();
+        self.credits.borrow_mut().clear();
         for (_, tx) in self.bodies.borrow_mut().drain() {
             let _ = tx.unbounded_send(Err(Error::RustError(
                 "the tunnel's forwarder disconnected midway".into(),
@@ -587,6 +667,7 @@ impl DurableObject for Tunnel {
             inflight: RefCell::new(Inflight::new(random_u64())),
             opening: RefCell::new(HashMap::new()),
             bodies: RefCell::new(HashMap::new()),
+            credits: RefCell::new(HashMap::new()),
             next_stream: Cell::new(random_u64() as u32),
         }
     }

@@ -8,7 +8,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request};
@@ -30,7 +31,7 @@ use crate::streams::Out;
 pub const MAX_RESPONSE_BYTES: usize = 20 * 1024 * 1024;
 
 /// A relayed request as the forwarder received it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Relayed {
     /// Id to answer with.
     pub request_id: String,
@@ -42,6 +43,50 @@ pub struct Relayed {
     pub headers: Headers,
     /// Base64 body.
     pub body: String,
+    /// v2: the body arrives as body frames instead.
+    pub upload: Option<Upload>,
+}
+
+/// A request body streamed by the edge (v2).
+#[derive(Debug)]
+pub struct Upload {
+    /// Stream id of the request.
+    pub stream_id: u32,
+    /// Chunks as they arrive (`Err` when the edge aborted the body).
+    pub chunks: mpsc::UnboundedReceiver<Result<Bytes, String>>,
+    /// Where `window` acknowledgements go.
+    pub out: mpsc::UnboundedSender<Out>,
+}
+
+/// Body of a request to the local service.
+type LocalBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+impl Upload {
+    /// The request body: each chunk hyper takes is acknowledged to the edge
+    /// with `window`, so the edge sends at most `v2::WINDOW` bytes ahead.
+    fn into_body(self) -> LocalBody {
+        let Upload {
+            stream_id,
+            chunks,
+            out,
+        } = self;
+        let stream =
+            futures_util::stream::unfold((chunks, out), move |(mut chunks, out)| async move {
+                let chunk = chunks.recv().await?;
+                if let Ok(bytes) = &chunk {
+                    let ack = Message::Window {
+                        stream_id,
+                        bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                    };
+                    let _ = out.send(Out::Frame(WsMessage::text(ack.encode())));
+                }
+                let frame = chunk
+                    .map(hyper::body::Frame::data)
+                    .map_err(std::io::Error::other);
+                Some((frame, (chunks, out)))
+            });
+        StreamBody::new(stream).boxed_unsync()
+    }
 }
 
 /// Where a v2 answer body may stream to.
@@ -71,7 +116,7 @@ pub struct Outcome {
 /// HTTP client for the local service (keeps connections alive).
 #[derive(Clone)]
 pub struct Local {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, LocalBody>,
     timeout: Duration,
 }
 
@@ -176,7 +221,14 @@ impl Local {
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
         let uri = format!("http://{}{}", authority, req.uri);
-        let body = decode_body(&req.body).map_err(|e| invalid(e.to_string()))?;
+        let body = match req.upload {
+            Some(upload) => upload.into_body(),
+            None => Full::new(Bytes::from(
+                decode_body(&req.body).map_err(|e| invalid(e.to_string()))?,
+            ))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        };
         let mut builder = Request::builder().method(method).uri(&uri);
         for (name, values) in &req.headers {
             if name == "host" || name == "content-length" {
@@ -192,7 +244,7 @@ impl Local {
         }
         let request = builder
             .header(hyper::header::HOST, authority)
-            .body(Full::new(Bytes::from(body)))
+            .body(body)
             .map_err(|e| invalid(format!("cannot build the local request: {e}")))?;
         self.client.request(request).await.map_err(|e| {
             if e.is_connect() {

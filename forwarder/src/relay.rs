@@ -213,7 +213,7 @@ where
                     Some(Ok(_)) => continue,
                 };
                 match Message::decode(&text) {
-                    Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, .. }) => {
+                    Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, body_streamed, .. }) => {
                         let local = local.clone();
                         let answers = answers_tx.clone();
                         let verbose = args.verbose;
@@ -222,9 +222,10 @@ where
                         }
                         let target = routes.find(&uri).clone();
                         let sink = stream_id.map(|id| streams.body_sink(id));
+                        let upload = stream_id.filter(|_| body_streamed).map(|id| streams.upload(id));
                         tokio::spawn(async move {
                             let (m, u) = (method.clone(), uri.clone());
-                            let relayed = Relayed { request_id, method, uri, headers, body };
+                            let relayed = Relayed { request_id, method, uri, headers, body, upload };
                             let outcome = match &target {
                                 Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority, sink).await,
                                 Target::MqttTcp(addr) => local.refuse(

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use mqtt_session::framing::Framer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,11 +23,11 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tunnel_proto::v2::{self, Frame};
+use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::{Headers, Message};
 
 use crate::console;
-use crate::local::BodySink;
+use crate::local::{BodySink, Upload};
 use crate::routes::Target;
 
 /// Messages from the edge that may wait for one slow local side.
@@ -58,6 +59,8 @@ pub struct Streams {
     inputs: HashMap<u32, mpsc::Sender<Input>>,
     /// Window updates of streamed answer bodies.
     credits: HashMap<u32, mpsc::UnboundedSender<u32>>,
+    /// Streamed request bodies being received.
+    uploads: HashMap<u32, mpsc::UnboundedSender<Result<Bytes, String>>>,
     out: mpsc::UnboundedSender<Out>,
     timeout: Duration,
 }
@@ -81,6 +84,7 @@ impl Streams {
         Self {
             inputs: HashMap::new(),
             credits: HashMap::new(),
+            uploads: HashMap::new(),
             out,
             timeout,
         }
@@ -118,8 +122,26 @@ impl Streams {
         }
     }
 
-    /// A binary frame from the edge: one message for its stream.
+    /// A binary frame from the edge: one message for its stream, or a
+    /// chunk of a request body.
     pub fn deliver(&mut self, frame: Frame<'_>) {
+        if frame.kind == FrameKind::Body {
+            let Some(tx) = self.uploads.get(&frame.stream_id) else {
+                return;
+            };
+            let chunk = if frame.is_abort() {
+                Err("the edge aborted the request body".to_string())
+            } else {
+                Ok(Bytes::copy_from_slice(frame.payload))
+            };
+            if (!frame.payload.is_empty() || frame.is_abort()) && tx.send(chunk).is_err()
+                || frame.is_end()
+                || frame.is_abort()
+            {
+                self.uploads.remove(&frame.stream_id);
+            }
+            return;
+        }
         let message = if frame.is_text() {
             match std::str::from_utf8(frame.payload) {
                 Ok(t) => WsMessage::text(t),
@@ -143,6 +165,18 @@ impl Streams {
     pub fn ended(&mut self, id: u32) {
         self.inputs.remove(&id);
         self.credits.remove(&id);
+        self.uploads.remove(&id);
+    }
+
+    /// The request body of stream `id`, fed by body frames.
+    pub fn upload(&mut self, id: u32) -> Upload {
+        let (tx, chunks) = mpsc::unbounded_channel();
+        self.uploads.insert(id, tx);
+        Upload {
+            stream_id: id,
+            chunks,
+            out: self.out.clone(),
+        }
     }
 
     /// Where the answer body of the request on stream `id` may stream.

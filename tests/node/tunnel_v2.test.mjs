@@ -40,6 +40,13 @@ function download(res, n) {
 function httpHandler(req, res) {
   const url = new URL(req.url, 'http://x');
   if (url.pathname === '/download') return download(res, Number(url.searchParams.get('n')));
+  if (url.pathname === '/upload') {
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (d) => { h.update(d); n += d.length; });
+    req.on('end', () => res.end(JSON.stringify({ n, sha: h.digest('hex') })));
+    return undefined;
+  }
   if (url.pathname === '/sse') {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     res.write('data: one\n\n');
@@ -79,7 +86,7 @@ async function startEcho() {
 }
 
 before(async () => {
-  [wrangler, mosquitto, echoPort] = await Promise.all([startWrangler(), startMosquitto(), startEcho()]);
+  [wrangler, mosquitto, echoPort] = await Promise.all([startWrangler({ MAX_BODY_BYTES: String(64 * 1024 * 1024) }), startMosquitto(), startEcho()]);
   routed = await startTtf(wrangler.base, ['-p', String(echoPort),
     '--route', `/chat=ws://127.0.0.1:${echoPort}`,
     '--route', `/mqtt=ws://127.0.0.1:${mosquitto.ws}`]);
@@ -264,6 +271,15 @@ test('50 MiB download streams through byte-exact', async () => {
   for await (const chunk of res.body) { h.update(chunk); got += chunk.length; }
   assert.equal(got, n);
   assert.equal(h.digest('hex'), expectedHash(n));
+});
+
+test('50 MiB upload streams through byte-exact', async () => {
+  const n = 50 * 1024 * 1024;
+  const body = Buffer.alloc(n);
+  for (let off = 0; off < n; off += BLOCK.length) BLOCK.copy(body, off);
+  const res = await fetch(`${routed.url}/upload`, { method: 'POST', body });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.deepEqual(await res.json(), { n, sha: expectedHash(n) });
 });
 
 test('server-sent events arrive event by event while the stream is open', async () => {

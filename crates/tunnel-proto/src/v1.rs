@@ -49,6 +49,10 @@ pub enum Message {
         /// (`http_response_head` + body frames) instead of `http_response`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stream_id: Option<u32>,
+        /// v2: `body` is empty and the body follows as body frames on
+        /// `stream_id` (sent within the forwarder's `window` credits).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        body_streamed: bool,
     },
     /// Forwarder to edge: the local service's answer.
     HttpResponse {
@@ -70,8 +74,9 @@ pub enum Message {
         #[serde(default)]
         headers: Headers,
     },
-    /// v2, edge to forwarder: the public reader consumed `bytes` of
-    /// `stream_id`'s body: the forwarder may send that many more.
+    /// v2, either way: the receiver consumed `bytes` of `stream_id`'s body
+    /// (edge: of the answer; forwarder: of the request): the sender may
+    /// send that many more.
     Window {
         stream_id: u32,
         bytes: u32,
@@ -211,6 +216,7 @@ mod tests {
             body: encode_body(&[0, 255, 1]),
             timestamp: 42,
             stream_id: None,
+            body_streamed: false,
         };
         let back = Message::decode(&m.encode()).unwrap();
         assert_eq!(back, m);
