@@ -6,6 +6,7 @@
 
 use tunnel_proto::headers::{RequestMeta, META_HEADER};
 use tunnel_proto::route::{self, public_urls, Route, TUNNEL_ID_LEN};
+use tunnel_proto::v2;
 use worker::*;
 
 mod auth;
@@ -90,7 +91,16 @@ async fn control(
         console_warn!("control socket refused: {e}");
         return Response::error(format!("unauthorized: {e}"), 401);
     }
-    let id = new_tunnel_id()?;
+    // A well-formed resume token names the tunnel to resume; the Durable
+    // Object checks the token itself.
+    let resume = req
+        .headers()
+        .get(v2::RESUME_HEADER)?
+        .filter(|t| v2::resume_token_id(t).is_some());
+    let id = match resume.as_deref().and_then(v2::resume_token_id) {
+        Some(id) => id.to_string(),
+        None => new_tunnel_id()?,
+    };
     let base = if config.base_domain.is_empty() {
         host
     } else {
@@ -100,6 +110,8 @@ async fn control(
         tunnel_id: id.clone(),
         urls: public_urls(proto, base, &id),
         version: 0,
+        resume_token: resume,
+        since: 0,
     };
     to_tunnel(
         req,

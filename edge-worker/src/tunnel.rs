@@ -40,6 +40,12 @@ fn stream_tag(stream_id: u32) -> String {
     format!("s:{stream_id}")
 }
 
+/// Storage key of the tunnel's resume token.
+const RESUME_KEY: &str = "resume_token";
+
+/// Storage key of when the last forwarder left (Unix ms).
+const RELEASED_KEY: &str = "released_at";
+
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
 
@@ -54,6 +60,14 @@ pub struct ControlMeta {
     /// Protocol version agreed in `ready` (0 before `ready`, 1 or 2 after).
     #[serde(default)]
     pub version: u32,
+    /// From the router: the token presented to resume this tunnel. In the
+    /// attachment: the token of this tunnel (announced to v2 forwarders).
+    #[serde(default)]
+    pub resume_token: Option<String>,
+    /// When the socket was accepted (Unix ms): after a resume the newest
+    /// forwarder socket is the live one.
+    #[serde(default)]
+    pub since: u64,
 }
 
 /// One tunnel: the forwarder's socket and its requests in flight.
@@ -117,11 +131,56 @@ fn random_u64() -> u64 {
 impl Tunnel {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
-        self.state.get_websockets_with_tag(FORWARDER_TAG).pop()
+        self.state
+            .get_websockets_with_tag(FORWARDER_TAG)
+            .into_iter()
+            .max_by_key(Self::since)
+    }
+
+    /// Whether a newer forwarder socket replaced `ws` (resume).
+    fn superseded(&self, ws: &WebSocket) -> bool {
+        self.forwarder()
+            .is_some_and(|live| Self::since(&live) > Self::since(ws))
+    }
+
+    /// When a forwarder socket was accepted.
+    fn since(ws: &WebSocket) -> u64 {
+        ws.deserialize_attachment::<ControlMeta>()
+            .ok()
+            .flatten()
+            .map_or(0, |m| m.since)
     }
 
     /// Accept a forwarder's control socket.
-    async fn accept_control(&self, meta: ControlMeta) -> Result<Response> {
+    async fn accept_control(&self, mut meta: ControlMeta) -> Result<Response> {
+        let storage = self.state.storage();
+        let previous = self.forwarder();
+        if let Some(token) = &meta.resume_token {
+            let stored: Option<String> = storage.get(RESUME_KEY).await?;
+            let released: Option<u64> = storage.get(RELEASED_KEY).await?;
+            let now = Date::now().as_millis();
+            if let Err((status, reason)) =
+                v2::check_resume(stored.as_deref(), token, previous.is_some(), released, now)
+            {
+                console_warn!("resume of {} refused: {reason}", meta.tunnel_id);
+                return text(status, reason);
+            }
+        } else {
+            let mut secret = [0u8; v2::RESUME_SECRET_LEN / 2];
+            getrandom::fill(&mut secret)
+                .map_err(|e| Error::RustError(format!("no randomness: {e}")))?;
+            let token = v2::resume_token(&meta.tunnel_id, secret);
+            storage.put(RESUME_KEY, &token).await?;
+            meta.resume_token = Some(token);
+        }
+        // The same holder came back (its old socket may not have noticed
+        // the drop yet): the old socket goes.
+        if let Some(old) = &previous {
+            let _ = old.close(Some(1000), Some("resumed by a new connection"));
+        }
+        meta.since = Date::now()
+            .as_millis()
+            .max(previous.as_ref().map_or(0, |p| Self::since(p) + 1));
         let pair = WebSocketPair::new()?;
         self.state
             .accept_websocket_with_tags(&pair.server, &[FORWARDER_TAG]);
@@ -597,6 +656,7 @@ impl Tunnel {
                     public_url: meta.urls.public_url,
                     subdomain_url: meta.urls.subdomain_url,
                     path_based_url: Some(meta.urls.path_based_url),
+                    resume_token: meta.resume_token.filter(|_| version.is_some()),
                     version,
                 };
                 ws.send_with_str(reply.encode())
@@ -724,7 +784,13 @@ impl DurableObject for Tunnel {
             let _ = ws.close(v2::sendable_close_code(code), Some(reason));
             return Ok(());
         }
-        self.forwarder_gone();
+        if !self.superseded(&ws) {
+            self.forwarder_gone();
+            self.state
+                .storage()
+                .put(RELEASED_KEY, Date::now().as_millis())
+                .await?;
+        }
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("forwarder closed the tunnel"));
         Ok(())
@@ -743,7 +809,9 @@ impl DurableObject for Tunnel {
             return Ok(());
         }
         console_warn!("forwarder socket error: {error}");
-        self.forwarder_gone();
+        if !self.superseded(&ws) {
+            self.forwarder_gone();
+        }
         Ok(())
     }
 }

@@ -53,8 +53,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(1)
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(seed);
+    // Resume token of the current tunnel: presented on reconnect to keep the id.
+    let mut resume = None;
     loop {
-        let delay = match session(&args, &routes, &local, &stop).await {
+        let delay = match session(&args, &routes, &local, &stop, &mut resume).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -82,7 +84,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// One control-socket session.
-async fn session(args: &Args, routes: &Routes, local: &Local, stop: &Stop) -> Result<End, Failure> {
+async fn session(
+    args: &Args,
+    routes: &Routes,
+    local: &Local,
+    stop: &Stop,
+    resume: &mut Option<String>,
+) -> Result<End, Failure> {
     let mut request = args
         .endpoint
         .as_str()
@@ -102,11 +110,23 @@ async fn session(args: &Args, routes: &Routes, local: &Local, stop: &Stop) -> Re
         })?;
         request.headers_mut().insert("authorization", value);
     }
+    if let Some(token) = resume.as_deref() {
+        if let Ok(value) = HeaderValue::from_str(token) {
+            request.headers_mut().insert(v2::RESUME_HEADER, value);
+        }
+    }
     // Nagle off: answers are small frames that must leave at once.
     let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
     let (mut ws, _) = tokio::select! {
         r = tokio::time::timeout(args.connect_timeout(), connect) => match r {
             Err(_) => return Err(Failure::Retry(anyhow!("no answer within {:?}", args.connect_timeout()))),
+            Ok(Err(WsError::Http(resp))) if resume.is_some() && matches!(resp.status().as_u16(), 403 | 410) => {
+                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                *resume = None;
+                return Err(Failure::Retry(anyhow!(
+                    "the edge did not resume the tunnel ({}): {}; opening a new one", resp.status(), body.trim()
+                )));
+            }
             Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 401 | 403) => {
                 let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 return Err(Failure::Fatal(anyhow!(
@@ -150,9 +170,13 @@ async fn session(args: &Args, routes: &Routes, local: &Local, stop: &Stop) -> Re
         subdomain_url,
         path_based_url,
         version,
+        resume_token,
         ..
     } = &established
     {
+        if resume_token.is_some() {
+            resume.clone_from(resume_token);
+        }
         if version.is_none() {
             eprintln!("The edge speaks tunnel protocol v1 only: WebSocket and MQTT routes are unavailable");
         }

@@ -328,3 +328,38 @@ test('a slow reader back-pressures the local service (bounded buffering)', async
   }
   assert.equal(got, n);
 });
+
+test('a dropped connection resumes the same tunnel id; a wrong token cannot take it over', async () => {
+  const { createServer: tcpServer, connect: tcpConnect } = await import('node:net');
+  const sockets = [];
+  const proxy = tcpServer((c) => {
+    const u = tcpConnect(wrangler.port, '127.0.0.1');
+    c.pipe(u); u.pipe(c);
+    for (const s of [c, u]) { s.on('error', () => {}); sockets.push(s); }
+    c.on('close', () => u.destroy()); u.on('close', () => c.destroy());
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const t = await startTtf(`http://127.0.0.1:${proxy.address().port}`, ['-p', String(echoPort)]);
+  const url = `${wrangler.base}/${t.id}`;
+  try {
+    assert.equal((await fetch(`${url}/x`)).status, 200);
+    for (const s of sockets.splice(0)) s.destroy(); // the network drops
+    const established = () => (t.output().match(/Tunnel [a-z0-9]{12} established/g) || []);
+    await waitFor(() => established().length >= 2, 'the reconnect', 60_000);
+    assert.deepEqual(established(), [`Tunnel ${t.id} established`, `Tunnel ${t.id} established`]);
+    assert.equal((await fetch(`${url}/x`)).status, 200, 'the same URL works after the resume');
+
+    const wrong = `${t.id}.${'0'.repeat(32)}`;
+    const ws = new WebSocket(`${wrangler.base.replace('http', 'ws')}/_tunnel`, { headers: { 'x-tunnel-resume': wrong } });
+    const status = await new Promise((resolve) => {
+      ws.on('unexpected-response', (req, res) => resolve(res.statusCode));
+      ws.on('open', () => resolve(101));
+      ws.on('error', () => {});
+    });
+    assert.equal(status, 403, 'a wrong resume token cannot take over a live tunnel');
+    assert.equal((await fetch(`${url}/x`)).status, 200);
+  } finally {
+    kill(t.proc);
+    proxy.close();
+  }
+});

@@ -30,6 +30,10 @@ pub enum Message {
         /// Protocol version the edge will speak; absent means v1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<u32>,
+        /// v2: token to present (header `x-tunnel-resume`) when
+        /// reconnecting, to get the same tunnel id back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     /// Edge to forwarder: one public request.
     HttpRequest {

@@ -143,6 +143,68 @@ pub fn negotiate(requested: Option<u32>) -> Option<u32> {
     requested.filter(|v| *v >= VERSION).map(|_| VERSION)
 }
 
+/// Header by which a reconnecting forwarder presents its resume token on
+/// the control-socket upgrade.
+pub const RESUME_HEADER: &str = "x-tunnel-resume";
+
+/// How long after its forwarder left a tunnel id can be resumed.
+pub const RESUME_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// Length of the secret part of a resume token (hex characters).
+pub const RESUME_SECRET_LEN: usize = 32;
+
+/// A resume token: `<tunnel id>.<32 hex characters>`.
+pub fn resume_token(tunnel_id: &str, secret: [u8; RESUME_SECRET_LEN / 2]) -> String {
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{tunnel_id}.{hex}")
+}
+
+/// The tunnel id a well-formed resume token names.
+pub fn resume_token_id(token: &str) -> Option<&str> {
+    let (id, secret) = token.trim().split_once('.')?;
+    let secret_ok =
+        secret.len() == RESUME_SECRET_LEN && secret.bytes().all(|b| b.is_ascii_hexdigit());
+    (crate::route::is_tunnel_id(id) && secret_ok).then_some(id)
+}
+
+/// Whether `presented` resumes a tunnel whose stored token is `stored`:
+/// `live` when a forwarder holds it now, `released_at_ms` when the last one
+/// left. `Err((status, reason))` for the upgrade answer: 410 when the
+/// tunnel is unknown or its grace period is over (open a new one), 403 when
+/// the token is wrong (a different holder never takes over).
+pub fn check_resume(
+    stored: Option<&str>,
+    presented: &str,
+    live: bool,
+    released_at_ms: Option<u64>,
+    now_ms: u64,
+) -> Result<(), (u16, String)> {
+    use subtle::ConstantTimeEq;
+    let Some(stored) = stored else {
+        return Err((
+            410,
+            "unknown tunnel: nothing to resume; open a new tunnel".into(),
+        ));
+    };
+    if !bool::from(stored.as_bytes().ct_eq(presented.trim().as_bytes())) {
+        return Err((
+            403,
+            "the resume token does not match: this tunnel belongs to another forwarder".into(),
+        ));
+    }
+    let expired = released_at_ms.is_some_and(|t| now_ms.saturating_sub(t) > RESUME_GRACE_MS);
+    if !live && expired {
+        return Err((
+            410,
+            format!(
+                "the tunnel was released more than {} s ago; open a new tunnel",
+                RESUME_GRACE_MS / 1000
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Close code "no status received": a close frame without a code.
 pub const CLOSE_NO_STATUS: u16 = 1005;
 
@@ -267,6 +329,38 @@ mod tests {
                 code: 4000,
                 reason: String::new()
             }
+        );
+    }
+
+    #[test]
+    fn resume_rules() {
+        let token = resume_token("abc123def456", [0xab; 16]);
+        assert_eq!(token, format!("abc123def456.{}", "ab".repeat(16)));
+        assert_eq!(resume_token_id(&token), Some("abc123def456"));
+        assert_eq!(resume_token_id("abc123def456.short"), None);
+        assert_eq!(resume_token_id("BAD.0123"), None);
+        assert_eq!(
+            check_resume(Some(&token), &token, false, Some(1000), 2000),
+            Ok(())
+        );
+        assert_eq!(check_resume(Some(&token), &token, true, None, 0), Ok(()));
+        let wrong = resume_token("abc123def456", [0xcd; 16]);
+        assert_eq!(
+            check_resume(Some(&token), &wrong, true, None, 0)
+                .unwrap_err()
+                .0,
+            403
+        );
+        assert_eq!(
+            check_resume(None, &token, false, None, 0).unwrap_err().0,
+            410
+        );
+        let late = RESUME_GRACE_MS + 1001;
+        assert_eq!(
+            check_resume(Some(&token), &token, false, Some(1000), late)
+                .unwrap_err()
+                .0,
+            410
         );
     }
 
