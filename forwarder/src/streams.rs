@@ -129,15 +129,15 @@ impl Streams {
             let Some(tx) = self.uploads.get(&frame.stream_id) else {
                 return;
             };
-            let chunk = if frame.is_abort() {
-                Err("the edge aborted the request body".to_string())
+            let sent = if frame.is_abort() {
+                tx.send(Err("the edge aborted the request body".into()))
+                    .is_ok()
             } else {
-                Ok(Bytes::copy_from_slice(frame.payload))
+                frame.payload.is_empty()
+                    || tx.send(Ok(Bytes::copy_from_slice(frame.payload))).is_ok()
             };
-            if (!frame.payload.is_empty() || frame.is_abort()) && tx.send(chunk).is_err()
-                || frame.is_end()
-                || frame.is_abort()
-            {
+            // END, ABORT or a dropped body: no more chunks for this request.
+            if !sent || frame.is_end() || frame.is_abort() {
                 self.uploads.remove(&frame.stream_id);
             }
             return;

@@ -5,57 +5,19 @@
 // Runs the real worker on workerd via `wrangler dev`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import os from 'node:os';
-import fs from 'node:fs';
 import WebSocket from 'ws';
+import { startWrangler, kill } from './tunnel/harness.mjs';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const TIMEOUT_MS = 2000;
 let wrangler;
 let base;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
 before(async () => {
-  const port = await freePort();
-  const state = fs.mkdtempSync(path.join(os.tmpdir(), 'tunnel-v1-'));
-  wrangler = spawn(
-    path.join(root, 'node_modules/.bin/wrangler'),
-    ['dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(await freePort()),
-      '--persist-to', state, '--show-interactive-dev-session=false',
-      '--var', `REQUEST_TIMEOUT_MS:${TIMEOUT_MS}`],
-    { cwd: root, env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: 'true' }, detached: true },
-  );
-  let output = '';
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`wrangler dev not ready in 300 s:\n${output}`)), 300_000);
-    const onData = (d) => {
-      output += d;
-      if (output.includes('Ready on')) { clearTimeout(timer); resolve(); }
-    };
-    wrangler.stdout.on('data', onData);
-    wrangler.stderr.on('data', onData);
-    wrangler.on('exit', (code) => reject(new Error(`wrangler exited ${code}:\n${output}`)));
-  });
-  base = `http://127.0.0.1:${port}`;
+  wrangler = await startWrangler({ REQUEST_TIMEOUT_MS: String(TIMEOUT_MS) });
+  base = wrangler.base;
 });
 
-after(() => {
-  if (wrangler) { try { process.kill(-wrangler.pid, 'SIGKILL'); } catch { /* gone */ } }
-});
+after(() => kill(wrangler?.proc));
 
 /** A scripted v1 forwarder: connect, `ready`, and a queue of received messages. */
 async function forwarder() {
