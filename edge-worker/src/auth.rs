@@ -4,6 +4,7 @@
 //! forwarder's upgrade request. The checks themselves live in
 //! `tunnel_proto::jwt`.
 
+use serde_json::{Map, Value};
 use tunnel_proto::jwt::{token_from, AuthConfig, AuthError};
 use worker::{Date, Env, Fetch, Request, Url};
 
@@ -36,9 +37,9 @@ async fn jwks(env: &Env) -> Result<Option<String>, AuthError> {
         .map_err(|e| AuthError::Config(format!("cannot read JWKS from {value}: {e}")))
 }
 
-/// Check the control request's token when auth is configured. `Ok` when
-/// auth is off or the token is good.
-pub async fn check(env: &Env, req: &Request) -> Result<(), AuthError> {
+/// Check the control request's token when auth is configured: `Ok(None)`
+/// when auth is off, `Ok(Some(claims))` when the token is good.
+pub async fn check(env: &Env, req: &Request) -> Result<Option<Map<String, Value>>, AuthError> {
     let require = setting(env, "REQUIRE_AUTH").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let config = AuthConfig::new(
         setting(env, "JWT_SECRET").as_deref(),
@@ -48,11 +49,12 @@ pub async fn check(env: &Env, req: &Request) -> Result<(), AuthError> {
         setting(env, "JWT_AUDIENCE").as_deref(),
     )?;
     if !config.enabled() {
-        return Ok(());
+        return Ok(None);
     }
     let authorization = req.headers().get("authorization").ok().flatten();
     let query = req.url().ok().and_then(|u| u.query().map(str::to_string));
     let token = token_from(authorization.as_deref(), query.as_deref());
-    config.verify(token.as_deref(), Date::now().as_millis() / 1000)?;
-    Ok(())
+    config
+        .verify(token.as_deref(), Date::now().as_millis() / 1000)
+        .map(Some)
 }

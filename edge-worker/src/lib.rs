@@ -6,7 +6,7 @@
 
 use tunnel_proto::headers::{RequestMeta, META_HEADER};
 use tunnel_proto::route::{self, public_urls, Route, TUNNEL_ID_LEN};
-use tunnel_proto::v2;
+use tunnel_proto::{names, v2};
 use worker::*;
 
 mod auth;
@@ -87,19 +87,37 @@ async fn control(
             426,
         );
     }
-    if let Err(e) = auth::check(env, &req).await {
-        console_warn!("control socket refused: {e}");
-        return Response::error(format!("unauthorized: {e}"), 401);
-    }
+    let claims = match auth::check(env, &req).await {
+        Ok(claims) => claims,
+        Err(e) => {
+            console_warn!("control socket refused: {e}");
+            return Response::error(format!("unauthorized: {e}"), 401);
+        }
+    };
     // A well-formed resume token names the tunnel to resume; the Durable
-    // Object checks the token itself.
+    // Object checks the token itself. Otherwise a requested name, if the
+    // token allows it, or a fresh random id.
     let resume = req
         .headers()
         .get(v2::RESUME_HEADER)?
         .filter(|t| v2::resume_token_id(t).is_some());
-    let id = match resume.as_deref().and_then(v2::resume_token_id) {
-        Some(id) => id.to_string(),
-        None => new_tunnel_id()?,
+    let requested = match req.headers().get(names::NAME_HEADER)? {
+        Some(name) => match names::parse_name(&name) {
+            Ok(name) => Some(name),
+            Err(reason) => return Response::error(reason, 400),
+        },
+        None => None,
+    };
+    if let Some(name) = &requested {
+        if let Err((status, reason)) = names::check_allowed(claims.as_ref(), name) {
+            console_warn!("name {name} refused: {reason}");
+            return Response::error(reason, status);
+        }
+    }
+    let id = match (resume.as_deref().and_then(v2::resume_token_id), &requested) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(name)) => name.clone(),
+        (None, None) => new_tunnel_id()?,
     };
     let base = if config.base_domain.is_empty() {
         host
@@ -111,6 +129,8 @@ async fn control(
         urls: public_urls(proto, base, &id),
         version: 0,
         resume_token: resume,
+        named: requested.is_some(),
+        subject: names::subject(claims.as_ref()),
         since: 0,
     };
     to_tunnel(

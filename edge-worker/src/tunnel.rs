@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
 use tunnel_proto::inflight::{public_answer, public_head, settles, Inflight, PublicAnswer};
+use tunnel_proto::names;
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
@@ -64,6 +65,13 @@ pub struct ControlMeta {
     /// attachment: the token of this tunnel (announced to v2 forwarders).
     #[serde(default)]
     pub resume_token: Option<String>,
+    /// The forwarder asked for this id by name (`x-tunnel-name`).
+    #[serde(default)]
+    pub named: bool,
+    /// Subject (`sub`) of the forwarder's token, when auth is on: the same
+    /// subject may take a named tunnel over from a socket it left behind.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// When the socket was accepted (Unix ms): after a resume the newest
     /// forwarder socket is the live one.
     #[serde(default)]
@@ -166,6 +174,21 @@ impl Tunnel {
                 return text(status, reason);
             }
         } else {
+            if let Some(live) = previous.as_ref().filter(|_| meta.named) {
+                let holder = live
+                    .deserialize_attachment::<ControlMeta>()
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.subject);
+                if let Err((status, reason)) = names::check_takeover(
+                    &meta.tunnel_id,
+                    holder.as_deref(),
+                    meta.subject.as_deref(),
+                ) {
+                    console_warn!("name {} refused: {reason}", meta.tunnel_id);
+                    return text(status, reason);
+                }
+            }
             let mut secret = [0u8; v2::RESUME_SECRET_LEN / 2];
             getrandom::fill(&mut secret)
                 .map_err(|e| Error::RustError(format!("no randomness: {e}")))?;

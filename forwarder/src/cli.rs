@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use tunnel_proto::names;
 
 use crate::routes::{Route, Routes, Target};
 
@@ -34,6 +35,11 @@ pub struct Args {
     /// one MQTT packet per message (= --route /mqtt=mqtt+tcp://HOST:PORT).
     #[arg(long, value_name = "HOST:PORT")]
     pub mqtt_tcp: Option<String>,
+    /// Ask for this tunnel id (12 characters of a-z0-9) so the public URL
+    /// stays the same across restarts. Granted when no other forwarder holds
+    /// it and, with auth on, the token lists it in its `tunnels` claim.
+    #[arg(short = 'n', long, env = "TTF_NAME", value_parser = names::parse_name)]
+    pub name: Option<String>,
     /// JWT sent as `Authorization: Bearer <token>` when the edge requires auth.
     #[arg(short, long, env = "TTF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tunnel_proto::v2::{self, Frame};
-use tunnel_proto::{ErrorCode, Message};
+use tunnel_proto::{names, ErrorCode, Message};
 
 use crate::backoff::Backoff;
 use crate::cli::Args;
@@ -115,6 +115,11 @@ async fn session(
             request.headers_mut().insert(v2::RESUME_HEADER, value);
         }
     }
+    if let Some(name) = args.name.as_deref() {
+        if let Ok(value) = HeaderValue::from_str(name) {
+            request.headers_mut().insert(names::NAME_HEADER, value);
+        }
+    }
     // Nagle off: answers are small frames that must leave at once.
     let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
     let (mut ws, _) = tokio::select! {
@@ -127,10 +132,14 @@ async fn session(
                     "the edge did not resume the tunnel ({}): {}; opening a new one", resp.status(), body.trim()
                 )));
             }
-            Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 401 | 403) => {
+            Ok(Err(WsError::Http(resp))) if resp.status().as_u16() == 409 => {
+                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                return Err(Failure::Retry(anyhow!("the edge refused the name ({}): {}", resp.status(), body.trim())));
+            }
+            Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 400 | 401 | 403) => {
                 let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 return Err(Failure::Fatal(anyhow!(
-                    "the edge refused the token ({}): {}; check --token / TTF_TOKEN",
+                    "the edge refused the control socket ({}): {}; check --token / TTF_TOKEN and --name",
                     resp.status(), body.trim()
                 )));
             }

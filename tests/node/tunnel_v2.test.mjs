@@ -329,6 +329,20 @@ test('a slow reader back-pressures the local service (bounded buffering)', async
   assert.equal(got, n);
 });
 
+/** Open a control socket with `headers`; a refusal resolves to `{ status, body }` (an accepted one is closed, status 101). */
+function openControl(headers) {
+  const ws = new WebSocket(`${wrangler.base.replace('http', 'ws')}/_tunnel`, { headers });
+  return new Promise((resolve) => {
+    ws.on('unexpected-response', (req, res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    ws.on('open', () => { ws.close(); resolve({ status: 101, body: '' }); });
+    ws.on('error', () => {});
+  });
+}
+
 test('a dropped connection resumes the same tunnel id; a wrong token cannot take it over', async () => {
   const { createServer: tcpServer, connect: tcpConnect } = await import('node:net');
   const sockets = [];
@@ -350,16 +364,40 @@ test('a dropped connection resumes the same tunnel id; a wrong token cannot take
     assert.equal((await fetch(`${url}/x`)).status, 200, 'the same URL works after the resume');
 
     const wrong = `${t.id}.${'0'.repeat(32)}`;
-    const ws = new WebSocket(`${wrangler.base.replace('http', 'ws')}/_tunnel`, { headers: { 'x-tunnel-resume': wrong } });
-    const status = await new Promise((resolve) => {
-      ws.on('unexpected-response', (req, res) => resolve(res.statusCode));
-      ws.on('open', () => resolve(101));
-      ws.on('error', () => {});
-    });
+    const { status } = await openControl({ 'x-tunnel-resume': wrong });
     assert.equal(status, 403, 'a wrong resume token cannot take over a live tunnel');
     assert.equal((await fetch(`${url}/x`)).status, 200);
   } finally {
     kill(t.proc);
     proxy.close();
   }
+});
+
+test('a requested name is granted when free, refused (409) while held, and kept across a restart', async () => {
+  const name = `n${randomBytes(8).toString('hex').slice(0, 11)}`;
+  const first = await startTtf(wrangler.base, ['-p', String(echoPort), '--name', name]);
+  let second;
+  try {
+    assert.equal(first.id, name, 'the forwarder got the name it asked for');
+    assert.equal((await fetch(`${wrangler.base}/${name}/x`)).status, 200);
+
+    const refused = await openControl({ 'x-tunnel-name': name });
+    assert.equal(refused.status, 409, 'a second holder cannot take a live name');
+    assert.match(refused.body, /held by another connected forwarder/);
+    assert.equal((await fetch(`${wrangler.base}/${name}/x`)).status, 200, 'the holder still serves');
+
+    kill(first.proc);
+    second = await startTtf(wrangler.base, ['-p', String(echoPort), '--name', name]);
+    assert.equal(second.id, name, 'a restarted forwarder gets the same name back');
+    assert.equal((await fetch(`${wrangler.base}/${name}/x`)).status, 200);
+  } finally {
+    kill(first.proc);
+    kill(second?.proc);
+  }
+});
+
+test('a malformed name is refused with 400 and says what names look like', async () => {
+  const { status, body } = await openControl({ 'x-tunnel-name': 'Bad-Name' });
+  assert.equal(status, 400);
+  assert.match(body, /12 characters of a-z and 0-9/);
 });

@@ -128,8 +128,9 @@ fn valid_claims() -> String {
     )
 }
 
-/// Status of a control-socket upgrade with these extra headers and query.
-fn upgrade_status(authorization: Option<&str>, query: &str) -> (u16, String) {
+/// Status of a control-socket upgrade with this token (header), query and
+/// requested tunnel name.
+fn upgrade_status(authorization: Option<&str>, query: &str, name: Option<&str>) -> (u16, String) {
     let w = worker();
     let mut headers = vec![
         ("Upgrade", "websocket"),
@@ -141,6 +142,9 @@ fn upgrade_status(authorization: Option<&str>, query: &str) -> (u16, String) {
     if let Some(token) = authorization {
         bearer = format!("Bearer {token}");
         headers.push(("Authorization", &bearer));
+    }
+    if let Some(name) = name {
+        headers.push(("x-tunnel-name", name));
     }
     let r = http(
         w.port,
@@ -164,12 +168,12 @@ fn good_tokens_of_every_algorithm_open_the_socket() {
         ("RS384", "good.pem"),
         ("RS512", "good.pem"),
     ] {
-        let (status, body) = upgrade_status(Some(&token(alg, &valid_claims(), key)), "");
+        let (status, body) = upgrade_status(Some(&token(alg, &valid_claims(), key)), "", None);
         assert_eq!(status, 101, "{alg}: {body}");
     }
     let t = token("HS256", &valid_claims(), SECRET);
     assert_eq!(
-        upgrade_status(None, &format!("?token={t}")).0,
+        upgrade_status(None, &format!("?token={t}"), None).0,
         101,
         "token in the query"
     );
@@ -201,7 +205,7 @@ fn bad_tokens_are_refused_with_401() {
         ("garbage", Some("not.a.jwt".to_string())),
     ];
     for (what, t) in cases {
-        let (status, body) = upgrade_status(t.as_deref(), "");
+        let (status, body) = upgrade_status(t.as_deref(), "", None);
         assert_eq!(status, 401, "{what} accepted: {body}");
         assert!(body.contains("unauthorized"), "{what}: {body}");
     }
@@ -236,8 +240,71 @@ fn ttf_with_a_token_relays_and_with_a_bad_one_exits_1() {
             .env("TTF_TOKEN", token("HS256", &valid_claims(), "wrong")),
     )
     .unwrap();
-    bad.wait_for_line("refused the token", Duration::from_secs(30))
+    bad.wait_for_line("refused the control socket", Duration::from_secs(30))
         .unwrap();
     let status = wait_exit(&mut bad, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1));
+}
+
+/// Claims of subject `sub` allowed to hold the names in `tunnels` (JSON array).
+fn name_claims(sub: &str, tunnels: &str) -> String {
+    format!(
+        r#"{{"sub":"{sub}","tunnels":{tunnels},"exp":{}}}"#,
+        now() + 600
+    )
+}
+
+#[test]
+fn names_need_the_tokens_permission_and_only_the_same_subject_takes_over() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "authnamed001";
+    let alice = token(
+        "HS256",
+        &name_claims("alice", &format!(r#"["{name}"]"#)),
+        SECRET,
+    );
+    let f = Forwarder::start(w.port, up.port, &["--token", &alice, "--name", name]).unwrap();
+    assert_eq!(f.id, name, "the token lists the name: granted");
+    let serves = || {
+        http(
+            w.port,
+            "GET",
+            &format!("/{name}/echo/n"),
+            &format!("127.0.0.1:{}", w.port),
+            &[],
+            b"",
+        )
+        .is_ok_and(|r| r.status() == 200)
+    };
+    assert!(serves());
+
+    let unlisted = token("HS256", &valid_claims(), SECRET);
+    let (status, body) = upgrade_status(Some(&unlisted), "", Some("othername001"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"tunnels\" claim"), "{body}");
+
+    let mallory = token("HS256", &name_claims("mallory", r#"["*"]"#), SECRET);
+    let (status, body) = upgrade_status(Some(&mallory), "", Some(name));
+    assert_eq!(
+        status, 409,
+        "another subject cannot take a live name: {body}"
+    );
+    assert!(
+        serves(),
+        "the holder still serves after the refused takeover"
+    );
+
+    // The same subject may (a restart the edge has not noticed yet); the
+    // displaced forwarder then wins the name back once that socket is gone.
+    let (status, body) = upgrade_status(Some(&alice), "", Some(name));
+    assert_eq!(status, 101, "the same subject takes over: {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !serves() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ttf did not win its name back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
