@@ -8,6 +8,7 @@
 // URLs and `Dashboard: <url>` once everything is up; Ctrl-C stops it all.
 // The end-to-end test imports `startDemo` to drive the same system.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as netServer } from 'node:net';
@@ -101,19 +102,17 @@ export async function startDemo({ workerPort, echo = false } = {}) {
     await Promise.all([server.ready, wrangler.ready]);
 
     let forwarder = null;
-    let name = null;
-    /** (Re)start `ttf`; the tunnel keeps its name across restarts. */
+    // A requested name keeps the tunnel URL when `ttf` restarts.
+    const name = `demo${randomBytes(4).toString('hex')}`;
+    /** (Re)start `ttf`; resolves to the subdomain URL of the tunnel. */
     const startForwarder = async () => {
-      const args = ['--endpoint', `ws://127.0.0.1:${ports.worker}/_tunnel`,
+      const args = ['--endpoint', `ws://127.0.0.1:${ports.worker}/_tunnel`, '--name', name,
         '--route', `/mqtt=ws://127.0.0.1:${ports.ws}`, '--route', `/=http://127.0.0.1:${ports.web}`];
-      if (name) args.push('--name', name);
       const p = start('ttf', bin('ttf'), args, { ready: '(Subdomain URL)', echo });
       procs.push(p);
       const line = await p.ready;
-      const url = line.split(/\s+/).find((w) => /^https?:\/\//.test(w));
-      name = new URL(url).hostname.split('.')[0];
       forwarder = p;
-      return url;
+      return line.split(/\s+/).find((w) => /^https?:\/\//.test(w));
     };
     const subdomainUrl = await startForwarder();
     const publisher = start('publisher', process.execPath, [join(root, 'scripts/demo-publisher.mjs'), `mqtt://127.0.0.1:${ports.mqtt}`],

@@ -96,7 +96,11 @@ async function startTable(spec) {
 async function startChart(spec) {
   const chart = new LineChart($('chart'), $('legend'));
   dashboard.chart = chart;
-  const { data } = await spec.read('public.sensor_readings', { options: { sort: [{ column: 'id', direction: 'desc' }], limit: 120 } });
+  // History: the last ten minutes (not the old seed rows), newest 120.
+  const since = new Date(Date.now() - 10 * 60_000).toISOString();
+  const { data } = await spec.read('public.sensor_readings', { options: {
+    filters: [{ column: 'ts', operator: 'gte', value: since }],
+    sort: [{ column: 'id', direction: 'desc' }], limit: 120 } });
   for (const r of data.reverse()) chart.push(r.device_id, Number(r.value));
   await spec.subscribe('public.sensor_readings', {}, (n) => {
     if (n.operation !== 'create') return;
