@@ -3,7 +3,7 @@
 # bounded counts, stops by itself): read-by-id requests/s with 16 clients vs
 # ping round trips, and notification fan-out latency to 1,000 subscribers vs
 # a plain MQTT publish fanned out by the same broker. Prints a markdown report.
-# Results: docs/benchmarks/spec_server.md.
+# Results: docs/BENCHMARKS.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
