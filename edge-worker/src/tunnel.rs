@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use futures_channel::{mpsc, oneshot};
 use futures_util::future::{select, Either};
@@ -94,8 +95,12 @@ pub struct Tunnel {
     next_stream: Cell<u32>,
 }
 
-/// Feeds one streamed answer body to the public response.
-type BodySender = mpsc::UnboundedSender<Result<Vec<u8>>>;
+/// Feeds one streamed answer body to the public response, counting the
+/// bytes the public reader has not taken yet (the forwarder's window).
+struct BodySender {
+    tx: mpsc::UnboundedSender<Result<Vec<u8>>>,
+    unacked: Rc<RefCell<v2::Unacked>>,
+}
 
 /// A plain-text answer made by the edge.
 fn text(status: u16, message: impl Into<String>) -> Result<Response> {
@@ -267,8 +272,13 @@ impl Tunnel {
         let body_stream = v2.then(|| {
             let stream_id = self.new_stream_id();
             let (tx, rx) = mpsc::unbounded();
-            self.bodies.borrow_mut().insert(stream_id, tx);
-            (stream_id, rx)
+            let unacked = Rc::default();
+            let sender = BodySender {
+                tx,
+                unacked: Rc::clone(&unacked),
+            };
+            self.bodies.borrow_mut().insert(stream_id, sender);
+            (stream_id, (rx, unacked))
         });
         let stream_id = body_stream.as_ref().map(|(id, _)| *id);
         let frame = Message::HttpRequest {
@@ -366,7 +376,10 @@ impl Tunnel {
         meta: &RequestMeta,
         head: bool,
         stream_id: u32,
-        body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
+        body: (
+            mpsc::UnboundedReceiver<Result<Vec<u8>>>,
+            Rc<RefCell<v2::Unacked>>,
+        ),
     ) -> Result<Response> {
         let (status, headers) = match public_head(status_code, headers, &meta.prefix) {
             Ok(h) => h,
@@ -390,8 +403,10 @@ impl Tunnel {
             return Ok(builder.empty());
         }
         let forwarder = forwarder.clone();
+        let (body, unacked) = body;
         let body = body.map(move |chunk| {
             if let Ok(bytes) = &chunk {
+                unacked.borrow_mut().consumed(bytes.len());
                 let ack = Message::Window {
                     stream_id,
                     bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
@@ -448,13 +463,18 @@ impl Tunnel {
     /// A body frame from the forwarder.
     fn on_body(&self, frame: Frame<'_>) {
         let mut bodies = self.bodies.borrow_mut();
-        let Some(tx) = bodies.get(&frame.stream_id) else {
+        let Some(BodySender { tx, unacked }) = bodies.get(&frame.stream_id) else {
             return; // The public side is gone, or HEAD: dropped.
         };
+        let over = unacked.borrow_mut().received(frame.payload.len());
         let delivered = if frame.is_abort() {
             let _ = tx.unbounded_send(Err(Error::RustError(
                 "the local service's answer failed midway".into(),
             )));
+            false
+        } else if let Err(reason) = over {
+            console_warn!("stream {}: {reason}", frame.stream_id);
+            let _ = tx.unbounded_send(Err(Error::RustError(reason)));
             false
         } else {
             frame.payload.is_empty() || tx.unbounded_send(Ok(frame.payload.to_vec())).is_ok()
@@ -731,7 +751,7 @@ impl Tunnel {
         drop(waiters);
         self.opening.borrow_mut().clear();
         self.credits.borrow_mut().clear();
-        for (_, tx) in self.bodies.borrow_mut().drain() {
+        for (_, BodySender { tx, .. }) in self.bodies.borrow_mut().drain() {
             let _ = tx.unbounded_send(Err(Error::RustError(
                 "the tunnel's forwarder disconnected midway".into(),
             )));

@@ -5,8 +5,7 @@
 // Runs the real worker on workerd via `wrangler dev`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import WebSocket from 'ws';
-import { startWrangler, kill } from './tunnel/harness.mjs';
+import { startWrangler, scriptedForwarder, kill } from './tunnel/harness.mjs';
 
 const TIMEOUT_MS = 2000;
 let wrangler;
@@ -19,29 +18,7 @@ before(async () => {
 
 after(() => kill(wrangler?.proc));
 
-/** A scripted v1 forwarder: connect, `ready`, and a queue of received messages. */
-async function forwarder() {
-  const ws = new WebSocket(`${base.replace('http', 'ws')}/_tunnel`);
-  const queue = [];
-  const waiters = [];
-  ws.on('message', (data, isBinary) => {
-    assert.equal(isBinary, false, 'v1 frames are text');
-    const msg = JSON.parse(data.toString());
-    const w = waiters.shift();
-    if (w) w(msg); else queue.push(msg);
-  });
-  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
-  const next = (ms = 15_000) => queue.length
-    ? Promise.resolve(queue.shift())
-    : new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no message from the edge')), ms);
-      waiters.push((m) => { clearTimeout(t); resolve(m); });
-    });
-  const send = (obj) => ws.send(typeof obj === 'string' ? obj : JSON.stringify(obj));
-  send({ type: 'ready' });
-  const established = await next();
-  return { ws, next, send, established };
-}
+const forwarder = () => scriptedForwarder(base);
 
 const b64 = (s) => Buffer.from(s).toString('base64');
 const respond = (request_id, status_code, body, extra = {}) => ({

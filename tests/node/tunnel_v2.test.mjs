@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { randomBytes, createHash } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import mqtt from 'mqtt';
-import { startWrangler, startTtf, startMosquitto, kill } from './tunnel/harness.mjs';
+import { startWrangler, startTtf, startMosquitto, scriptedForwarder, kill } from './tunnel/harness.mjs';
 
 let wrangler; let mosquitto; let routed; let bridged;
 let echoPort;
@@ -400,4 +400,42 @@ test('a malformed name is refused with 400 and says what names look like', async
   const { status, body } = await openControl({ 'x-tunnel-name': 'Bad-Name' });
   assert.equal(status, 400);
   assert.match(body, /12 characters of a-z and 0-9/);
+});
+
+test('a forwarder that ignores the window gets its stream dropped, not buffered', async () => {
+  const f = await scriptedForwarder(wrangler.base, { version: 2 });
+  const id = f.established.tunnel_id;
+  try {
+    const { get } = await import('node:http');
+    const res = await new Promise((resolve, reject) => {
+      get(`${wrangler.base}/${id}/flood`, resolve).on('error', reject);
+      (async () => {
+        const req = await f.next();
+        assert.equal(req.type, 'http_request');
+        f.send({ type: 'http_response_head', request_id: req.request_id, stream_id: req.stream_id, status_code: 200,
+          headers: { 'content-type': ['application/octet-stream'] } });
+        // 32 MiB at once, never waiting for `window`: 32x the allowed window.
+        const chunk = Buffer.alloc(6 + 256 * 1024);
+        chunk.writeUInt8(2, 0);
+        chunk.writeUInt32BE(req.stream_id, 2);
+        for (let i = 0; i < 128; i++) f.send(chunk);
+      })().catch(reject);
+    });
+    assert.equal(res.statusCode, 200);
+    await new Promise((r) => setTimeout(r, 2000)); // the client reads nothing meanwhile
+    let got = 0;
+    const ended = await new Promise((resolve) => {
+      res.on('data', (d) => { got += d.length; });
+      res.on('end', () => resolve('end'));
+      res.on('error', () => resolve('error'));
+      res.on('aborted', () => resolve('aborted'));
+    });
+    // Without the check the DO would buffer all 32 MiB and deliver them.
+    // wrangler dev ends the chunked answer as if complete (no error reaches
+    // the client); the cut is what shows the stream was dropped.
+    console.log(`# ${ended} after ${got} of ${32 * 1024 * 1024} bytes`);
+    assert.ok(got < 32 * 1024 * 1024, `the stream was cut (${ended} after ${got} bytes)`);
+  } finally {
+    f.ws.close();
+  }
 });

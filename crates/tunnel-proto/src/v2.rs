@@ -138,6 +138,35 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// The receiving side's count of a stream's body bytes received but not
+/// yet consumed (and so not yet acknowledged with `window`). A sender never
+/// has more than [`WINDOW`] bytes unacknowledged, so more than that here
+/// means the sender ignores the window: the stream must be dropped rather
+/// than buffered.
+#[derive(Debug, Default)]
+pub struct Unacked(u64);
+
+impl Unacked {
+    /// `n` more bytes arrived; `Err` names the violation when the sender
+    /// went past its window.
+    pub fn received(&mut self, n: usize) -> Result<(), String> {
+        self.0 = self.0.saturating_add(n as u64);
+        if self.0 > u64::from(WINDOW) {
+            Err(format!(
+                "the forwarder sent {} body bytes beyond what the edge acknowledged (window {WINDOW}); stream dropped",
+                self.0
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `n` bytes were consumed (and acknowledged).
+    pub fn consumed(&mut self, n: usize) {
+        self.0 = self.0.saturating_sub(n as u64);
+    }
+}
+
 /// Whether a forwarder's `ready` version asks for v2.
 pub fn negotiate(requested: Option<u32>) -> Option<u32> {
     requested.filter(|v| *v >= VERSION).map(|_| VERSION)
@@ -241,6 +270,20 @@ pub fn parse_subprotocols(values: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unacked_bytes_may_not_pass_the_window() {
+        let mut u = Unacked::default();
+        for _ in 0..4 {
+            u.received(MAX_CHUNK).unwrap();
+        }
+        u.consumed(MAX_CHUNK);
+        u.received(MAX_CHUNK).unwrap();
+        let e = u.received(1).unwrap_err();
+        assert!(e.contains("window"), "{e}");
+        u.consumed(usize::MAX);
+        u.received(WINDOW as usize).unwrap();
+    }
 
     #[test]
     fn frame_roundtrip_and_layout() {

@@ -1,12 +1,15 @@
 // Shared pieces of the tunnel's node tests: free ports, `wrangler dev`
-// with the repo's worker, the real `ttf` forwarder, a mosquitto broker
-// (TCP + websockets listeners) and waiting for a port.
+// with the repo's worker, the real `ttf` forwarder, a scripted forwarder
+// speaking the wire protocol by hand, a mosquitto broker (TCP + websockets
+// listeners) and waiting for a port.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import os from 'node:os';
 import fs from 'node:fs';
+import WebSocket from 'ws';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
@@ -98,4 +101,33 @@ export async function startMosquitto() {
   await waitForPort(tcp);
   await waitForPort(ws);
   return { proc, tcp, ws };
+}
+
+/**
+ * A scripted forwarder (raw `ws`, no `ttf`): connects to `base`'s control
+ * socket, sends `ready` (with `version` when given) and queues what the
+ * edge sends: JSON text frames as objects, binary frames as `{ binary }`.
+ * v1 (no version) asserts every frame is text.
+ */
+export async function scriptedForwarder(base, { version } = {}) {
+  const ws = new WebSocket(`${base.replace('http', 'ws')}/_tunnel`);
+  const queue = [];
+  const waiters = [];
+  ws.on('message', (data, isBinary) => {
+    if (version === undefined) assert.equal(isBinary, false, 'v1 frames are text');
+    const msg = isBinary ? { binary: data } : JSON.parse(data.toString());
+    const w = waiters.shift();
+    if (w) w(msg); else queue.push(msg);
+  });
+  await new Promise((resolve, reject) => { ws.on('open', resolve); ws.on('error', reject); });
+  const next = (ms = 15_000) => queue.length
+    ? Promise.resolve(queue.shift())
+    : new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no message from the edge')), ms);
+      waiters.push((m) => { clearTimeout(t); resolve(m); });
+    });
+  const send = (obj) => ws.send(typeof obj === 'string' || Buffer.isBuffer(obj) ? obj : JSON.stringify(obj));
+  send(version === undefined ? { type: 'ready' } : { type: 'ready', version });
+  const established = await next();
+  return { ws, next, send, established };
 }
