@@ -464,7 +464,11 @@ impl Tunnel {
     fn on_body(&self, frame: Frame<'_>) {
         let mut bodies = self.bodies.borrow_mut();
         let Some(BodySender { tx, unacked }) = bodies.get(&frame.stream_id) else {
-            return; // The public side is gone, or HEAD: dropped.
+            // The public side is gone, or HEAD: the forwarder may stop.
+            if !frame.is_end() && !frame.is_abort() {
+                self.cancel_answer(frame.stream_id);
+            }
+            return;
         };
         let over = unacked.borrow_mut().received(frame.payload.len());
         let delivered = if frame.is_abort() {
@@ -481,6 +485,17 @@ impl Tunnel {
         };
         if !delivered || frame.is_end() || frame.is_abort() {
             bodies.remove(&frame.stream_id);
+        }
+        if !delivered && !frame.is_abort() {
+            self.cancel_answer(frame.stream_id);
+        }
+    }
+
+    /// Tell the forwarder that nobody reads stream `id`'s answer any more
+    /// (an ABORT body frame): it stops reading the local answer.
+    fn cancel_answer(&self, id: u32) {
+        if let Some(f) = self.forwarder() {
+            let _ = f.send_with_bytes(Frame::body(id, v2::FLAG_ABORT, b"").encode());
         }
     }
 

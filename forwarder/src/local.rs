@@ -289,9 +289,13 @@ fn streamable(response: &hyper::Response<Incoming>) -> bool {
     !rewritable && !matches!(response.status().as_u16(), 204 | 304)
 }
 
+/// Why a streamed answer stopped early when the edge cancelled it.
+const CANCELLED: &str = "the public side went away; stopped reading the local answer";
+
 /// Send a body as chunks of at most `v2::MAX_CHUNK`, never more than
 /// `v2::WINDOW` bytes beyond what the edge acknowledged; the last frame is
-/// flagged END (ABORT if the local body failed).
+/// flagged END (ABORT if the local body failed). Ends early when the edge
+/// cancels the stream.
 async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), String> {
     let id = sink.stream_id;
     let send = |flags: u8, chunk: &[u8]| {
@@ -299,7 +303,23 @@ async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), Strin
         sink.out.send(Out::Frame(WsMessage::binary(frame))).is_ok()
     };
     let mut credit = u64::from(v2::WINDOW);
-    while let Some(frame) = body.frame().await {
+    loop {
+        // Credits (and the edge's cancel: the credit channel closes) are
+        // taken while the local service is quiet too, so an abandoned
+        // stream ends even when its next chunk is minutes away (SSE).
+        let frame = tokio::select! {
+            frame = body.frame() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            more = sink.credits.recv() => match more {
+                Some(more) => {
+                    credit += u64::from(more);
+                    continue;
+                }
+                None => return Err(CANCELLED.into()),
+            },
+        };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
@@ -314,7 +334,7 @@ async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), Strin
             while credit < chunk.len() as u64 {
                 match sink.credits.recv().await {
                     Some(more) => credit += u64::from(more),
-                    None => return Err("the edge dropped the stream".into()),
+                    None => return Err(CANCELLED.into()),
                 }
             }
             credit -= chunk.len() as u64;

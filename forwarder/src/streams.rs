@@ -126,6 +126,10 @@ impl Streams {
     /// chunk of a request body.
     pub fn deliver(&mut self, frame: Frame<'_>) {
         if frame.kind == FrameKind::Body {
+            if frame.is_abort() {
+                // Nobody reads the answer any more: its body task stops.
+                self.credits.remove(&frame.stream_id);
+            }
             let Some(tx) = self.uploads.get(&frame.stream_id) else {
                 return;
             };

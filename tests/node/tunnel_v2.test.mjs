@@ -19,6 +19,7 @@ const serverCloses = [];
 const BLOCK = randomBytes(1024 * 1024);
 let downloadWritten = 0;
 let releaseSse = () => {};
+let tickerClosed = 0;
 
 /** Stream `n` bytes of BLOCK repeated, honouring back-pressure. */
 function download(res, n) {
@@ -45,6 +46,13 @@ function httpHandler(req, res) {
     let n = 0;
     req.on('data', (d) => { h.update(d); n += d.length; });
     req.on('end', () => res.end(JSON.stringify({ n, sha: h.digest('hex') })));
+    return undefined;
+  }
+  if (url.pathname === '/ticker') {
+    // An endless event stream; records when its reader went away.
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const timer = setInterval(() => res.write(`data: ${Date.now()}\n\n`), 100);
+    res.on('close', () => { clearInterval(timer); tickerClosed = Date.now(); });
     return undefined;
   }
   if (url.pathname === '/sse') {
@@ -327,6 +335,20 @@ test('a slow reader back-pressures the local service (bounded buffering)', async
     got += value.length;
   }
   assert.equal(got, n);
+});
+
+test('an abandoned streamed answer is cancelled: the local request ends too', async () => {
+  const { get } = await import('node:http');
+  tickerClosed = 0;
+  const req = get(`${routed.url}/ticker`);
+  const res = await new Promise((resolve, reject) => req.on('response', resolve).on('error', reject));
+  assert.equal(res.statusCode, 200);
+  await new Promise((resolve) => res.once('data', resolve));
+  const left = Date.now();
+  req.destroy(); // the public reader goes away mid-stream
+  await waitFor(() => tickerClosed > 0, 'the local event stream to be closed', 20_000);
+  console.log(`# local stream closed ${tickerClosed - left} ms after the public reader left`);
+  assert.equal((await fetch(`${routed.url}/x`)).status, 200, 'the tunnel still serves');
 });
 
 /** Open a control socket with `headers`; a refusal resolves to `{ status, body }` (an accepted one is closed, status 101). */

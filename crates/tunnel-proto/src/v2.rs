@@ -9,7 +9,8 @@
 //! byte 0     kind   1 = WebSocket message, 2 = body chunk (see FrameKind)
 //! byte 1     flags  bit 0 (0x01) TEXT: the message is a text message
 //!                   bit 1 (0x02) END: last chunk of a body
-//!                   bit 2 (0x04) ABORT: the body failed; discard the stream
+//!                   bit 2 (0x04) ABORT: the body failed, or (edge to forwarder,
+//!                   on an answer's stream) nobody reads it: discard the stream
 //! bytes 2..6 stream id, u32 big-endian
 //! bytes 6..  payload (a whole message, or a body chunk of at most MAX_CHUNK)
 //! ```
