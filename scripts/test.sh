@@ -26,6 +26,7 @@ suite "clippy (wasm32)" cargo clippy -p client-wasm -p edge-worker --target wasm
 suite "native tests" cargo test "${native_members[@]}"
 suite "wasm tests (headless Chromium)" bash scripts/test-wasm.sh
 suite "worker build (worker-build)" bash scripts/build-worker.sh
+suite "wrangler deploy --dry-run" bash -c 'out=$(mktemp -d) && node_modules/.bin/wrangler deploy --dry-run --outdir "$out" && ls "$out"/*.js >/dev/null && rm -rf "$out"'
 suite "end-to-end tests (workerd, ttf, peers)" bash -c 'cargo build --bins && cargo test -p e2e -- --test-threads=2'
 if compgen -G 'tests/node/*.test.mjs' >/dev/null; then
   suite "node tests (MQTT.js, Playwright)" node --test --test-concurrency=1 tests/node/
