@@ -135,7 +135,10 @@ impl Handler {
             .unwrap_or_else(|p| p.into_inner())
             .insert(client_id.to_string(), username.to_string());
         ctx.password = None;
-        self.hooks.run(HookPoint::AfterConnect, &mut ctx)
+        self.hooks.run(HookPoint::AfterConnect, &mut ctx)?;
+        // Seen: its first request must not run the connect hooks again.
+        self.subs().touch(client_id);
+        Ok(())
     }
 
     /// A client went away (broker event or expiry): drop its subscriptions.
@@ -318,7 +321,19 @@ impl Handler {
             _ => self.subscribe(client_id, &entity, &ctx)?,
         };
         ctx.result = Some(result.0);
-        self.hooks.run(after, &mut ctx)?;
+        if let Err(refused) = self.hooks.run(after, &mut ctx) {
+            // A subscription the client is told failed must not deliver.
+            if operation == Operation::Subscribe {
+                let id = ctx
+                    .result
+                    .as_ref()
+                    .and_then(|r| r["subscription_id"].as_str());
+                if let Some(id) = id {
+                    self.subs().remove(client_id, id);
+                }
+            }
+            return Err(refused.into());
+        }
         Ok((ctx.result.take().unwrap_or(Value::Null), result.1))
     }
 

@@ -60,11 +60,13 @@ struct Args {
     /// JSON file {"entities": ["schema.entity", ...]} limiting the entities served.
     #[arg(long, env = "MQTTSPEC_MODELS")]
     models: Option<PathBuf>,
-    /// Require a JWT (HS256 with this secret) as MQTT username.
-    #[arg(long, env = "MQTTSPEC_JWT_SECRET", conflicts_with = "jwks")]
+    /// Require a JWT (HS256 with this secret) as MQTT username (embedded
+    /// broker only: an external broker does not tell the server who logged in).
+    #[arg(long, env = "MQTTSPEC_JWT_SECRET", conflicts_with_all = ["jwks", "broker_url"])]
     jwt_secret: Option<String>,
-    /// Require a JWT (RS256, keys from this JWKS file) as MQTT username.
-    #[arg(long, env = "MQTTSPEC_JWKS")]
+    /// Require a JWT (RS256, keys from this JWKS file) as MQTT username
+    /// (embedded broker only).
+    #[arg(long, env = "MQTTSPEC_JWKS", conflicts_with = "broker_url")]
     jwks: Option<PathBuf>,
     /// Multi-tenancy: limit rows to the JWT's tenant claim in this column.
     #[arg(long, env = "MQTTSPEC_TENANT_COLUMN")]

@@ -142,27 +142,41 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
 
 const WORKER_IDLE: Duration = Duration::from_secs(30);
 
+/// What a client's worker does next, in arrival order.
+enum Work {
+    /// Answer one request payload.
+    Request(Vec<u8>),
+    /// The client went away: drop its state after the requests before it.
+    Gone,
+}
+
 /// Route events to one worker task per client.
 async fn dispatch(handler: Arc<Handler>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
-    let mut workers: HashMap<String, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
+    let mut workers: HashMap<String, mpsc::UnboundedSender<Work>> = HashMap::new();
     while let Some(event) = events.recv().await {
         match event {
             BrokerEvent::Request { client_id, payload } => {
-                let payload = match workers.get(&client_id) {
-                    Some(w) => match w.send(payload) {
+                let work = match workers.get(&client_id) {
+                    Some(w) => match w.send(Work::Request(payload)) {
                         Ok(()) => continue,
                         Err(e) => e.0,
                     },
-                    None => payload,
+                    None => Work::Request(payload),
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(payload);
+                let _ = tx.send(work);
                 tokio::spawn(worker(Arc::clone(&handler), client_id.clone(), rx));
                 workers.insert(client_id, tx);
             }
             BrokerEvent::Gone(client_id) => {
-                workers.remove(&client_id);
-                handler.client_gone(&client_id);
+                // Through the worker, so that a subscribe still queued
+                // cannot outlive the disconnect.
+                let queued = workers
+                    .remove(&client_id)
+                    .is_some_and(|w| w.send(Work::Gone).is_ok());
+                if !queued {
+                    handler.client_gone(&client_id);
+                }
             }
         }
         if workers.len() > 4096 {
@@ -171,20 +185,39 @@ async fn dispatch(handler: Arc<Handler>, mut events: mpsc::UnboundedReceiver<Bro
     }
 }
 
-/// Answer one client's requests in order; end after a quiet period.
-async fn worker(
-    handler: Arc<Handler>,
-    client_id: String,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
+/// Answer one client's requests in order; end after a quiet period or
+/// when the client is gone.
+async fn worker(handler: Arc<Handler>, client_id: String, mut rx: mpsc::UnboundedReceiver<Work>) {
+    let run = |work| {
+        let handler = Arc::clone(&handler);
+        let client_id = client_id.clone();
+        async move {
+            match work {
+                Work::Request(payload) => {
+                    handler.handle(&client_id, &payload).await;
+                    true
+                }
+                Work::Gone => {
+                    handler.client_gone(&client_id);
+                    false
+                }
+            }
+        }
+    };
     loop {
         match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
-            Ok(Some(payload)) => handler.handle(&client_id, &payload).await,
+            Ok(Some(work)) => {
+                if !run(work).await {
+                    return;
+                }
+            }
             Ok(None) => return,
             Err(_) => {
                 rx.close();
-                while let Ok(payload) = rx.try_recv() {
-                    handler.handle(&client_id, &payload).await;
+                while let Ok(work) = rx.try_recv() {
+                    if !run(work).await {
+                        return;
+                    }
                 }
                 return;
             }

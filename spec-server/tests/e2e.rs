@@ -282,6 +282,16 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
             ctx.options.limit = Some(2);
             Ok(())
         }))
+        .with(on(HookPoint::AfterSubscribe, |ctx| {
+            let sensors = ctx
+                .entity
+                .as_ref()
+                .is_some_and(|e| e.name == "sensor_readings");
+            if sensors {
+                return Err(HookError::reject("no sensor subscriptions today"));
+            }
+            Ok(())
+        }))
         .with(on(HookPoint::AfterRead, |ctx| {
             if let Some(rows) = ctx.result.as_mut().and_then(|r| r.as_array_mut()) {
                 for row in rows {
@@ -349,7 +359,19 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
         .request(json!({"type": "subscription", "operation": "subscribe", "entity": "users"}))
         .await
         .unwrap());
-    assert_eq!(running.handler.subscription_count(), 1);
+    let member = client(port, "member-1").await;
+    let refused = member
+        .request(
+            json!({"type": "subscription", "operation": "subscribe", "entity": "sensor_readings"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code(&refused), "hook_error");
+    assert_eq!(
+        running.handler.subscription_count(),
+        1,
+        "a subscription refused by AfterSubscribe is removed"
+    );
     guest.disconnect().await.unwrap();
     let mut seen = Vec::new();
     while !seen.contains(&HookPoint::AfterDisconnect) {
@@ -371,6 +393,7 @@ async fn custom_hooks_reject_and_rewrite_in_process() {
         0,
         "subscriptions dropped on disconnect"
     );
+    drop(member);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

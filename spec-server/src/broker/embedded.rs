@@ -40,6 +40,20 @@ impl EmbeddedConfig {
     }
 }
 
+/// Client id of the server's local link: random, because rumqttd drops a
+/// connection when another one takes its client id, and a client that
+/// guessed a fixed id could cut the server off the broker.
+fn link_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("mqttspec-server-{:016x}", hasher.finish())
+}
+
 fn server_settings(name: &str, listen: SocketAddr, config: &EmbeddedConfig) -> ServerSettings {
     ServerSettings {
         name: name.to_string(),
@@ -102,7 +116,7 @@ pub async fn start(
     };
     let mut broker = Broker::new(broker_config);
     let (mut link_tx, mut link_rx) = broker
-        .link("mqttspec-server")
+        .link(&link_id())
         .map_err(|e| anyhow::anyhow!("cannot attach to the embedded broker: {e}"))?;
     link_tx
         .subscribe(server_request_filter(prefix))

@@ -67,9 +67,20 @@ pub fn parse_broker_url(url: &str) -> anyhow::Result<BrokerUrl> {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
     };
+    // Userinfo is percent-encoded in URLs (`p%40ss` for `p@ss`).
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "broker URL {url:?}: the user or password is not UTF-8 once decoded"
+                )
+            })
+    };
     let (username, password) = match userinfo.map(|u| u.split_once(':')) {
-        Some(Some((u, p))) => (Some(u.to_string()), Some(p.to_string())),
-        Some(None) => (userinfo.map(str::to_string), None),
+        Some(Some((u, p))) => (Some(decode(u)?), Some(decode(p)?)),
+        Some(None) => (userinfo.map(decode).transpose()?, None),
         None => (None, None),
     };
     let default_port = if tls { 8883 } else { 1883 };
@@ -206,7 +217,7 @@ mod tests {
         assert_eq!((u.tls, u.port), (true, 8884));
         assert_eq!(
             (u.username.as_deref(), u.password.as_deref()),
-            (Some("me"), Some("p%40ss"))
+            (Some("me"), Some("p@ss"))
         );
         assert_eq!(parse_broker_url("mqtt://host").unwrap().port, 1883);
         assert!(parse_broker_url("http://host").is_err());

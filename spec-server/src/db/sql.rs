@@ -5,7 +5,7 @@
 //! `LIKE` escaping), so a read returns exactly the rows `matches` accepts.
 //!
 //! Callers must have checked every column name against the entity first
-//! (`crate::query::check_columns`); an unknown one here is a bug and yields
+//! (`crate::handler::check_options`); an unknown one here is a bug and yields
 //! an error, never SQL.
 
 use mqttspec_proto::filter::{between_bounds, coerce, like_pattern, list, ValueKind};
