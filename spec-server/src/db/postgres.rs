@@ -35,6 +35,16 @@ pub fn is_text_type(typname: &str) -> bool {
     matches!(typname, "text" | "varchar" | "bpchar" | "name" | "citext")
 }
 
+/// The values a PostgreSQL integer type holds (`None`: not an integer type).
+pub fn integer_range(typname: &str) -> Option<std::ops::RangeInclusive<i64>> {
+    match typname {
+        "int2" => Some(i64::from(i16::MIN)..=i64::from(i16::MAX)),
+        "int4" => Some(i64::from(i32::MIN)..=i64::from(i32::MAX)),
+        "int8" => Some(i64::MIN..=i64::MAX),
+        _ => None,
+    }
+}
+
 const CATALOG: &str = r#"
 SELECT n.nspname::text, c.relname::text, a.attname::text, t.typname::text, NOT a.attnotnull,
   EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey::int2[])),

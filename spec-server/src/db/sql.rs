@@ -13,7 +13,7 @@ use mqttspec_proto::options::group_filters;
 use mqttspec_proto::{Direction, Filter, FilterOp, Sort};
 use serde_json::Value;
 
-use super::postgres::is_text_type;
+use super::postgres::{integer_range, is_text_type};
 use super::{Column, DbError, Dialect, Entity, Param};
 
 /// A statement and its parameters.
@@ -68,10 +68,19 @@ impl<'a> SqlBuilder<'a> {
         }
     }
 
-    /// Placeholder for a new parameter compared with `column`: numbers are
-    /// compared as `numeric` on PostgreSQL, so `2.5` works on an integer column.
+    /// Placeholder for a new parameter compared with `column`: on
+    /// PostgreSQL an integer compared with an integer column is cast to the
+    /// column's type (so its index serves `id = 7`); other numbers are
+    /// compared as `numeric`, so `2.5` works on an integer column.
     fn compared_param(&mut self, column: &Column, param: Param) -> String {
-        if self.dialect == Dialect::Postgres && column.kind == ValueKind::Number {
+        let integer_to_integer = match (&param, integer_range(&column.sql_type)) {
+            (Param::Number(n), Some(range)) => n.as_i64().is_some_and(|i| range.contains(&i)),
+            _ => false,
+        };
+        if self.dialect == Dialect::Postgres
+            && column.kind == ValueKind::Number
+            && !integer_to_integer
+        {
             self.params.push(param);
             return format!("${}::text::numeric", self.params.len());
         }
@@ -380,6 +389,32 @@ mod tests {
         );
         assert_eq!(params[0], Param::Number(1.into()));
         assert_eq!(params[1], Param::Text("x'); DROP TABLE t; --".into()));
+    }
+
+    #[test]
+    fn postgres_integers_keep_the_column_type_so_indexes_serve() {
+        let mut e = entity();
+        e.columns[0].sql_type = "int4".into();
+        let sql = |value| {
+            let filters = [Filter::new("id", FilterOp::Eq, value)];
+            SqlBuilder::new(Dialect::Postgres, &e)
+                .count(&filters)
+                .unwrap()
+                .0
+        };
+        assert!(
+            sql(json!(7)).contains("\"id\" = $1::text::\"int4\""),
+            "{}",
+            sql(json!(7))
+        );
+        assert!(
+            sql(json!(2.5)).contains("$1::text::numeric"),
+            "fractions compare as numeric"
+        );
+        assert!(
+            sql(json!(99_999_999_999_i64)).contains("$1::text::numeric"),
+            "out of int4 range: no match instead of a cast error"
+        );
     }
 
     #[test]
