@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, freePort, openPage } from './mqtt_client/harness.mjs';
@@ -147,6 +147,37 @@ test('hooks: no token is refused at connect; a tenancy hook rejects or rewrites 
     assert.ok(out.rows.length >= 1 && out.rows.every((r) => r.device_id === 'dev-t'), 'reads limited to the tenant');
   } finally {
     await authed.kill();
+  }
+});
+
+test('a 10,000-row read (over 1 MiB) resolves with the default options', async () => {
+  const seed = join(dir, 'wide.sql');
+  writeFileSync(seed, `
+CREATE TABLE IF NOT EXISTS public_wide_rows (id INTEGER PRIMARY KEY, label TEXT NOT NULL, note TEXT NOT NULL);
+INSERT INTO public_wide_rows (label, note)
+  WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+  SELECT 'row-' || i, printf('%.150d', i) FROM n
+  WHERE NOT EXISTS (SELECT 1 FROM public_wide_rows);
+`);
+  const p = { mqttPort: await freePort(), wsPort: await freePort() };
+  const wide = startServer({ dbFile: join(dir, 'wide.db'), ...p, extra: ['--schema', seed] });
+  try {
+    await wide.ready;
+    const out = await page.evaluate(async (url) => {
+      const c = await connectSpec(url, { clientId: 'bulk' });
+      const { data } = await c.read('public.wide_rows', { options: { limit: 10000 } });
+      const live = await c.liveQuery('public.wide_rows', { sort: [{ column: 'id' }] }, () => {});
+      const liveRows = live.rows().length;
+      await live.close();
+      await c.end();
+      return { rows: data.length, bytes: JSON.stringify(data).length, last: data[data.length - 1].label, liveRows };
+    }, wide.wsUrl);
+    assert.equal(out.rows, 10000);
+    assert.ok(out.bytes > 1 << 20, `the answer is over 1 MiB (${out.bytes} bytes)`);
+    assert.equal(out.last, 'row-10000');
+    assert.equal(out.liveRows, 10000, 'a live query loads them too');
+  } finally {
+    await wide.kill();
   }
 });
 

@@ -36,6 +36,8 @@ export interface SpecConnectOptions extends ConnectOptions {
   timeoutMs?: number;
   /** Reconnect after a lost connection (default true). */
   reconnect?: boolean;
+  /** Largest packet accepted, in bytes: default 256 MiB here (read responses carry whole result sets), 1 MiB for MqttClient. */
+  maxPacketSize?: number;
 }
 
 export type FilterOperator = "eq" | "neq" | "gt" | "gte" | "lt" | "lte" | "like" | "ilike" | "in" | "not_in" | "is_null" | "is_not_null" | "between";
@@ -95,6 +97,9 @@ fn check_level(what: &str, value: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Default `maxPacketSize` of `SpecClient.connect`: 256 MiB (MQTT allows 268,435,455 bytes).
+const SPEC_MAX_PACKET_SIZE: u32 = 256 << 20;
+
 struct Settings {
     mqtt: ClientOptions,
     prefix: String,
@@ -113,6 +118,11 @@ fn settings(options: &JsValue) -> Result<Settings, SpecError> {
             .map(|(_, p)| p)
             .unwrap_or_default();
         mqtt.session.login = Some((token, password));
+    }
+    if field(options, "maxPacketSize").as_f64().is_none() {
+        // Read responses carry whole result sets: MqttClient's 1 MiB default
+        // would close the connection on a few thousand rows.
+        mqtt.session.max_packet_size = SPEC_MAX_PACKET_SIZE;
     }
     if field(options, "reconnect").as_bool() == Some(false) {
         mqtt.reconnect_period_ms = 0;

@@ -19,6 +19,7 @@
 //! a refill (read again and [`LiveQuery::load`]).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use mqttspec_proto::{compare_rows, matches, Direction, Filter, Operation, Row, Sort};
 use serde_json::{json, Value};
@@ -133,22 +134,21 @@ impl LiveQuery {
         let before = std::mem::replace(&mut self.rows, rows);
         self.loaded = true;
         let mut change = LiveChange::default();
+        // Keyed lookups both ways: O(n) for views of any size (a reload after
+        // a reconnect may bring thousands of rows).
+        let now = KeyIndex::new(&self.rows, &self.key);
+        let was = KeyIndex::new(&before, &self.key);
         for old in &before {
-            match self.position(old.get(&self.key)) {
+            match now.find(&self.rows, &self.key, old.get(&self.key)) {
                 Some(i) if self.rows[i] != *old => change.updated.push(self.rows[i].clone()),
                 Some(_) => {}
                 None => change.removed.push(old.clone()),
             }
         }
-        let was_shown = |row: &Row| {
-            before
-                .iter()
-                .any(|old| same_key(old.get(&self.key), row.get(&self.key)))
-        };
         change.added = self
             .rows
             .iter()
-            .filter(|r| !was_shown(r))
+            .filter(|r| was.find(&before, &self.key, r.get(&self.key)).is_none())
             .cloned()
             .collect();
         for (op, row) in std::mem::take(&mut self.held) {
@@ -224,6 +224,53 @@ impl LiveQuery {
         self.rows
             .iter()
             .position(|r| same_key(r.get(&self.key), key))
+    }
+}
+
+/// A key reduced so that keys [`same_key`] calls equal reduce to the same
+/// value (numbers and numeric text to the number's bits).
+#[derive(Debug, PartialEq, Eq, Hash)]
+enum NormKey {
+    Num(u64),
+    Text(String),
+    Other(String),
+}
+
+fn norm_key(v: &Value) -> NormKey {
+    // `+ 0.0` makes -0 and 0 one key, as `==` on f64 does.
+    let num = |x: f64| NormKey::Num((x + 0.0).to_bits());
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| NormKey::Other(v.to_string()), num),
+        Value::String(s) => s
+            .parse::<f64>()
+            .map_or_else(|_| NormKey::Text(s.clone()), num),
+        _ => NormKey::Other(v.to_string()),
+    }
+}
+
+/// Rows by key, for lookups in O(1) instead of a scan.
+struct KeyIndex(HashMap<NormKey, Vec<usize>>);
+
+impl KeyIndex {
+    fn new(rows: &[Row], key: &str) -> Self {
+        let mut map: HashMap<NormKey, Vec<usize>> = HashMap::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(k) = r.get(key) {
+                map.entry(norm_key(k)).or_default().push(i);
+            }
+        }
+        KeyIndex(map)
+    }
+
+    /// The first row of `rows` (the slice indexed) whose key is `key`.
+    fn find(&self, rows: &[Row], column: &str, key: Option<&Value>) -> Option<usize> {
+        let candidates = self.0.get(&norm_key(key?))?;
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| same_key(rows[i].get(column), key))
     }
 }
 
@@ -325,6 +372,36 @@ mod tests {
         );
         assert_eq!(ids(&q), vec![7]);
         assert_eq!(c.removed.len(), 1);
+    }
+
+    #[test]
+    fn reload_of_a_large_view_diffs_by_key() {
+        // 50,000 rows: a scan per row (the old diff) would take minutes here.
+        const N: i64 = 50_000;
+        let mut q = active_by_score(None);
+        let first: Vec<Row> = (0..N)
+            .map(|i| row(json!({"id": i, "status": "active", "score": i % 100})))
+            .collect();
+        assert_eq!(q.load(first, None).added.len(), N as usize);
+        // Again: ids 0..10 gone, ids N..N+5 new, even ids below 1000 changed,
+        // and a key sent as text ("10") is the same row as the number 10.
+        let mut second: Vec<Row> = (10..N + 5)
+            .map(|i| {
+                let score = if i < 1000 && i % 2 == 0 {
+                    1000
+                } else {
+                    i % 100
+                };
+                row(json!({"id": i, "status": "active", "score": score}))
+            })
+            .collect();
+        second[0] = row(json!({"id": "10", "status": "active", "score": 1000}));
+        q.begin_reload();
+        let c = q.load(second, None);
+        assert_eq!(c.removed.len(), 10);
+        assert_eq!(c.added.len(), 5);
+        assert_eq!(c.updated.len(), 495);
+        assert_eq!(q.rows().len(), N as usize - 5);
     }
 
     #[test]
