@@ -64,6 +64,13 @@ fn bad_arguments_exit_2() {
         Some(2),
         "needs --broker-url"
     );
+    let jwt_external = run(&["--broker-url", "mqtt://127.0.0.1:1", "--jwt-secret", "s"]);
+    assert_eq!(
+        jwt_external.status.code(),
+        Some(2),
+        "an external broker does not report usernames: {}",
+        stderr(&jwt_external)
+    );
     let ws = Command::new(cargo_bin("mqttspec-server"))
         .args(["--ws-listen", "here"])
         .output()

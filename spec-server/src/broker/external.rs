@@ -151,7 +151,7 @@ pub async fn start(
     let filter = server_request_filter(prefix);
     let prefix = prefix.to_string();
     let qos = config.qos;
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     let subscriber = client.clone();
     tokio::spawn(async move {
         let mut ready = Some(ready_tx);
@@ -165,9 +165,21 @@ pub async fn start(
                         tracing::error!(error = %e, "cannot subscribe to requests");
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                    let outcome = if refused {
+                        Err(format!("the broker refused the server's subscription to {filter:?}: allow it in the broker's ACL"))
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = &outcome {
+                        tracing::error!("{e}");
+                    }
                     if let Some(tx) = ready.take() {
-                        let _ = tx.send(());
+                        let _ = tx.send(outcome);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -201,8 +213,8 @@ pub async fn start(
     tokio::time::timeout(connect_timeout, ready_rx)
         .await
         .map_err(|_| anyhow::anyhow!("no connection to the broker within {connect_timeout:?}"))?
-        .map_err(|_| anyhow::anyhow!("broker connection task ended"))?;
-    Ok(())
+        .map_err(|_| anyhow::anyhow!("broker connection task ended"))?
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 #[cfg(test)]
