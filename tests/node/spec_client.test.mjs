@@ -262,6 +262,49 @@ test('liveQuery stays equal to a fresh read under a random stream of changes', a
   await page.evaluate(async () => { await window.live.close(); await window.liveClient.end(); });
 });
 
+test('liveQuery: a failing re-read after a reconnect calls onError and is retried until it works', async () => {
+  const seed = join(dir, 'flaky.sql');
+  writeFileSync(seed, `
+CREATE TABLE IF NOT EXISTS public_flaky_rows (id INTEGER PRIMARY KEY, label TEXT NOT NULL);
+INSERT INTO public_flaky_rows (label) SELECT 'first' WHERE NOT EXISTS (SELECT 1 FROM public_flaky_rows);
+`);
+  const p = { mqttPort: await freePort(), wsPort: await freePort() };
+  const withTable = () => startServer({ dbFile: join(dir, 'flaky.db'), ...p, extra: ['--schema', seed] });
+  let flaky = withTable();
+  try {
+    await flaky.ready;
+    await page.evaluate(async (url) => {
+      const c = await connectSpec(url, { clientId: 'flaky', timeoutMs: 3000, reconnectPeriod: 200, maxReconnectDelay: 500 });
+      window.flakyErrors = [];
+      window.flaky = c;
+      window.flakyLive = await c.liveQuery('public.flaky_rows', {
+        sort: [{ column: 'id' }],
+        onError: (e) => window.flakyErrors.push({ name: e.name, code: e.code, at: Date.now() }),
+      }, () => {});
+    }, flaky.wsUrl);
+    // The server comes back without the table: the re-read fails.
+    await flaky.kill();
+    flaky = startServer({ dbFile: join(dir, 'flaky-empty.db'), ...p });
+    await flaky.ready;
+    await page.waitForFunction(() => window.flakyErrors.length >= 3, null, { timeout: 20_000 });
+    const errs = await page.evaluate(() => window.flakyErrors);
+    assert.equal(errs[0].name, 'SpecError');
+    assert.equal(errs[0].code, 'model_not_found');
+    assert.ok(errs[2].at - errs[1].at >= 800, `backoff grows (${errs.map((e) => e.at - errs[0].at)})`);
+    // Back with the table and a new row: the view catches up by itself.
+    await flaky.kill();
+    flaky = withTable();
+    await flaky.ready;
+    const raw = await rawClient(flaky.wsUrl, 'flaky-writer');
+    await raw.request({ operation: 'create', schema: 'public', entity: 'flaky_rows', data: { label: 'second' } });
+    await raw.end();
+    await page.waitForFunction(() => window.flakyLive.rows().some((r) => r.label === 'second'), null, { timeout: 20_000 });
+    await page.evaluate(() => window.flaky.end());
+  } finally {
+    await flaky.kill();
+  }
+});
+
 test('reconnect: requests made while the server is down complete after it returns; subscriptions come back', async () => {
   await page.evaluate(async (url) => {
     const c = await connectSpec(url, { clientId: 'survivor', timeoutMs: 60_000, reconnectPeriod: 200, maxReconnectDelay: 1000 });

@@ -33,6 +33,34 @@ pub type LiveId = u64;
 /// Notifications kept for an async iterator that is not reading fast enough.
 const ITERATOR_BUFFER: usize = 10_000;
 
+/// First delay before a failed re-read or re-subscribe is tried again; it
+/// doubles per failure up to [`RETRY_MAX_MS`].
+const RETRY_FIRST_MS: u32 = 500;
+const RETRY_MAX_MS: u32 = 10_000;
+
+/// Backoff of something retried until it succeeds.
+#[derive(Default)]
+pub struct Retry {
+    timer: Option<Timeout>,
+    next_ms: u32,
+}
+
+impl Retry {
+    /// The delay before the next attempt (0.5 s, 1 s, 2 s... 10 s).
+    fn next_delay(&mut self) -> u32 {
+        let delay = self.next_ms.max(RETRY_FIRST_MS);
+        self.next_ms = (delay * 2).min(RETRY_MAX_MS);
+        delay
+    }
+}
+
+/// What a retry timer does when it fires.
+#[derive(Clone, Copy)]
+pub enum RetryOf {
+    /// Read live query `LiveId` again.
+    Read(LiveId),
+}
+
 /// What waits for a response.
 pub enum Pending {
     /// A plain request: resolves with `{data, metadata}`.
@@ -72,7 +100,9 @@ pub struct Live {
     entity: EntityRef,
     sub: Handle,
     on_change: Function,
+    on_error: Option<Function>,
     change: LiveChange,
+    retry: Retry,
     flush: Option<Timeout>,
     reading: bool,
     ready: Option<(Reply, JsValue)>,
@@ -84,6 +114,8 @@ pub enum Effect {
     Reject(Reply, JsValue),
     Call(Function, JsValue, JsValue),
     Publish(Message),
+    /// Arm the retry timer: try again after this many milliseconds.
+    Retry(RetryOf, u32),
 }
 
 /// The client's state.
@@ -171,6 +203,7 @@ pub fn run(rc: &Shared, effects: Vec<Effect>) {
                 let _ = f.call2(&JsValue::UNDEFINED, &a, &b);
             }
             Effect::Publish(m) => publish(rc, m),
+            Effect::Retry(of, delay) => arm_retry(rc, of, delay),
         }
     }
     arm_timer(rc);
@@ -207,6 +240,38 @@ fn publish(rc: &Shared, message: Message) {
             run(&rc, effects);
         }
     });
+}
+
+/// Try `of` again in `delay` ms (the timer lives in what it retries, so it
+/// is cancelled when that is closed).
+fn arm_retry(rc: &Shared, of: RetryOf, delay: u32) {
+    let weak = Rc::downgrade(rc);
+    let timer = Timeout::new(delay, move || {
+        let Some(rc) = weak.upgrade() else { return };
+        let effects = {
+            let mut inner = rc.borrow_mut();
+            if inner.ended {
+                return;
+            }
+            match of {
+                RetryOf::Read(live) => {
+                    if let Some(l) = inner.lives.get_mut(&live) {
+                        l.retry.timer = None;
+                    }
+                    inner.reload(live)
+                }
+            }
+        };
+        run(&rc, effects);
+    });
+    let mut inner = rc.borrow_mut();
+    match of {
+        RetryOf::Read(live) => {
+            if let Some(l) = inner.lives.get_mut(&live) {
+                l.retry.timer = Some(timer);
+            }
+        }
+    }
 }
 
 /// Arm the timeout timer for the earliest request deadline.
@@ -269,7 +334,21 @@ impl Inner {
                         self.close_live(live);
                         vec![Effect::Reject(d, error_to_js(&e))]
                     }
-                    None => Vec::new(),
+                    None => {
+                        // A re-read (after a reconnect or for a refill) failed: the view
+                        // would stay frozen, holding notifications. Tell the listener and
+                        // read again later.
+                        let mut effects =
+                            vec![Effect::Retry(RetryOf::Read(live), l.retry.next_delay())];
+                        if let Some(f) = &l.on_error {
+                            effects.push(Effect::Call(
+                                f.clone(),
+                                error_to_js(&e),
+                                JsValue::UNDEFINED,
+                            ));
+                        }
+                        effects
+                    }
                 }
             }
             other => reject_pending(other, &e),
@@ -384,8 +463,12 @@ impl Inner {
                         .and_then(Value::as_u64),
                 )
             }
-            Err(_) => return Vec::new(),
+            Err(e) => {
+                let e = SpecError::new("invalid_response", format!("read answer: {e}"));
+                return self.failed(Pending::LiveRead(live), e);
+            }
         };
+        l.retry = Retry::default();
         let change = l.query.load(rows, total);
         let refill = change.needs_refill;
         l.change.merge(change);
@@ -408,6 +491,8 @@ impl Inner {
             return Vec::new();
         }
         l.reading = true;
+        // A reconnect or refill reads now: a pending retry would be one read too many.
+        l.retry.timer = None;
         l.query.begin_reload();
         let message = request::request(
             String::new(),
@@ -647,6 +732,7 @@ pub fn live_query(
     entity: EntityRef,
     query: LiveQuery,
     on_change: Function,
+    on_error: Option<Function>,
     handle_js: impl FnOnce(LiveId) -> JsValue,
 ) -> Promise {
     let (promise, d) = Reply::new();
@@ -665,7 +751,9 @@ pub fn live_query(
                 entity: entity.clone(),
                 sub,
                 on_change,
+                on_error,
                 change: LiveChange::default(),
+                retry: Retry::default(),
                 flush: None,
                 reading: false,
                 ready,

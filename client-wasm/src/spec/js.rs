@@ -60,6 +60,10 @@ export interface LiveQueryOptions extends EntityOptions {
   filters?: Filter[]; sort?: SortKey[]; limit?: number;
   /** Primary key column (default "id"); also the last sort key, so ties have one order. */
   key?: string;
+  /** Called when reading the rows again (after a reconnect, or to refill a view cut by
+   * `limit`) fails; the read is retried after 0.5 s, doubling up to 10 s, and the view
+   * stays as it was meanwhile. */
+  onError?: (error: SpecError) => void;
 }
 export interface LiveChange { added: Row[]; updated: Row[]; removed: Row[]; }
 /** Rejections are `Error`s with `name = "SpecError"` and the server's `error.code`
@@ -438,7 +442,8 @@ impl SpecClient {
             Err(e) => return Promise::reject(&error_to_js(&e)),
         };
         let rc = self.rc.clone();
-        client::live_query(&self.rc, entity, query, on_change, move |live| {
+        let on_error = field(&options, "onError").dyn_into::<Function>().ok();
+        client::live_query(&self.rc, entity, query, on_change, on_error, move |live| {
             LiveQueryHandle { rc, live }.into()
         })
     }

@@ -65,8 +65,16 @@ pub struct LiveQuery {
     rows: Vec<Row>,
     loaded: bool,
     held: Vec<(Operation, Row)>,
+    /// More than [`MAX_HELD`] notifications came while a read was missing:
+    /// they were dropped, and the next load asks for another read.
+    held_overflow: bool,
     truncated: bool,
 }
+
+/// Notifications held while a read is awaited; past this many they are
+/// dropped and the view is read again after the load (memory stays bounded
+/// while a read keeps failing).
+pub const MAX_HELD: usize = 10_000;
 
 impl LiveQuery {
     /// A live query on rows keyed by `key` (usually `"id"`).
@@ -91,6 +99,7 @@ impl LiveQuery {
             rows: Vec::new(),
             loaded: false,
             held: Vec::new(),
+            held_overflow: false,
             truncated: false,
         }
     }
@@ -154,6 +163,8 @@ impl LiveQuery {
         for (op, row) in std::mem::take(&mut self.held) {
             change.merge(self.apply(op, row));
         }
+        // Notifications were lost while waiting: the rows may be stale.
+        change.needs_refill |= std::mem::take(&mut self.held_overflow);
         change
     }
 
@@ -161,7 +172,13 @@ impl LiveQuery {
     /// least its key). Before the initial load it is held.
     pub fn apply(&mut self, op: Operation, data: Row) -> LiveChange {
         if !self.loaded {
-            self.held.push((op, data));
+            if self.held.len() >= MAX_HELD {
+                self.held.clear();
+                self.held_overflow = true;
+            }
+            if !self.held_overflow {
+                self.held.push((op, data));
+            }
             return LiveChange::default();
         }
         let mut change = LiveChange::default();
@@ -402,6 +419,40 @@ mod tests {
         assert_eq!(c.added.len(), 5);
         assert_eq!(c.updated.len(), 495);
         assert_eq!(q.rows().len(), N as usize - 5);
+    }
+
+    #[test]
+    fn held_notifications_are_bounded_and_overflow_asks_for_a_new_read() {
+        let mut q = active_by_score(None);
+        q.load(
+            vec![row(json!({"id": 1, "status": "active", "score": 1}))],
+            None,
+        );
+        q.begin_reload();
+        for i in 0..(MAX_HELD as i64 + 5) {
+            q.apply(
+                Operation::Create,
+                row(json!({"id": 100 + i, "status": "active", "score": 2})),
+            );
+        }
+        assert!(q.held.is_empty(), "dropped on overflow, not kept");
+        let c = q.load(
+            vec![row(json!({"id": 1, "status": "active", "score": 1}))],
+            None,
+        );
+        assert!(c.needs_refill, "the rows may miss the dropped changes");
+        assert_eq!(ids(&q), vec![1]);
+        q.begin_reload();
+        q.apply(
+            Operation::Create,
+            row(json!({"id": 2, "status": "active", "score": 2})),
+        );
+        let c = q.load(
+            vec![row(json!({"id": 1, "status": "active", "score": 1}))],
+            None,
+        );
+        assert!(!c.needs_refill, "the next load is normal again");
+        assert_eq!(ids(&q), vec![2, 1]);
     }
 
     #[test]
