@@ -262,7 +262,7 @@ test('liveQuery stays equal to a fresh read under a random stream of changes', a
   await page.evaluate(async () => { await window.live.close(); await window.liveClient.end(); });
 });
 
-test('liveQuery: a failing re-read after a reconnect calls onError and is retried until it works', async () => {
+test('a failing re-read or re-subscribe after a reconnect calls onError and is retried until it works', async () => {
   const seed = join(dir, 'flaky.sql');
   writeFileSync(seed, `
 CREATE TABLE IF NOT EXISTS public_flaky_rows (id INTEGER PRIMARY KEY, label TEXT NOT NULL);
@@ -281,24 +281,33 @@ INSERT INTO public_flaky_rows (label) SELECT 'first' WHERE NOT EXISTS (SELECT 1 
         sort: [{ column: 'id' }],
         onError: (e) => window.flakyErrors.push({ name: e.name, code: e.code, at: Date.now() }),
       }, () => {});
+      window.flakySubErrors = [];
+      window.flakyNotes = [];
+      window.flakySub = await c.subscribe('public.flaky_rows', { onError: (e) => window.flakySubErrors.push(e.code) },
+        (n) => window.flakyNotes.push(n.data.label));
     }, flaky.wsUrl);
     // The server comes back without the table: the re-read fails.
     await flaky.kill();
     flaky = startServer({ dbFile: join(dir, 'flaky-empty.db'), ...p });
     await flaky.ready;
-    await page.waitForFunction(() => window.flakyErrors.length >= 3, null, { timeout: 20_000 });
+    // The live query's subscribe and read fail, each retried at 0.5, 1.5, 3.5 s...
+    await page.waitForFunction(() => window.flakyErrors.length >= 6 && window.flakySubErrors.length >= 2, null, { timeout: 20_000 });
     const errs = await page.evaluate(() => window.flakyErrors);
     assert.equal(errs[0].name, 'SpecError');
     assert.equal(errs[0].code, 'model_not_found');
-    assert.ok(errs[2].at - errs[1].at >= 800, `backoff grows (${errs.map((e) => e.at - errs[0].at)})`);
+    const span = errs[5].at - errs[0].at;
+    assert.ok(span >= 1300, `backoff grows: 6 failures over ${span} ms`);
+    assert.deepEqual([...new Set(await page.evaluate(() => window.flakySubErrors))], ['model_not_found']);
     // Back with the table and a new row: the view catches up by itself.
     await flaky.kill();
     flaky = withTable();
     await flaky.ready;
+    await page.waitForFunction(() => window.flakySub.subscriptionId, null, { timeout: 20_000 });
     const raw = await rawClient(flaky.wsUrl, 'flaky-writer');
     await raw.request({ operation: 'create', schema: 'public', entity: 'flaky_rows', data: { label: 'second' } });
     await raw.end();
-    await page.waitForFunction(() => window.flakyLive.rows().some((r) => r.label === 'second'), null, { timeout: 20_000 });
+    await page.waitForFunction(() => window.flakyLive.rows().some((r) => r.label === 'second')
+      && window.flakyNotes.includes('second'), null, { timeout: 20_000 });
     await page.evaluate(() => window.flaky.end());
   } finally {
     await flaky.kill();

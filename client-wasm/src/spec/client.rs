@@ -59,6 +59,8 @@ impl Retry {
 pub enum RetryOf {
     /// Read live query `LiveId` again.
     Read(LiveId),
+    /// Send the subscribe of `Handle` again.
+    Subscribe(Handle),
 }
 
 /// What waits for a response.
@@ -79,6 +81,7 @@ pub enum Sink {
     /// A callback and/or an async iterator.
     Notify {
         callback: Option<Function>,
+        on_error: Option<Function>,
         iter: Iter,
     },
     /// A live query.
@@ -128,6 +131,8 @@ pub struct Inner {
     requests: Correlator<Pending>,
     subs: Subscriptions,
     sinks: HashMap<Handle, Sink>,
+    /// Backoff of subscriptions whose re-subscribe failed.
+    sub_retry: HashMap<Handle, Retry>,
     lives: HashMap<LiveId, Live>,
     next_live: LiveId,
     timer: Option<Timeout>,
@@ -165,6 +170,7 @@ impl Inner {
             requests: Correlator::new(nonce),
             subs: Subscriptions::new(),
             sinks: HashMap::new(),
+            sub_retry: HashMap::new(),
             lives: HashMap::new(),
             next_live: 0,
             timer: None,
@@ -260,6 +266,19 @@ fn arm_retry(rc: &Shared, of: RetryOf, delay: u32) {
                     }
                     inner.reload(live)
                 }
+                RetryOf::Subscribe(handle) => {
+                    if let Some(r) = inner.sub_retry.get_mut(&handle) {
+                        r.timer = None;
+                    }
+                    match inner.subs.wanted(handle) {
+                        // Still wanted and not re-established meanwhile.
+                        Some(w) if inner.subs.server_id(handle).is_none() => {
+                            let m = request::subscribe(String::new(), &w.entity, w.options.clone());
+                            inner.submit(m, Pending::Subscribe(handle, None))
+                        }
+                        _ => Vec::new(),
+                    }
+                }
             }
         };
         run(&rc, effects);
@@ -269,6 +288,11 @@ fn arm_retry(rc: &Shared, of: RetryOf, delay: u32) {
         RetryOf::Read(live) => {
             if let Some(l) = inner.lives.get_mut(&live) {
                 l.retry.timer = Some(timer);
+            }
+        }
+        RetryOf::Subscribe(handle) => {
+            if let Some(r) = inner.sub_retry.get_mut(&handle) {
+                r.timer = Some(timer);
             }
         }
     }
@@ -321,8 +345,24 @@ impl Inner {
                             return vec![Effect::Reject(d, error_to_js(&e))];
                         }
                     }
+                    return reject_pending(Pending::Subscribe(handle, first), &e);
                 }
-                reject_pending(Pending::Subscribe(handle, first), &e)
+                if self.subs.wanted(handle).is_none() {
+                    return Vec::new(); // unsubscribed meanwhile
+                }
+                // A re-subscribe (after a reconnect) or a live query's subscribe failed:
+                // the handle would get nothing. Tell its listener and try again later.
+                let delay = self.sub_retry.entry(handle).or_default().next_delay();
+                let mut effects = vec![Effect::Retry(RetryOf::Subscribe(handle), delay)];
+                let on_error = match self.sinks.get(&handle) {
+                    Some(Sink::Notify { on_error, .. }) => on_error.clone(),
+                    Some(Sink::Live(live)) => self.lives.get(live).and_then(|l| l.on_error.clone()),
+                    None => None,
+                };
+                if let Some(f) = on_error {
+                    effects.push(Effect::Call(f, error_to_js(&e), JsValue::UNDEFINED));
+                }
+                effects
             }
             Pending::LiveRead(live) => {
                 let Some(l) = self.lives.get_mut(&live) else {
@@ -359,6 +399,7 @@ impl Inner {
     fn close_live(&mut self, live: LiveId) -> Option<String> {
         let l = self.lives.remove(&live)?;
         self.sinks.remove(&l.sub);
+        self.sub_retry.remove(&l.sub);
         self.subs.remove(l.sub)
     }
 }
@@ -420,6 +461,7 @@ impl Inner {
                 let server_id = field(&field(js, "data"), "subscription_id")
                     .as_string()
                     .unwrap_or_default();
+                self.sub_retry.remove(&handle);
                 if !self.subs.bind(handle, server_id.clone()) {
                     // Unsubscribed while the subscribe was in flight.
                     return self.submit(
@@ -546,7 +588,7 @@ pub fn on_notification(rc: &Shared, payload: &[u8]) {
             return;
         };
         match inner.sinks.get_mut(&handle) {
-            Some(Sink::Notify { callback, iter }) => {
+            Some(Sink::Notify { callback, iter, .. }) => {
                 let js = std::str::from_utf8(payload)
                     .ok()
                     .and_then(|t| JSON::parse(t).ok())
@@ -622,6 +664,7 @@ pub fn on_connect(rc: &Shared) {
         let mut effects = Vec::new();
         if std::mem::replace(&mut inner.connected_before, true) {
             // The server dropped our subscriptions when we disconnected.
+            inner.sub_retry.clear();
             for (handle, wanted) in inner.subs.reset() {
                 let m = request::subscribe(String::new(), &wanted.entity, wanted.options);
                 effects.extend(inner.submit(m, Pending::Subscribe(handle, None)));
@@ -679,6 +722,7 @@ pub fn unsubscribe(rc: &Shared, handle: Handle) -> Promise {
             }
             _ => Vec::new(),
         };
+        inner.sub_retry.remove(&handle);
         (inner.subs.remove(handle), waiting)
     };
     let ended = waiting
@@ -823,6 +867,7 @@ pub fn end(rc: &Shared) {
             }
         }
         inner.lives.clear();
+        inner.sub_retry.clear();
         (inner.mqtt.clone(), effects)
     };
     run(rc, effects);

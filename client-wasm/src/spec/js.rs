@@ -51,7 +51,12 @@ export type Row = Record<string, unknown>;
 export interface EntityOptions { /** Schema, unless the entity is written "schema.entity". */ schema?: string; }
 export interface ReadOptions extends EntityOptions { recordId?: string | number; options?: QueryOptions; }
 export interface ReadResult<T = unknown> { data: T; metadata?: { total?: number; count?: number; [k: string]: unknown }; }
-export interface SubscribeOptions extends EntityOptions { filters?: Filter[]; }
+export interface SubscribeOptions extends EntityOptions {
+  filters?: Filter[];
+  /** Called when subscribing again after a reconnect fails; the subscribe is retried after
+   * 0.5 s, doubling up to 10 s (no notifications arrive meanwhile). */
+  onError?: (error: SpecError) => void;
+}
 export interface Notification {
   type: "notification"; operation: "create" | "update" | "delete"; subscription_id: string;
   schema?: string; entity: string; data: Row; timestamp?: string;
@@ -61,8 +66,8 @@ export interface LiveQueryOptions extends EntityOptions {
   /** Primary key column (default "id"); also the last sort key, so ties have one order. */
   key?: string;
   /** Called when reading the rows again (after a reconnect, or to refill a view cut by
-   * `limit`) fails; the read is retried after 0.5 s, doubling up to 10 s, and the view
-   * stays as it was meanwhile. */
+   * `limit`) or (re)subscribing fails; it is retried after 0.5 s, doubling up to 10 s,
+   * and the view stays as it was meanwhile. */
   onError?: (error: SpecError) => void;
 }
 export interface LiveChange { added: Row[]; updated: Row[]; removed: Row[]; }
@@ -396,6 +401,7 @@ impl SpecClient {
         };
         let sink = Sink::Notify {
             callback: on_notification,
+            on_error: field(&options, "onError").dyn_into::<Function>().ok(),
             iter: Default::default(),
         };
         let rc = self.rc.clone();

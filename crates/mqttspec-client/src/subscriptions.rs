@@ -58,6 +58,11 @@ impl Subscriptions {
         true
     }
 
+    /// What `handle` asked for (None once removed).
+    pub fn wanted(&self, handle: Handle) -> Option<&Wanted> {
+        self.wanted.get(&handle).map(|(w, _)| w)
+    }
+
     /// The server's id for `handle`, once confirmed.
     pub fn server_id(&self, handle: Handle) -> Option<&str> {
         self.wanted.get(&handle)?.1.as_deref()
