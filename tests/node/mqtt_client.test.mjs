@@ -109,6 +109,10 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
     try { await MqttClient.connect(url, { protocolVersion: 3 }); } catch (e) { out.badOption = e.code; }
     const events = [];
     for (const name of ['connect', 'offline', 'close', 'reconnect', 'error']) c.on(name, () => events.push(name));
+    // `close` always gets an info object; `reconnectInMs` only when a reconnection is planned.
+    const closes = [];
+    c.on('close', (info) => closes.push(info === null || typeof info !== 'object' ? `not an object: ${info}`
+      : 'reconnectInMs' in info ? 'reconnect' : 'final'));
     const back = new Promise((resolve) => c.on('connect', resolve));
     c.reconnect();
     out.connectedAfterDrop = c.connected;
@@ -126,6 +130,7 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
     out.pending = await pending;
     out.afterEnd = await c.publish(topic, 'late', { qos: 1 }).then(() => 'resolved', (e) => e.code);
     out.connectedAfterEnd = c.connected;
+    out.closes = closes;
     try { await MqttClient.connect('ws://127.0.0.1:9/', { connectTimeout: 3000 }); } catch (e) { out.refused = e.code; }
     return out;
   }, { url: env.broker.wsUrl, topic: unique('api') });
@@ -145,6 +150,7 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
   assert.equal(result.pending, 'ENDED');
   assert.equal(result.afterEnd, 'ENDED');
   assert.equal(result.connectedAfterEnd, false);
+  assert.deepEqual(result.closes, ['reconnect', 'final']);
   assert.ok(['CONNECTION_FAILED', 'CONNECT_TIMEOUT'].includes(result.refused), result.refused);
   assert.deepEqual(env.errors, [], 'no uncaught page errors');
 });

@@ -274,7 +274,8 @@ impl Client {
         };
         release_later(&self.inner);
         if was_open {
-            emit(&listeners, &[]);
+            // No reconnection: an info object without `reconnectInMs`.
+            emit(&listeners, &[&js_sys::Object::new().into()]);
         }
     }
 }
@@ -456,7 +457,7 @@ fn connection_closed(rc: &Shared, err: Option<ClientError>) {
         });
         shutdown(&mut rc.borrow_mut(), &e);
         release_later(rc);
-        emit_kind(rc, EventKind::Close, &[]);
+        emit_kind(rc, EventKind::Close, &[&js_sys::Object::new().into()]);
         return;
     }
     if was_connected {
