@@ -10,10 +10,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackage, freePort, openPage } from './mqtt_client/harness.mjs';
+import { ensurePackage, freePort, openPage, pkgDir } from './mqtt_client/harness.mjs';
 import { binary, startServer, rawClient, startSpecStatic } from './spec_client/harness.mjs';
 
 const SECRET = 'spec-client-test-secret';
@@ -44,6 +44,27 @@ after(async () => {
   await web?.stop();
   await server?.kill();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the .d.ts types optional arguments as optional and has one interface per options kind', () => {
+  // (No TypeScript compiler in node_modules: checked on the generated text.)
+  const dts = readFileSync(join(pkgDir, 'mqttspec_wasm.d.ts'), 'utf8');
+  for (const needle of [
+    'static connect(url: string, options?: SpecConnectOptions): Promise<SpecClient>',
+    'read(entity: string, options?: ReadOptions): Promise<ReadResult>',
+    'create(entity: string, data: Row, options?: EntityOptions)',
+    'update(entity: string, recordId: string | number, data: Row, options?: EntityOptions)',
+    'delete(entity: string, recordId: string | number, options?: EntityOptions)',
+    'meta(entity: string, options?: EntityOptions)',
+    'subscribe(entity: string, options?: SpecSubscribeOptions, onNotification?: (n: Notification) => void)',
+    'liveQuery(entity: string, options: LiveQueryOptions, onChange: (rows: Row[], change: LiveChange) => void)',
+    'onError?: (error: SpecError) => void',
+  ]) {
+    assert.ok(dts.includes(needle), `missing in .d.ts: ${needle}`);
+  }
+  // Two interfaces of one name would merge into one type (MQTT and spec subscribe options).
+  const names = [...dts.matchAll(/^export interface (\w+)/gm)].map((m) => m[1]);
+  assert.deepEqual(names.filter((n, i) => names.indexOf(n) !== i), [], 'interfaces declared twice');
 });
 
 test('read, create, update, delete and meta round trip', async () => {

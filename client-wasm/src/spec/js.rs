@@ -51,7 +51,8 @@ export type Row = Record<string, unknown>;
 export interface EntityOptions { /** Schema, unless the entity is written "schema.entity". */ schema?: string; }
 export interface ReadOptions extends EntityOptions { recordId?: string | number; options?: QueryOptions; }
 export interface ReadResult<T = unknown> { data: T; metadata?: { total?: number; count?: number; [k: string]: unknown }; }
-export interface SubscribeOptions extends EntityOptions {
+/** Options of `SpecClient.subscribe` (`SubscribeOptions` is MqttClient's). */
+export interface SpecSubscribeOptions extends EntityOptions {
   filters?: Filter[];
   /** Called when subscribing again after a reconnect fails; the subscribe is retried after
    * 0.5 s, doubling up to 10 s (no notifications arrive meanwhile). */
@@ -214,8 +215,11 @@ impl SpecClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<SpecClient>")]
     pub fn connect(
         url: &str,
-        #[wasm_bindgen(unchecked_param_type = "SpecConnectOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SpecConnectOptions")] options: Option<
+            JsValue,
+        >,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let s = match settings(&options) {
             Ok(s) => s,
             Err(e) => return Promise::reject(&error_to_js(&e)),
@@ -279,8 +283,9 @@ impl SpecClient {
     pub fn read(
         &self,
         entity: &str,
-        #[wasm_bindgen(unchecked_param_type = "ReadOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "ReadOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.call(
             entity,
             &options,
@@ -297,8 +302,9 @@ impl SpecClient {
         &self,
         entity: &str,
         #[wasm_bindgen(unchecked_param_type = "Row")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EntityOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         if !data.is_object() {
             return reject("invalid_argument", "create needs the new row as an object");
         }
@@ -320,8 +326,9 @@ impl SpecClient {
         #[wasm_bindgen(js_name = recordId, unchecked_param_type = "string | number")]
         record_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Row")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EntityOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         if record_id.is_undefined() || record_id.is_null() || !data.is_object() {
             return reject(
                 "invalid_argument",
@@ -345,8 +352,9 @@ impl SpecClient {
         entity: &str,
         #[wasm_bindgen(js_name = recordId, unchecked_param_type = "string | number")]
         record_id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EntityOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         if record_id.is_undefined() || record_id.is_null() {
             return reject("invalid_argument", "delete needs a recordId");
         }
@@ -365,8 +373,9 @@ impl SpecClient {
     pub fn meta(
         &self,
         entity: &str,
-        #[wasm_bindgen(unchecked_param_type = "EntityOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "EntityOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.call(
             entity,
             &options,
@@ -384,10 +393,16 @@ impl SpecClient {
     pub fn subscribe(
         &self,
         entity: &str,
-        #[wasm_bindgen(unchecked_param_type = "SubscribeOptions")] options: JsValue,
-        #[wasm_bindgen(js_name = onNotification, unchecked_param_type = "(n: Notification) => void")]
+        #[wasm_bindgen(unchecked_optional_param_type = "SpecSubscribeOptions")] options: Option<
+            JsValue,
+        >,
+        #[wasm_bindgen(
+            js_name = onNotification,
+            unchecked_optional_param_type = "(n: Notification) => void"
+        )]
         on_notification: Option<Function>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let prepared = entity_ref(entity, &options).and_then(|e| {
             let filters: Vec<Filter> = typed(&field(&options, "filters"), "filters")?;
             Ok((
