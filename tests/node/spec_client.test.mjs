@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, freePort, openPage, pkgDir } from './mqtt_client/harness.mjs';
+import { WebSocketServer } from 'ws';
 import { binary, startServer, rawClient, startSpecStatic } from './spec_client/harness.mjs';
 
 const SECRET = 'spec-client-test-secret';
@@ -199,6 +200,40 @@ INSERT INTO public_wide_rows (label, note)
     assert.equal(out.liveRows, 10000, 'a live query loads them too');
   } finally {
     await wide.kill();
+  }
+});
+
+test('connect fails and closes its MQTT client when the broker refuses the response topics', async () => {
+  // A scripted MQTT 3.1.1 broker (one packet per WebSocket message) that refuses every SUBSCRIBE.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  const sockets = [];
+  wss.on('connection', (ws) => {
+    sockets.push(ws);
+    ws.on('message', (data) => {
+      const type = data[0] >> 4;
+      if (type === 1) ws.send(Buffer.from([0x20, 2, 0, 0])); // CONNACK accepted
+      if (type === 8) {
+        let i = 1;
+        while (data[i] & 0x80) i++; // remaining length
+        ws.send(Buffer.from([0x90, 3, data[i + 1], data[i + 2], 0x80])); // SUBACK: failure
+      }
+      if (type === 12) ws.send(Buffer.from([0xd0, 0])); // PINGRESP
+    });
+  });
+  try {
+    const url = `ws://127.0.0.1:${wss.address().port}/mqtt`;
+    const err = await page.evaluate((url) => errorOf(connectSpec(url, { clientId: 'refused-spec' })), url);
+    assert.ok(err, 'connect rejected');
+    assert.equal(err.code, 'SUBSCRIBE_REFUSED', JSON.stringify(err));
+    // Nobody got the client: it must not stay connected (it would keep itself alive).
+    const deadline = Date.now() + 3000;
+    while (sockets.some((ws) => ws.readyState === ws.OPEN) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sockets.length, 1);
+    assert.notEqual(sockets[0].readyState, sockets[0].OPEN, 'the connection was closed');
+  } finally {
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((r) => wss.close(r));
   }
 });
 

@@ -264,16 +264,24 @@ impl SpecClient {
                 (i.mqtt.clone(), response, notify, i.qos)
             };
             let weak = Rc::downgrade(&rc);
-            JsFuture::from(mqtt.subscribe(
-                vec![(response, qos)],
-                Some(handler(weak.clone(), client::on_response)),
-            ))
-            .await?;
-            JsFuture::from(mqtt.subscribe(
-                vec![(notify, qos)],
-                Some(handler(weak, client::on_notification)),
-            ))
-            .await?;
+            let subscribed = async {
+                JsFuture::from(mqtt.subscribe(
+                    vec![(response, qos)],
+                    Some(handler(weak.clone(), client::on_response)),
+                ))
+                .await?;
+                JsFuture::from(mqtt.subscribe(
+                    vec![(notify, qos)],
+                    Some(handler(weak, client::on_notification)),
+                ))
+                .await
+            };
+            if let Err(e) = subscribed.await {
+                // Nobody gets this client: close it rather than leave it connected
+                // (an open MQTT client keeps itself alive).
+                client::end(&rc);
+                return Err(e);
+            }
             Ok(SpecClient { rc }.into())
         })
     }
