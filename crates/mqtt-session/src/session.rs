@@ -272,7 +272,11 @@ impl Session {
         self.transmit.clear();
         self.aliases.clear();
         self.ping_sent = None;
+        // Limits a server announced apply to its connection only: the next CONNACK
+        // sets them again (or not at all).
         self.keep_alive_ms = u64::from(self.opts.keep_alive) * 1000;
+        self.receive_max = usize::from(u16::MAX);
+        self.server_max_packet = usize::MAX;
         self.state = State::Connecting {
             deadline: now.saturating_add(self.opts.connect_timeout_ms),
         };

@@ -666,6 +666,37 @@ fn mqtt5_properties_and_limits() {
 }
 
 #[test]
+fn server_limits_do_not_survive_reconnection() {
+    let mut p = Peer::with(Options::new("c", Protocol::V5));
+    p.s.start_connection(0).unwrap();
+    p.sent();
+    let mut ack = v5::ConnAck::new(v5::ConnectReturnCode::Success, false);
+    let mut props = v5::ConnAckProperties::new();
+    props.receive_max = Some(1);
+    props.max_packet_size = Some(200);
+    props.server_keep_alive = Some(5);
+    ack.properties = Some(props);
+    p.feed(v5::Packet::ConnAck(ack)).unwrap();
+    assert_eq!(p.s.poll_deadline(), Some(5_000));
+    p.s.connection_lost();
+    // The next server (or the same one, reconfigured) sends no limits: none apply.
+    p.connect(false);
+    assert_eq!(
+        p.s.poll_deadline(),
+        Some(p.now + 60_000),
+        "own keep alive again"
+    );
+    p.s.publish(publish("t", QoS::AtMostOnce, &[0; 300]))
+        .expect("no server maximum packet size any more");
+    for i in 0..3 {
+        p.s.publish(publish("t", QoS::AtLeastOnce, &[i])).unwrap();
+    }
+    let sent = p.sent();
+    assert_eq!(sent.len(), 4, "no receive maximum any more: {sent:?}");
+    assert_eq!(p.s.queued(), 0);
+}
+
+#[test]
 fn aliases_do_not_survive_reconnection() {
     let mut o = Options::new("c", Protocol::V5);
     o.topic_alias_max = 2;
