@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { WebSocketServer } from 'ws';
 import { setup, root } from './mqtt_client/harness.mjs';
 
 let env;
@@ -153,6 +154,51 @@ test('JS API: errors are Errors with codes, events fire in order, end() rejects 
   assert.deepEqual(result.closes, ['reconnect', 'final']);
   assert.ok(['CONNECTION_FAILED', 'CONNECT_TIMEOUT'].includes(result.refused), result.refused);
   assert.deepEqual(env.errors, [], 'no uncaught page errors');
+});
+
+test('a refused SUBSCRIBE does not leave its handler registered', async () => {
+  // Scripted MQTT 3.1.1 broker (mosquitto grants everything): refuses filters under
+  // `refused/`, grants the rest, and on a granted `ok/#` sends `refused/x` then `ok/1`.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  const publish = (topic) => {
+    const t = Buffer.from(topic);
+    return Buffer.concat([Buffer.from([0x30, 2 + t.length + 1, 0, t.length]), t, Buffer.from('x')]);
+  };
+  wss.on('connection', (ws) => ws.on('message', (data) => {
+    const type = data[0] >> 4;
+    if (type === 1) ws.send(Buffer.from([0x20, 2, 0, 0]));
+    if (type === 12) ws.send(Buffer.from([0xd0, 0]));
+    if (type === 8) {
+      let i = 1;
+      while (data[i] & 0x80) i++;
+      const pkid = [data[i + 1], data[i + 2]];
+      const filter = data.subarray(i + 5, i + 5 + data.readUInt16BE(i + 3)).toString();
+      ws.send(Buffer.from([0x90, 3, ...pkid, filter.startsWith('refused/') ? 0x80 : 0]));
+      if (filter === 'ok/#') { ws.send(publish('refused/x')); ws.send(publish('ok/1')); }
+    }
+  }));
+  try {
+    const out = await env.page.evaluate(async (url) => {
+      const c = await MqttClient.connect(url, { reconnectPeriod: 0 });
+      const all = [];
+      c.on('message', (t) => all.push(t));
+      const seen = [];
+      const refused = await c.subscribe('refused/#', {}, (t) => seen.push(`refused handler: ${t}`))
+        .then(() => 'granted', (e) => e.code);
+      const okSeen = new Promise((resolve) => c.subscribe('ok/#', {}, (t) => { seen.push(`ok handler: ${t}`); resolve(); }));
+      await okSeen;
+      await new Promise((r) => setTimeout(r, 100));
+      await c.end();
+      return { refused, seen, all };
+    }, `ws://127.0.0.1:${wss.address().port}`);
+    assert.equal(out.refused, 'SUBSCRIBE_REFUSED');
+    assert.deepEqual(out.all, ['refused/x', 'ok/1'], 'both messages arrived');
+    assert.deepEqual(out.seen, ['ok handler: ok/1']);
+  } finally {
+    for (const ws of wss.clients) ws.terminate();
+    await new Promise((r) => wss.close(r));
+  }
 });
 
 test('a connected client keeps working when the page keeps no reference to it', async () => {

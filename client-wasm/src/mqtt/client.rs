@@ -81,6 +81,8 @@ impl Socket {
 struct PendingSub {
     reply: Reply,
     filters: Vec<String>,
+    /// The handler registered for `filters`, dropped for the ones refused.
+    handler: Option<Handler>,
 }
 
 struct Inner {
@@ -208,7 +210,7 @@ impl Client {
                 .collect();
             match inner.session.subscribe(request) {
                 Ok(pkid) => {
-                    if let Some(h) = handler {
+                    if let Some(h) = &handler {
                         for f in &names {
                             inner.handlers.push((f.clone(), h.clone()));
                         }
@@ -218,6 +220,7 @@ impl Client {
                         PendingSub {
                             reply,
                             filters: names,
+                            handler,
                         },
                     );
                 }
@@ -598,7 +601,29 @@ fn dispatch(rc: &Shared, events: Vec<Event>) {
                 }
             }
             Event::Subscribed { pkid, codes } => {
-                let pending = rc.borrow_mut().subscribes.remove(pkid);
+                let pending = {
+                    let mut inner = rc.borrow_mut();
+                    let pending = inner.subscribes.remove(pkid);
+                    if let Some(PendingSub {
+                        filters,
+                        handler: Some(h),
+                        ..
+                    }) = &pending
+                    {
+                        // A refused filter gets no messages: forget its handler (only
+                        // this subscribe's; an earlier one of the same filter stays).
+                        let refused: Vec<&String> = filters
+                            .iter()
+                            .zip(&codes)
+                            .filter(|(_, c)| **c >= 0x80)
+                            .map(|(f, _)| f)
+                            .collect();
+                        inner
+                            .handlers
+                            .retain(|(f, x)| !(Rc::ptr_eq(x, h) && refused.contains(&f)));
+                    }
+                    pending
+                };
                 if let Some(p) = pending {
                     match codes.iter().position(|c| *c >= 0x80) {
                         Some(i) => {
