@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the npm package `mqttspec-wasm` into client-wasm/pkg/ without
-# wasm-pack: cargo (wasm32, release) -> wasm-bindgen (--target web, ES module
+# wasm-pack: cargo (wasm32, profile wasm-pkg) -> wasm-bindgen (--target web, ES module
 # glue + .d.ts) -> wasm-opt -Oz (npm binaryen) -> package.json from template.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,9 +11,9 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 # bindgen FEATURES DIR NAME: build client-wasm with FEATURES, generate the
 # ES module glue and .d.ts into DIR as NAME*, and optimize the wasm.
 bindgen() {
-  cargo build -q -p client-wasm --target wasm32-unknown-unknown --release $1
+  cargo build -q -p client-wasm --target wasm32-unknown-unknown --profile wasm-pkg $1
   wasm-bindgen --target web --out-dir "$2" --out-name "$3" \
-    "$target/wasm32-unknown-unknown/release/client_wasm.wasm"
+    "$target/wasm32-unknown-unknown/wasm-pkg/client_wasm.wasm"
   node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$2/$3_bg.wasm" -o "$2/$3_bg.wasm"
