@@ -25,12 +25,22 @@ const REQUESTS_PER_CLIENT: usize = 1500;
 const SUBSCRIBERS: usize = 1000;
 const ROUNDS: usize = 20;
 
-/// Client options for the benchmark: requests at QoS 0 (see `ClientOptions::request_qos`).
-fn options(port: u16, client_id: &str) -> ClientOptions {
+/// Client options for the benchmark: requests at QoS 0 unless `qos` says otherwise.
+fn options_qos(port: u16, client_id: &str, qos: QoS) -> ClientOptions {
     ClientOptions {
-        request_qos: QoS::AtMostOnce,
+        request_qos: qos,
         ..ClientOptions::local(port, client_id)
     }
+}
+
+fn options(port: u16, client_id: &str) -> ClientOptions {
+    options_qos(port, client_id, QoS::AtMostOnce)
+}
+
+/// The read-by-id request of client request `i`.
+fn read_by_id(i: usize) -> serde_json::Value {
+    json!({"type": "request", "operation": "read", "schema": "public", "entity": "users",
+           "record_id": (i % 5 + 1).to_string()})
 }
 
 fn free_port() -> u16 {
@@ -115,12 +125,16 @@ async fn main() -> anyhow::Result<()> {
     throughput(&clients[..1], |_| json!({"type": "ping"})).await;
     let ping_rps = throughput(&clients, |_| json!({"type": "ping"})).await;
     eprintln!("ping: {ping_rps:.0} req/s");
-    let read_rps = throughput(&clients, |i| {
-        json!({"type": "request", "operation": "read", "schema": "public", "entity": "users",
-               "record_id": (i % 5 + 1).to_string()})
-    })
-    .await;
+    let read_rps = throughput(&clients, read_by_id).await;
     eprintln!("read by id: {read_rps:.0} req/s");
+    // The same with requests at QoS 1 (PUBACK, then the response).
+    let mut qos1 = Vec::new();
+    for i in 0..CLIENTS {
+        let options = options_qos(port, &format!("bench-qos1-{i}"), QoS::AtLeastOnce);
+        qos1.push(Arc::new(SpecClient::connect(options).await?));
+    }
+    let read_qos1_rps = throughput(&qos1, read_by_id).await;
+    eprintln!("read by id, requests at QoS 1: {read_qos1_rps:.0} req/s");
 
     eprintln!(
         "connecting {SUBSCRIBERS} subscribers (and {SUBSCRIBERS} raw MQTT ones for the baseline)"
@@ -224,6 +238,10 @@ async fn main() -> anyhow::Result<()> {
         "| read by id, {CLIENTS} clients | {read_rps:.0} req/s | ping round trip {ping_rps:.0} req/s | {:.2} | >= 5000 req/s: {} |",
         read_rps / ping_rps,
         if read_rps >= 5000.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "| read by id, {CLIENTS} clients, requests at QoS 1 | {read_qos1_rps:.0} req/s | read at QoS 0 {read_rps:.0} req/s | {:.2} | |",
+        read_qos1_rps / read_rps
     );
     println!(
         "| notification fan-out to {SUBSCRIBERS}, p50 | {:.1} ms | raw MQTT fan-out p50 {:.1} ms | {:.2} | |",

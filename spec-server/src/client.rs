@@ -30,7 +30,8 @@ pub struct ClientOptions {
     pub prefix: String,
     /// QoS of request publishes. QoS 0 saves the broker's PUBACK, whose
     /// extra small write can meet Nagle's algorithm on brokers that do not
-    /// set TCP_NODELAY (rumqttd) and add a delayed-ACK wait per request.
+    /// set TCP_NODELAY (upstream rumqttd; the embedded one here does) and
+    /// add a delayed-ACK wait per request.
     pub request_qos: QoS,
 }
 

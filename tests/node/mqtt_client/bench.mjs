@@ -8,9 +8,7 @@
 import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tcpConnect } from 'node:net';
-import { WebSocketServer } from 'ws';
-import { setup, root } from './harness.mjs';
+import { setup, root, startRelay } from './harness.mjs';
 
 const RECEIVE_N = Number(process.env.BENCH_RECEIVE_N ?? 50000);
 const PUBLISH_N = Number(process.env.BENCH_PUBLISH_N ?? 5000);
@@ -89,7 +87,7 @@ async function receiveRound(env, which, topic, relay = null) {
       await state.client.subscribeAsync(topic, { qos: 0 });
     }
   }, { which, url, topic, n: RECEIVE_N });
-  if (relay) relay.hold = true;
+  if (relay) relay.holdFor();
   await publishBurst(broker.tcpPort, topic, RECEIVE_N);
   if (relay) {
     const remaining = 2 + Buffer.byteLength(topic) + 100;
@@ -126,44 +124,6 @@ async function publishRound(env, which, topic) {
     if (which === 'ours') await client.end(); else await client.endAsync();
     return { count: n, rate: n / secs };
   }, { which, url: env.broker.wsUrl, topic, n: PUBLISH_N });
-}
-
-/**
- * A WebSocket-to-TCP relay in front of mosquitto's TCP listener. While
- * `hold` is set it keeps what mosquitto sends; `release(bytes)` waits until
- * that much is held and then sends it in 64 KiB WebSocket messages of many
- * MQTT packets each (as MQTT over WebSocket allows). The client then gets
- * the whole stream as fast as the page can take it, so the measurement shows
- * the client's own per-message cost, not the broker's or the browser's
- * per-frame pace.
- */
-async function startRelay(tcpPort) {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
-  await new Promise((r) => wss.once('listening', r));
-  const relay = { hold: false, held: [], heldBytes: 0, ws: null };
-  wss.on('connection', (ws) => {
-    relay.ws = ws;
-    const sock = tcpConnect(tcpPort, '127.0.0.1');
-    sock.on('data', (d) => {
-      if (relay.hold) { relay.held.push(d); relay.heldBytes += d.length; } else ws.send(d);
-    });
-    sock.on('close', () => ws.close());
-    sock.on('error', () => ws.close());
-    ws.on('message', (d) => sock.write(d));
-    ws.on('close', () => sock.destroy());
-  });
-  relay.url = `ws://127.0.0.1:${wss.address().port}`;
-  relay.release = async (bytes) => {
-    const deadline = Date.now() + 60000;
-    while (relay.heldBytes < bytes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const all = Buffer.concat(relay.held);
-    relay.held = [];
-    relay.heldBytes = 0;
-    relay.hold = false;
-    for (let i = 0; i < all.length; i += 65536) relay.ws.send(all.subarray(i, i + 65536));
-  };
-  relay.stop = () => new Promise((r) => wss.close(r));
-  return relay;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

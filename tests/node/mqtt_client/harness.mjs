@@ -5,12 +5,13 @@
 // (`window.MqttClient` = ours, `window.mqtt` = MQTT.js).
 import { spawn, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createServer as netServer } from 'node:net';
+import { createServer as netServer, connect as tcpConnect } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, rmSync, cpSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, extname, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { WebSocketServer } from 'ws';
 
 export const root = normalize(join(dirname(fileURLToPath(import.meta.url)), '../../..'));
 export const pkgDir = join(root, 'client-wasm/pkg');
@@ -188,4 +189,53 @@ export async function setup(brokerConfig = []) {
       broker.stop();
     },
   };
+}
+
+/**
+ * A WebSocket-to-TCP relay in front of a broker's TCP listener (for the
+ * benchmarks). While `hold` is set it keeps what the broker sends;
+ * `release(until)` waits until that much is held (`until`: a byte count, or
+ * a string that the held bytes must contain) and then sends it all in 64 KiB
+ * WebSocket messages of many MQTT packets each (as MQTT over WebSocket
+ * allows). The client then gets the whole stream as fast as the page can take
+ * it, so a measurement shows the client's own per-message cost, not the
+ * broker's or the browser's per-frame pace.
+ */
+export async function startRelay(tcpPort) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
+  await new Promise((r) => wss.once('listening', r));
+  const relay = { hold: false, held: [], heldBytes: 0, ws: null, marker: null, seen: false, tail: Buffer.alloc(0) };
+  wss.on('connection', (ws) => {
+    relay.ws = ws;
+    const sock = tcpConnect(tcpPort, '127.0.0.1');
+    sock.on('data', (d) => {
+      if (!relay.hold) return ws.send(d);
+      relay.held.push(d);
+      relay.heldBytes += d.length;
+      if (relay.marker && !relay.seen) {
+        const window = Buffer.concat([relay.tail, d]);
+        relay.seen = window.includes(relay.marker);
+        relay.tail = window.subarray(Math.max(0, window.length - relay.marker.length));
+      }
+    });
+    sock.on('close', () => ws.close());
+    sock.on('error', () => ws.close());
+    ws.on('message', (d) => sock.write(d));
+    ws.on('close', () => sock.destroy());
+  });
+  relay.url = `ws://127.0.0.1:${wss.address().port}`;
+  /** Hold what arrives from now on; `marker` (optional) is what `release` will wait for. */
+  relay.holdFor = (marker = null) => {
+    Object.assign(relay, { hold: true, marker: marker && Buffer.from(marker), seen: false, tail: Buffer.alloc(0) });
+  };
+  relay.release = async (until) => {
+    const deadline = Date.now() + 60000;
+    const done = () => (typeof until === 'number' ? relay.heldBytes >= until : relay.seen);
+    while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const all = Buffer.concat(relay.held);
+    Object.assign(relay, { held: [], heldBytes: 0, hold: false, marker: null });
+    for (let i = 0; i < all.length; i += 65536) relay.ws.send(all.subarray(i, i + 65536));
+  };
+  relay.stop = () => new Promise((r) => wss.close(r));
+  return relay;
 }

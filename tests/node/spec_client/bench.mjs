@@ -4,14 +4,16 @@
 //     MQTT.js in the same page (interleaved blocks, p50/p99);
 //  2. liveQuery notifications applied per second with 1,000 rows in view,
 //     notifications published straight to the live query's notify topic by a
-//     Node MQTT.js publisher (so the server's speed does not cap the figure);
+//     Node MQTT.js publisher (so the server's speed does not cap the figure),
+//     once through the broker's WebSocket listener and once client-bound
+//     (a relay hands the whole stream over in 64 KiB WebSocket messages);
 //  3. a 10,000-row read: time to the resolved promise and the longest stall
 //     of the page's main thread meanwhile, ours vs MQTT.js + JSON.parse.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { ensurePackage, freePort, openPage } from '../mqtt_client/harness.mjs';
+import { ensurePackage, freePort, openPage, startRelay } from '../mqtt_client/harness.mjs';
 import { startServer, startSpecStatic } from './harness.mjs';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1000);
@@ -70,23 +72,47 @@ try {
   }, ROUNDS);
   log(`round trip (read by id, ${ROUNDS} each): ours p50 ${rt.ours[0].toFixed(2)} ms p99 ${rt.ours[1].toFixed(2)} ms; MQTT.js by hand p50 ${rt.byHand[0].toFixed(2)} ms p99 ${rt.byHand[1].toFixed(2)} ms; ratio p50 ${(rt.ours[0] / rt.byHand[0]).toFixed(2)}x p99 ${(rt.ours[1] / rt.byHand[1]).toFixed(2)}x (target <= 1.1x)`);
 
-  // 2. liveQuery apply rate with 1,000 rows in view (device dev-3 has 1,000 rows).
+  // 2. liveQuery apply rate with 1,000 rows in view (device dev-3 has 1,000 rows),
+  //    (a) through the broker's WebSocket listener, (b) through a relay that
+  //    holds the notifications and hands them over in 64 KiB WebSocket messages.
+  await page.evaluate(() => {
+    // Opens a live query on a new client and records when the last notification shows.
+    window.startLive = async (url, clientId) => {
+      // QoS 0, like the publisher: the figure is the client's, not the broker's in-flight window.
+      const client = await window.spec.SpecClient.connect(url, { clientId, qos: 0 });
+      const st = window.liveState = { changes: 0, started: undefined, finished: undefined, client };
+      st.live = await client.liveQuery('public.bench_rows', {
+        filters: [{ column: 'device_id', operator: 'eq', value: 'dev-3' }],
+        sort: [{ column: 'value', direction: 'desc' }],
+      }, (rows) => {
+        st.changes += 1;
+        if (st.started === undefined) st.started = performance.now();
+        if (rows[0]?.value === 1e9) st.finished = performance.now();
+      });
+      const rows = st.live.rows();
+      st.started = undefined;
+      return { ids: rows.map((r) => r.id), sid: st.live.subscriptionId };
+    };
+  });
+  const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'bench-publisher' });
+  // Publishes NOTIFICATIONS updates of the view's rows to its notify topic; the last sets value 1e9.
+  const publishUpdates = async (clientId, view) => {
+    const topic = `spec/${clientId}/notify/${view.sid}`;
+    for (let i = 0; i < NOTIFICATIONS; i++) {
+      const last = i === NOTIFICATIONS - 1;
+      const data = { id: view.ids[i % view.ids.length], device_id: 'dev-3', value: last ? 1e9 : (i * 31) % 10007, ts: '2026-11-22T00:00:01Z' };
+      publisher.publish(topic, JSON.stringify({ type: 'notification', operation: 'update', subscription_id: view.sid, schema: 'public', entity: 'bench_rows', data }), { qos: 0 });
+      if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+    }
+  };
+  const liveResult = () => page.evaluate(() => {
+    const st = window.liveState;
+    return { ms: st.finished - st.started, changes: st.changes, rows: st.live.rows().length, arrivalMs: window.lastArrival - window.firstArrival };
+  });
+
   const view = await page.evaluate(async () => {
-    window.changes = 0;
-    // QoS 0, like the publisher: the figure is the client's, not the broker's in-flight window.
-    window.liveClient = await window.spec.SpecClient.connect(window.brokerUrl, { clientId: 'bench-live', qos: 0 });
-    window.live = await window.liveClient.liveQuery('public.bench_rows', {
-      filters: [{ column: 'device_id', operator: 'eq', value: 'dev-3' }],
-      sort: [{ column: 'value', direction: 'desc' }],
-    }, (rows) => {
-      window.changes += 1;
-      if (window.started === undefined) window.started = performance.now();
-      if (rows[0]?.value === 1e9) window.finished = performance.now();
-    });
-    const rows = window.live.rows();
-    window.started = undefined;
+    const view = await window.startLive(window.brokerUrl, 'bench-live');
     // Baseline: the same notifications counted on arrival by MQTT.js in this page.
-    const sid = window.live.subscriptionId;
     const probe = await window.mqtt.connectAsync(window.brokerUrl, { clientId: 'bench-probe' });
     window.arrived = 0;
     probe.on('message', (_t, payload) => {
@@ -94,25 +120,14 @@ try {
       if (window.arrived++ === 0) window.firstArrival = performance.now();
       if (m.data.value === 1e9) window.lastArrival = performance.now();
     });
-    await probe.subscribeAsync(`spec/bench-live/notify/${sid}`, { qos: 0 });
-    return { ids: rows.map((r) => r.id), sid };
+    await probe.subscribeAsync(`spec/bench-live/notify/${view.sid}`, { qos: 0 });
+    return view;
   });
   const cdp = process.env.BENCH_PROFILE ? await page.context().newCDPSession(page) : null;
   if (cdp) { await cdp.send('Profiler.enable'); await cdp.send('Profiler.setSamplingInterval', { interval: 100 }); await cdp.send('Profiler.start'); }
-  const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: 'bench-publisher' });
-  const topic = `spec/bench-live/notify/${view.sid}`;
-  for (let i = 0; i < NOTIFICATIONS; i++) {
-    const last = i === NOTIFICATIONS - 1;
-    const data = { id: view.ids[i % view.ids.length], device_id: 'dev-3', value: last ? 1e9 : (i * 31) % 10007, ts: '2026-11-22T00:00:01Z' };
-    publisher.publish(topic, JSON.stringify({ type: 'notification', operation: 'update', subscription_id: view.sid, schema: 'public', entity: 'bench_rows', data }), { qos: 0 });
-    if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
-  }
-  await page.waitForFunction(() => window.finished !== undefined && window.lastArrival !== undefined, null, { timeout: 120_000 });
-  const live = await page.evaluate(() => ({
-    ms: window.finished - window.started, changes: window.changes, rows: window.live.rows().length,
-    arrivalMs: window.lastArrival - window.firstArrival,
-  }));
-  await publisher.endAsync();
+  await publishUpdates('bench-live', view);
+  await page.waitForFunction(() => window.liveState.finished !== undefined && window.lastArrival !== undefined, null, { timeout: 120_000 });
+  const live = await liveResult();
   if (cdp) {
     const { profile } = await cdp.send('Profiler.stop');
     const self = new Map();
@@ -122,6 +137,22 @@ try {
     for (const [k, v] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 40)) log(`${(100 * v / total).toFixed(1)}%  ${k}`);
   }
   log(`liveQuery: ${NOTIFICATIONS} updates applied to a ${live.rows}-row view in ${live.ms.toFixed(0)} ms = ${Math.round(NOTIFICATIONS / (live.ms / 1000))} notifications/s (target >= 20000), ${live.changes} onChange calls; the same messages reached MQTT.js in the page at ${Math.round(NOTIFICATIONS / (live.arrivalMs / 1000))}/s (delivery ceiling of this broker)`);
+
+  // (b) Client-bound: the view's client connects through the relay (to the
+  // broker's TCP listener), which holds the notifications until the last one
+  // is there; the clock starts just before they are released.
+  const relay = await startRelay(mqttPort);
+  const relayed = await page.evaluate((url) => window.startLive(url, 'bench-relayed'), relay.url);
+  relay.holdFor('"value":1000000000');
+  await publishUpdates('bench-relayed', relayed);
+  await page.evaluate(() => { window.liveState.started = performance.now(); });
+  await relay.release('"value":1000000000');
+  await page.waitForFunction(() => window.liveState.finished !== undefined, null, { timeout: 120_000 });
+  const bound = await liveResult();
+  log(`liveQuery, client-bound (all ${NOTIFICATIONS} notifications held by a relay, then sent 64 KiB per WebSocket message): applied to a ${bound.rows}-row view in ${bound.ms.toFixed(0)} ms = ${Math.round(NOTIFICATIONS / (bound.ms / 1000))} notifications/s (target >= 20000), ${bound.changes} onChange calls`);
+  await page.evaluate(() => window.liveState.client.end());
+  await relay.stop();
+  await publisher.endAsync();
 
   // 3. A 10,000-row response.
   const big = await page.evaluate(async () => {
