@@ -417,6 +417,50 @@ async fn models_file_limits_the_entities() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_is_survived() {
+    let pg = Postgres::start("spec").expect("PostgreSQL starts (install the `postgresql` package)");
+    let url = pg.url();
+    let mut server = start_server(&["--database", &url, "--demo"], None).unwrap();
+    let c = client(server.port, "pg-restart").await;
+    let read = json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2});
+    assert_eq!(
+        ok(&c.request(read.clone()).await.unwrap())["name"],
+        "Jane Smith"
+    );
+
+    // Database down: requests get an error response naming the cause.
+    pg.stop().unwrap();
+    let down = c.request(read.clone()).await.unwrap();
+    assert_eq!(code(&down), "read_error");
+    let message = &down.error.as_ref().unwrap().message;
+    assert!(
+        message.contains("cannot connect to PostgreSQL"),
+        "{message}"
+    );
+    let create = json!({"type": "request", "operation": "create", "entity": "users",
+                        "data": {"name": "After Restart", "email": "after@example.com", "status": "active"}});
+    assert_eq!(
+        code(&c.request(create.clone()).await.unwrap()),
+        "create_error"
+    );
+
+    // Database back: the next requests reconnect and are answered; the
+    // refused create was not applied, the new one is.
+    pg.resume().unwrap();
+    assert_eq!(ok(&c.request(read).await.unwrap())["name"], "Jane Smith");
+    server
+        .proc
+        .wait_for_line("PostgreSQL connection open again", LINE_WAIT)
+        .unwrap();
+    ok(&c.request(create).await.unwrap());
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM public.users WHERE email = 'after@example.com'")
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_mode_reconnects_after_a_broker_restart() {
     let mosquitto = Mosquitto::start("").unwrap();
     let url = format!("mqtt://127.0.0.1:{}", mosquitto.tcp_port);

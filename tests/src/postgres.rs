@@ -19,6 +19,8 @@ pub struct Postgres {
     pub database: String,
     bin: PathBuf,
     data: PathBuf,
+    /// Server options (`pg_ctl -o`): port, listen address, socket folder.
+    options: String,
     dir: tempfile::TempDir,
 }
 
@@ -102,26 +104,15 @@ impl Postgres {
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c full_page_writes=off",
             dir.path().display()
         );
-        run(
-            as_postgres(&bin, "pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .args(["-o", &options, "-l"])
-                .arg(dir.path().join("server.log"))
-                .args(["-w", "-t", "60", "start"]),
-            "pg_ctl start",
-        )
-        .map_err(|e| {
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            anyhow::anyhow!("{e}\nserver log:\n{log}")
-        })?;
         let pg = Postgres {
             port,
             database: database.to_string(),
             bin,
             data,
+            options,
             dir,
         };
+        pg.resume()?;
         run(
             as_postgres(&pg.bin, "createdb")
                 .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
@@ -160,6 +151,35 @@ impl Postgres {
             bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Start the (stopped) server again, on the same port and data.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let log = self.dir.path().join("server.log");
+        run(
+            as_postgres(&self.bin, "pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-o", &self.options, "-l"])
+                .arg(&log)
+                .args(["-w", "-t", "60", "start"]),
+            "pg_ctl start",
+        )
+        .map_err(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            anyhow::anyhow!("{e}\nserver log:\n{log}")
+        })
+    }
+
+    /// Stop the server (`pg_ctl stop -m fast`: open connections are cut).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        run(
+            as_postgres(&self.bin, "pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        )
     }
 
     /// Folder of the cluster (data, log, socket).

@@ -1,17 +1,38 @@
 //! PostgreSQL through tokio-postgres. Every parameter travels as text and
 //! is cast to the column's type in SQL (`$1::text::"int4"`); every row
 //! comes back as `row_to_json` text, so all column types map to JSON the
-//! way PostgreSQL itself renders them.
+//! way PostgreSQL itself renders them. A lost connection (database
+//! restart, network cut) is opened again by the next request; a read that
+//! failed because the connection was lost is retried once on the new one.
 
 use mqttspec_proto::filter::ValueKind;
 use mqttspec_proto::Row;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::{BoxFuture, Column, Database, DbError, Dialect, Entity, Param};
 
-/// A PostgreSQL database (one pipelined connection).
+/// A PostgreSQL database (one pipelined connection, reopened when lost).
 pub struct PostgresDb {
-    client: Client,
+    url: String,
+    /// The current connection. Locked only to take a clone (or, when the
+    /// connection is closed, to open the next one), so queries pipeline.
+    client: Mutex<Arc<Client>>,
+}
+
+/// Open a connection; it runs on a spawned task until it ends.
+async fn open(url: &str) -> Result<Client, DbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
 }
 
 fn db_err(e: tokio_postgres::Error) -> DbError {
@@ -63,19 +84,36 @@ impl PostgresDb {
     /// Connect to `url` (`postgres://user:pass@host:port/db`, or with
     /// `?host=/socket/dir`). The connection runs on a spawned task.
     pub async fn connect(url: &str) -> Result<PostgresDb, DbError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(error = %e, "PostgreSQL connection ended");
-            }
-        });
-        Ok(PostgresDb { client })
+        let client = open(url).await?;
+        Ok(PostgresDb {
+            url: url.to_string(),
+            client: Mutex::new(Arc::new(client)),
+        })
+    }
+
+    /// The open connection, after opening a new one if it was lost.
+    async fn client(&self) -> Result<Arc<Client>, DbError> {
+        let mut current = self.client.lock().await;
+        if current.is_closed() {
+            tracing::warn!("PostgreSQL connection lost: reconnecting");
+            let client = open(&self.url).await.map_err(|DbError(e)| {
+                DbError(format!(
+                    "{e} (the connection was lost; the request was not run)"
+                ))
+            })?;
+            tracing::info!("PostgreSQL connection open again");
+            *current = Arc::new(client);
+        }
+        Ok(Arc::clone(&current))
     }
 
     async fn introspect(&self) -> Result<Vec<Entity>, DbError> {
-        let rows = self.client.query(CATALOG, &[]).await.map_err(db_err)?;
+        let rows = self
+            .client()
+            .await?
+            .query(CATALOG, &[])
+            .await
+            .map_err(db_err)?;
         let mut entities: Vec<Entity> = Vec::new();
         for row in rows {
             let (schema, table): (String, String) = (row.get(0), row.get(1));
@@ -114,7 +152,16 @@ impl PostgresDb {
             .iter()
             .map(|t| t as &(dyn tokio_postgres::types::ToSql + Sync))
             .collect();
-        let rows = self.client.query(&wrapped, &refs).await.map_err(db_err)?;
+        let client = self.client().await?;
+        let rows = match client.query(&wrapped, &refs).await {
+            // A read that met a lost connection runs again on a new one; a
+            // write is not repeated (it may have been committed).
+            Err(_) if client.is_closed() && sql.trim_start().starts_with("SELECT") => {
+                self.client().await?.query(&wrapped, &refs).await
+            }
+            rows => rows,
+        }
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 let text: String = r.get(0);
@@ -134,7 +181,13 @@ impl Database for PostgresDb {
     }
 
     fn execute_script<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<(), DbError>> {
-        Box::pin(async move { self.client.batch_execute(sql).await.map_err(db_err) })
+        Box::pin(async move {
+            self.client()
+                .await?
+                .batch_execute(sql)
+                .await
+                .map_err(db_err)
+        })
     }
 
     fn query(&self, sql: String, params: Vec<Param>) -> BoxFuture<'_, Result<Vec<Row>, DbError>> {
