@@ -8,6 +8,7 @@
 use mqttspec_proto::filter::ValueKind;
 use mqttspec_proto::Row;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
@@ -22,11 +23,22 @@ pub struct PostgresDb {
     client: Mutex<Arc<Client>>,
 }
 
+/// How long opening a connection may take (a host that drops packets would
+/// otherwise hold every request for the operating system's TCP timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Open a connection; it runs on a spawned task until it ends.
 async fn open(url: &str) -> Result<Client, DbError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
+    let (client, connection) =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
+            .await
+            .map_err(|_| {
+                DbError(format!(
+                    "cannot connect to PostgreSQL: no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| DbError(format!("cannot connect to PostgreSQL: {e}")))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::error!(error = %e, "PostgreSQL connection ended");
