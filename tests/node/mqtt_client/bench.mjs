@@ -8,6 +8,7 @@
 import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as tcpConnect } from 'node:net';
 import { setup, root, startRelay } from './harness.mjs';
 
 const RECEIVE_N = Number(process.env.BENCH_RECEIVE_N ?? 50000);
