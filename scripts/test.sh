@@ -29,7 +29,7 @@ suite "worker build (worker-build)" bash scripts/build-worker.sh
 suite "wrangler deploy --dry-run" bash -c 'out=$(mktemp -d) && node_modules/.bin/wrangler deploy --dry-run --outdir "$out" && ls "$out"/*.js >/dev/null && rm -rf "$out"'
 suite "end-to-end tests (workerd, ttf, peers)" bash -c 'cargo build --bins && cargo test -p e2e -- --test-threads=2'
 if compgen -G 'tests/node/*.test.mjs' >/dev/null; then
-  suite "node tests (MQTT.js, Playwright)" node --test --test-concurrency=1 tests/node/
+  suite "node tests (MQTT.js, Playwright)" node --test --test-concurrency=1 --test-timeout=300000 tests/node/
 fi
 
 printf '\n\033[1m=== summary\033[0m\n'

@@ -7,6 +7,7 @@ use clap::Parser;
 use tunnel_proto::names;
 
 use crate::routes::{Route, Routes, Target};
+use crate::stream_queue::STREAM_QUEUE_BYTES;
 
 /// Expose a local HTTP service through the edge tunnel.
 ///
@@ -60,6 +61,16 @@ pub struct Args {
         value_name = "SECS"
     )]
     pub ping_interval: u64,
+    /// Bytes of public WebSocket messages that may wait, per relayed stream,
+    /// for a local side that reads slowly; past it the stream is closed with
+    /// 1013 (one message larger than this still passes an empty queue).
+    #[arg(
+        long,
+        env = "TTF_STREAM_BUFFER",
+        default_value_t = STREAM_QUEUE_BYTES,
+        value_name = "BYTES"
+    )]
+    pub stream_buffer: usize,
 }
 
 impl Args {

@@ -10,6 +10,7 @@ mod local;
 mod relay;
 mod routes;
 mod stop;
+mod stream_queue;
 mod streams;
 
 use clap::Parser;

@@ -218,7 +218,11 @@ where
 {
     let (mut sink, mut stream) = ws.split();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Out>();
-    let mut streams = Streams::new(answers_tx.clone(), args.connect_timeout());
+    let mut streams = Streams::new(
+        answers_tx.clone(),
+        args.connect_timeout(),
+        args.stream_buffer,
+    );
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + args.ping_interval(),
         args.ping_interval(),

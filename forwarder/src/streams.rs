@@ -5,9 +5,10 @@
 //! relays messages both ways, one message for one message, in order, until
 //! either side closes (code and reason relayed).
 //!
-//! Messages from the edge wait in a bounded per-stream queue
-//! ([`STREAM_QUEUE`]); a local side that does not keep up gets its stream
-//! closed with 1013 instead of making the forwarder buffer without bound.
+//! Messages from the edge wait in a per-stream queue bounded in bytes
+//! ([`crate::stream_queue`]); a local side that does not keep up gets its
+//! stream closed with 1013 instead of making the forwarder buffer without
+//! bound.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,12 +30,14 @@ use tunnel_proto::{Headers, Message};
 use crate::console;
 use crate::local::{BodySink, Upload};
 use crate::routes::Target;
-
-/// Messages from the edge that may wait for one slow local side.
-pub const STREAM_QUEUE: usize = 1024;
+use crate::stream_queue::{self, Cost, QueueRx, QueueTx, Refused};
 
 /// Largest MQTT packet the TCP bridge reassembles.
 pub const MAX_MQTT_PACKET: usize = 16 * 1024 * 1024;
+
+/// Bytes of queued messages the TCP bridge gathers into one write (MQTT.js
+/// sends one packet as several small WebSocket messages).
+const TCP_WRITE_BATCH: usize = 256 * 1024;
 
 /// What a task sends to the control socket.
 #[derive(Debug)]
@@ -54,15 +57,26 @@ enum Input {
     Close(u16, String),
 }
 
+impl Cost for Input {
+    fn bytes(&self) -> usize {
+        match self {
+            Input::Message(m) => m.len(),
+            Input::Close(_, reason) => reason.len(),
+        }
+    }
+}
+
 /// The open streams of one control-socket session.
 pub struct Streams {
-    inputs: HashMap<u32, mpsc::Sender<Input>>,
+    inputs: HashMap<u32, QueueTx<Input>>,
     /// Window updates of streamed answer bodies.
     credits: HashMap<u32, mpsc::UnboundedSender<u32>>,
     /// Streamed request bodies being received.
     uploads: HashMap<u32, mpsc::UnboundedSender<Result<Bytes, String>>>,
     out: mpsc::UnboundedSender<Out>,
     timeout: Duration,
+    /// Bytes that may wait in one stream's queue.
+    queue_bytes: usize,
 }
 
 /// A control message as a text frame for the edge.
@@ -79,14 +93,16 @@ fn close_frame(code: u16, reason: &str) -> WsMessage {
 }
 
 impl Streams {
-    /// Streams whose tasks report on `out`; `timeout` bounds connecting.
-    pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration) -> Self {
+    /// Streams whose tasks report on `out`; `timeout` bounds connecting,
+    /// `queue_bytes` what may wait for one slow local side.
+    pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration, queue_bytes: usize) -> Self {
         Self {
             inputs: HashMap::new(),
             credits: HashMap::new(),
             uploads: HashMap::new(),
             out,
             timeout,
+            queue_bytes,
         }
     }
 
@@ -99,7 +115,7 @@ impl Streams {
         protocols: Vec<String>,
         target: &Target,
     ) {
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (tx, rx) = stream_queue::queue(self.queue_bytes);
         if self.inputs.insert(id, tx).is_some() {
             eprintln!("The edge reused stream id {id}; the older stream is dropped");
         }
@@ -207,12 +223,12 @@ impl Streams {
         };
         match tx.try_send(input) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.fail(
+            Err(Refused::Full(behind)) => self.fail(
                 id,
                 1013,
-                &format!("the local side reads too slowly: {STREAM_QUEUE} messages waiting"),
+                &format!("the local side reads too slowly: {behind} bytes waiting"),
             ),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 self.inputs.remove(&id);
             }
         }
@@ -325,7 +341,7 @@ async fn run_ws(
     uri: String,
     headers: Headers,
     protocols: Vec<String>,
-    mut input: mpsc::Receiver<Input>,
+    mut input: QueueRx<Input>,
     out: &mpsc::UnboundedSender<Out>,
     timeout: Duration,
 ) {
@@ -415,7 +431,7 @@ async fn run_mqtt_tcp(
     addr: String,
     uri: String,
     protocols: Vec<String>,
-    mut input: mpsc::Receiver<Input>,
+    mut input: QueueRx<Input>,
     out: &mpsc::UnboundedSender<Out>,
     timeout: Duration,
 ) {
@@ -473,8 +489,25 @@ async fn run_mqtt_tcp(
             },
             i = input.recv() => match i {
                 Some(Input::Message(m)) => {
-                    if let Err(e) = wr.write_all(&m.into_data()).await {
+                    // One write for what is waiting (up to a batch), in order.
+                    let mut data = Vec::from(m.into_data());
+                    let mut closed = false;
+                    while data.len() < TCP_WRITE_BATCH {
+                        match input.try_recv() {
+                            Some(Input::Message(m)) => data.extend_from_slice(&m.into_data()),
+                            Some(Input::Close(..)) => {
+                                closed = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if let Err(e) = wr.write_all(&data).await {
                         return close(1011, format!("writing to the broker failed: {e}"));
+                    }
+                    if closed {
+                        let _ = wr.shutdown().await;
+                        return;
                     }
                 }
                 Some(Input::Close(..)) | None => {

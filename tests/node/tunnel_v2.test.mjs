@@ -72,6 +72,8 @@ async function startEcho() {
     handleProtocols: (offered) => (offered.has('chat') ? 'chat' : false),
   });
   wss.on('connection', (ws, req) => {
+    // `/stall`: a local side that stops reading.
+    if (req.url.includes('/stall')) return ws._socket.pause();
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? '' : data.toString();
       const m = text.match(/^close:(\d+):(.*)$/);
@@ -190,6 +192,25 @@ test('close codes and reasons are relayed both ways', async () => {
   await b.closed;
   await waitFor(() => serverCloses.slice(before).some((c) => c.code === 4001), 'the local close');
   assert.ok(serverCloses.slice(before).some((c) => c.code === 4001 && c.reason === 'public bye'));
+});
+
+test('a local side that stops reading: the stream is closed with 1013 at the forwarder\'s bound', async () => {
+  // 1 MiB may wait in ttf; the rest of what the public side sends fills
+  // loopback socket buffers first, so keep sending until the close comes.
+  const small = await startTtf(wrangler.base, ['-p', String(echoPort), '--stream-buffer', String(1024 * 1024)]);
+  try {
+    const c = await open(wsUrl(small, '/stall'));
+    let closed = null;
+    c.closed.then((x) => { closed = x; });
+    const chunk = randomBytes(64 * 1024);
+    for (let i = 0; i < 1024 && !closed; i++) {
+      c.ws.send(chunk);
+      if (i % 16 === 15) await new Promise((r) => setTimeout(r, 5));
+    }
+    const { code, reason } = await c.closed;
+    assert.equal(code, 1013);
+    assert.match(reason, /reads too slowly: \d+ bytes waiting/);
+  } finally { kill(small.proc); }
 });
 
 test('a refused local upgrade is answered with its status; unreachable target is 502', async () => {
