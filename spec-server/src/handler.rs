@@ -52,6 +52,9 @@ pub struct HandlerConfig {
     pub prefix: String,
     /// Largest payload answered; larger ones get `invalid_message`.
     pub max_payload: usize,
+    /// Most rows one read returns (`None`: no cap). A larger or missing
+    /// `limit` is lowered to it; `metadata.total` still counts every match.
+    pub max_rows: Option<u64>,
 }
 
 /// Answers requests of all clients.
@@ -385,9 +388,13 @@ impl Handler {
             let row = row.ok_or_else(|| not_found(entity, id))?;
             return Ok((Value::Object(row), None));
         }
+        let limit = match (o.limit, self.config.max_rows) {
+            (Some(limit), Some(max)) => Some(limit.min(max)),
+            (limit, max) => limit.or(max),
+        };
         let stmt = built(
             self.builder(entity)
-                .select(&columns, &o.filters, &o.sort, o.limit, o.offset),
+                .select(&columns, &o.filters, &o.sort, limit, o.offset),
         )?;
         let rows = self.query(stmt, ErrorCode::ReadError).await?;
         let count_stmt = built(self.builder(entity).count(&o.filters))?;

@@ -77,6 +77,10 @@ struct Args {
     /// Largest request payload answered, in bytes.
     #[arg(long, env = "MQTTSPEC_MAX_PAYLOAD", default_value_t = 1024 * 1024)]
     max_payload: usize,
+    /// Most rows one read returns (0: no cap). A larger or missing `limit`
+    /// is lowered to it; `metadata.total` still counts every matching row.
+    #[arg(long, env = "MQTTSPEC_MAX_ROWS", default_value_t = 0, value_name = "N")]
+    max_rows: u64,
     /// Drop subscriptions of clients silent this many seconds (0: never).
     /// Default: 300 with an external broker, 0 with the embedded one (it reports disconnects).
     #[arg(long, env = "MQTTSPEC_SUBSCRIPTION_TTL")]
@@ -152,6 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         models,
         prefix: args.prefix.clone(),
         max_payload: args.max_payload,
+        max_rows: (args.max_rows > 0).then_some(args.max_rows),
         broker,
         subscription_ttl: (ttl > 0).then(|| Duration::from_secs(ttl)),
     };

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub prefix: String,
     /// Largest request payload answered (bytes).
     pub max_payload: usize,
+    /// Most rows one read returns (`None`: no cap).
+    pub max_rows: Option<u64>,
     /// Broker mode.
     pub broker: BrokerMode,
     /// Drop the subscriptions of clients silent for this long.
@@ -51,7 +53,7 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// `database` on `broker` with defaults: prefix `spec`, 1 MiB payloads,
-    /// no schema file, no demo data, all entities, no expiry.
+    /// no row cap, no schema file, no demo data, all entities, no expiry.
     pub fn new(database: impl Into<String>, broker: BrokerMode) -> Self {
         ServerConfig {
             database: database.into(),
@@ -60,6 +62,7 @@ impl ServerConfig {
             models: None,
             prefix: "spec".into(),
             max_payload: 1 << 20,
+            max_rows: None,
             broker,
             subscription_ttl: None,
         }
@@ -108,6 +111,7 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         HandlerConfig {
             prefix: config.prefix.clone(),
             max_payload: config.max_payload,
+            max_rows: config.max_rows,
         },
         out_tx,
     ));

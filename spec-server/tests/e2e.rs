@@ -417,6 +417,33 @@ async fn models_file_limits_the_entities() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rows_caps_reads() {
+    let server = start_server(
+        &["--database", "sqlite::memory:", "--demo", "--max-rows", "3"],
+        None,
+    )
+    .unwrap();
+    let c = client(server.port, "max-rows").await;
+    // (requested limit, rows returned): a missing or larger limit is lowered.
+    for (limit, expected) in [(None, 3), (Some(2), 2), (Some(10), 3)] {
+        let mut read = json!({"type": "request", "operation": "read", "entity": "users",
+                              "options": {"sort": [{"column": "id"}]}});
+        if let Some(limit) = limit {
+            read["options"]["limit"] = json!(limit);
+        }
+        let response = c.request(read).await.unwrap();
+        assert_eq!(
+            ids(&response),
+            (1..=expected).collect::<Vec<i64>>(),
+            "limit {limit:?}"
+        );
+        let metadata = response.metadata.clone().unwrap();
+        assert_eq!(metadata["total"], 5, "total counts every match");
+        assert_eq!(metadata["count"], expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_is_survived() {
     let pg = Postgres::start("spec").expect("PostgreSQL starts (install the `postgresql` package)");
     let url = pg.url();
