@@ -157,9 +157,7 @@ impl Postgres {
     pub fn resume(&self) -> anyhow::Result<()> {
         let log = self.dir.path().join("server.log");
         run(
-            as_postgres(&self.bin, "pg_ctl")
-                .arg("-D")
-                .arg(&self.data)
+            self.pg_ctl()
                 .args(["-o", &self.options, "-l"])
                 .arg(&log)
                 .args(["-w", "-t", "60", "start"]),
@@ -174,12 +172,16 @@ impl Postgres {
     /// Stop the server (`pg_ctl stop -m fast`: open connections are cut).
     pub fn stop(&self) -> anyhow::Result<()> {
         run(
-            as_postgres(&self.bin, "pg_ctl")
-                .arg("-D")
-                .arg(&self.data)
-                .args(["-m", "fast", "-w", "stop"]),
+            self.pg_ctl().args(["-m", "fast", "-w", "stop"]),
             "pg_ctl stop",
         )
+    }
+
+    /// `pg_ctl -D <data>`, run as user `postgres`.
+    fn pg_ctl(&self) -> Command {
+        let mut cmd = as_postgres(&self.bin, "pg_ctl");
+        cmd.arg("-D").arg(&self.data);
+        cmd
     }
 
     /// Folder of the cluster (data, log, socket).
@@ -190,9 +192,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin, "pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
+        let _ = self
+            .pg_ctl()
             .args(["-m", "immediate", "-w", "stop"])
             .output();
     }

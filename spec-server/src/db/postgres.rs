@@ -5,11 +5,11 @@
 //! restart, network cut) is opened again by the next request; a read that
 //! failed because the connection was lost is retried once on the new one.
 
-use mqttspec_proto::filter::ValueKind;
-use mqttspec_proto::Row;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mqttspec_proto::filter::ValueKind;
+use mqttspec_proto::Row;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
@@ -154,7 +154,8 @@ impl PostgresDb {
     }
 
     async fn run(&self, sql: String, params: Vec<Param>) -> Result<Vec<Row>, DbError> {
-        let wrapped = if sql.trim_start().starts_with("SELECT") {
+        let is_read = sql.trim_start().starts_with("SELECT");
+        let wrapped = if is_read {
             format!("SELECT row_to_json(q)::text FROM ({sql}) q")
         } else {
             format!("WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q")
@@ -168,7 +169,7 @@ impl PostgresDb {
         let rows = match client.query(&wrapped, &refs).await {
             // A read that met a lost connection runs again on a new one; a
             // write is not repeated (it may have been committed).
-            Err(_) if client.is_closed() && sql.trim_start().starts_with("SELECT") => {
+            Err(_) if client.is_closed() && is_read => {
                 self.client().await?.query(&wrapped, &refs).await
             }
             rows => rows,

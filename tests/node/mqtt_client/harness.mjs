@@ -193,9 +193,9 @@ export async function setup(brokerConfig = []) {
 
 /**
  * A WebSocket-to-TCP relay in front of a broker's TCP listener (for the
- * benchmarks). While `hold` is set it keeps what the broker sends;
- * `release(until)` waits until that much is held (`until`: a byte count, or
- * a string that the held bytes must contain) and then sends it all in 64 KiB
+ * benchmarks). While holding (`holdFor(marker?)`) it keeps what the broker
+ * sends; `release(bytes?)` waits until that many bytes are held (without
+ * `bytes`: until the held bytes contain `marker`) and then sends it all in 64 KiB
  * WebSocket messages of many MQTT packets each (as MQTT over WebSocket
  * allows). The client then gets the whole stream as fast as the page can take
  * it, so a measurement shows the client's own per-message cost, not the
@@ -228,9 +228,9 @@ export async function startRelay(tcpPort) {
   relay.holdFor = (marker = null) => {
     Object.assign(relay, { hold: true, marker: marker && Buffer.from(marker), seen: false, tail: Buffer.alloc(0) });
   };
-  relay.release = async (until) => {
+  relay.release = async (bytes) => {
     const deadline = Date.now() + 60000;
-    const done = () => (typeof until === 'number' ? relay.heldBytes >= until : relay.seen);
+    const done = () => (bytes === undefined ? relay.seen : relay.heldBytes >= bytes);
     while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     const all = Buffer.concat(relay.held);
     Object.assign(relay, { held: [], heldBytes: 0, hold: false, marker: null });
