@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mqttspec_proto::topic::{request_topic, response_topic};
 use mqttspec_proto::Message;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -122,6 +122,9 @@ impl SpecClient {
                             }
                         }
                     }
+                    // MQTT: after DISCONNECT the client closes the
+                    // connection (dropping the event loop closes it).
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                     Ok(_) => {}
                     Err(e) => {
                         if let Some(tx) = ready.take() {

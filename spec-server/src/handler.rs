@@ -1,8 +1,11 @@
 //! The request handler: one MQTT payload from a client in, responses and
-//! notifications out (as `(topic, payload)` pairs on the outbox). Never
-//! panics on input; every failure with a request id gets an error response.
+//! notifications out (as `(topic, payload)` pairs on the bounded outbox).
+//! Never panics on input; every failure with a request id gets an error
+//! response. Writes run once per `(client id, request id)`: a duplicate
+//! delivery gets the first answer again ([`crate::dedup`]).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use mqttspec_proto::filter::between_bounds;
 use mqttspec_proto::response::{failure, notification, pong, success};
@@ -16,12 +19,33 @@ use tokio::sync::mpsc;
 use crate::clock::now_rfc3339;
 use crate::db::sql::{SqlBuilder, Statement};
 use crate::db::{Database, Entity};
+use crate::dedup::{Dedup, Limits};
 use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
 use crate::registry::Registry;
 use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
 
 /// A publish the server wants to make: topic and payload.
-pub type Outgoing = (String, Vec<u8>);
+pub type Outgoing = (String, Arc<[u8]>);
+
+/// Who sent a request, as the broker session tells (never the topic alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// MQTT client id of the publishing connection.
+    pub client_id: String,
+    /// MQTT username of that connection (embedded broker; `None` for
+    /// anonymous clients and behind an external broker).
+    pub username: Option<String>,
+}
+
+impl Caller {
+    /// A caller known by client id only (external broker).
+    pub fn anonymous(client_id: impl Into<String>) -> Self {
+        Caller {
+            client_id: client_id.into(),
+            username: None,
+        }
+    }
+}
 
 /// A failed request: code and message for the client.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,9 +91,9 @@ pub struct Handler {
     /// Serialises writes with their notifications, so notifications leave
     /// in commit order.
     write_lock: tokio::sync::Mutex<()>,
-    /// MQTT usernames by client id, as reported by the embedded broker.
-    usernames: Mutex<std::collections::HashMap<String, String>>,
-    out: mpsc::UnboundedSender<Outgoing>,
+    /// Answers of recent writes, for duplicates.
+    dedup: Mutex<Dedup>,
+    out: mpsc::Sender<Outgoing>,
 }
 
 /// Data of a successful operation: response data and metadata.
@@ -82,7 +106,7 @@ impl Handler {
         registry: Registry,
         hooks: Hooks,
         config: HandlerConfig,
-        out: mpsc::UnboundedSender<Outgoing>,
+        out: mpsc::Sender<Outgoing>,
     ) -> Self {
         Handler {
             db,
@@ -91,7 +115,7 @@ impl Handler {
             config,
             subs: Mutex::new(Subscriptions::default()),
             write_lock: tokio::sync::Mutex::new(()),
-            usernames: Mutex::new(Default::default()),
+            dedup: Mutex::new(Dedup::new(Limits::default())),
             out,
         }
     }
@@ -100,65 +124,77 @@ impl Handler {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn send(&self, topic: String, message: &Message) {
+    async fn publish(&self, topic: String, payload: Arc<[u8]>) {
+        if self.out.send((topic, payload)).await.is_err() {
+            tracing::error!("the broker transport is gone: answer not sent");
+        }
+    }
+
+    async fn send(&self, topic: String, message: &Message) {
         match serde_json::to_vec(message) {
-            Ok(payload) => {
-                let _ = self.out.send((topic, payload));
-            }
+            Ok(payload) => self.publish(topic, payload.into()).await,
             Err(e) => tracing::error!(error = %e, "cannot encode a message"),
         }
     }
 
-    fn respond(&self, client_id: &str, message: &Message) {
-        self.send(response_topic(&self.config.prefix, client_id), message);
-    }
-
-    fn respond_failure(&self, client_id: &str, id: Option<String>, f: Failure) {
+    async fn respond_failure(&self, client_id: &str, id: Option<String>, f: Failure) {
         tracing::debug!(client_id, code = %f.code, message = %f.message, "request failed");
-        self.respond(client_id, &failure(id, f.code, f.message, now_rfc3339()));
+        let message = failure(id, f.code, f.message, now_rfc3339());
+        self.send(response_topic(&self.config.prefix, client_id), &message)
+            .await;
     }
 
-    /// The embedded broker accepted `client_id` with `username`; runs the
-    /// connect hooks. `Err` refuses the connection.
+    /// Answer `payload` of `client_id` with a failure without running it
+    /// (e.g. `too_many_requests`); the request id is read if it can be.
+    pub async fn refuse(&self, client_id: &str, payload: &[u8], code: ErrorCode, reason: &str) {
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: Option<String>,
+        }
+        let id = serde_json::from_slice::<IdOnly>(payload)
+            .ok()
+            .and_then(|m| m.id);
+        self.respond_failure(client_id, id, fail(code, reason))
+            .await;
+    }
+
+    /// A connection of `client_id` with `username` is being accepted; runs
+    /// the connect hooks and returns the verified claims (JWT). `Err`
+    /// refuses the connection.
     pub fn client_connecting(
         &self,
         client_id: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<(), HookError> {
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<serde_json::Map<String, Value>, HookError> {
         let mut ctx = HookContext {
             client_id: client_id.to_string(),
-            username: Some(username.to_string()),
-            password: Some(password.to_string()),
+            username: username.map(str::to_string),
+            password: password.map(str::to_string),
             ..HookContext::default()
         };
         self.hooks.run(HookPoint::BeforeConnect, &mut ctx)?;
-        self.usernames
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(client_id.to_string(), username.to_string());
         ctx.password = None;
         self.hooks.run(HookPoint::AfterConnect, &mut ctx)?;
         // Seen: its first request must not run the connect hooks again.
         self.subs().touch(client_id);
-        Ok(())
+        Ok(ctx.claims)
     }
 
     /// A client went away (broker event or expiry): drop its subscriptions.
     /// Clients the server never heard of are ignored.
     pub fn client_gone(&self, client_id: &str) {
-        let mut ctx = self.base_context(client_id);
-        if ctx.username.is_none() && !self.subs().knows(client_id) {
+        if !self.subs().knows(client_id) {
             return;
         }
+        let mut ctx = HookContext {
+            client_id: client_id.to_string(),
+            ..HookContext::default()
+        };
         if let Err(e) = self.hooks.run(HookPoint::BeforeDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
         let dropped = self.subs().remove_client(client_id);
-        self.usernames
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(client_id);
         tracing::info!(client_id, subscriptions = dropped.len(), "client gone");
         if let Err(e) = self.hooks.run(HookPoint::AfterDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "AfterDisconnect hook failed");
@@ -176,76 +212,97 @@ impl Handler {
         self.subs().len()
     }
 
-    fn base_context(&self, client_id: &str) -> HookContext {
+    fn base_context(&self, caller: &Caller) -> HookContext {
         HookContext {
-            client_id: client_id.to_string(),
-            username: self
-                .usernames
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(client_id)
-                .cloned(),
+            client_id: caller.client_id.clone(),
+            username: caller.username.clone(),
             ..HookContext::default()
         }
     }
 
-    /// Handle one payload published by `client_id` on its request topic.
-    pub async fn handle(&self, client_id: &str, payload: &[u8]) {
+    fn dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
+        self.dedup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handle one payload `caller` published on its request topic.
+    pub async fn handle(&self, caller: &Caller, payload: &[u8]) {
+        let client_id = caller.client_id.as_str();
+        let topic = response_topic(&self.config.prefix, client_id);
+        let (id, answer, keep) = match self.parse(payload) {
+            Err((id, f)) => return self.respond_failure(client_id, id, f).await,
+            Ok(message) => {
+                if let Some(first) = message
+                    .id
+                    .as_deref()
+                    .and_then(|id| self.dedup().answered(client_id, id, Instant::now()))
+                {
+                    tracing::debug!(client_id, id = ?message.id, "duplicate request: first answer sent again");
+                    return self.publish(topic, first).await;
+                }
+                let keep = is_write(&message);
+                (message.id.clone(), self.answer(caller, message).await, keep)
+            }
+        };
+        let payload: Arc<[u8]> = match serde_json::to_vec(&answer) {
+            Ok(p) => p.into(),
+            Err(e) => return tracing::error!(error = %e, "cannot encode a message"),
+        };
+        if let (Some(id), true) = (id, keep && answer.success == Some(true)) {
+            self.dedup()
+                .record(client_id, &id, Arc::clone(&payload), Instant::now());
+        }
+        self.publish(topic, payload).await;
+    }
+
+    /// The message in `payload`, or why it cannot be read (with its id if
+    /// that could be read).
+    fn parse(&self, payload: &[u8]) -> Result<Message, (Option<String>, Failure)> {
         if payload.len() > self.config.max_payload {
             let reason = format!(
                 "payload of {} bytes exceeds the limit of {} bytes: send smaller requests",
                 payload.len(),
                 self.config.max_payload
             );
-            return self.respond_failure(client_id, None, fail(ErrorCode::InvalidMessage, reason));
+            return Err((None, fail(ErrorCode::InvalidMessage, reason)));
         }
-        let value: Value = match serde_json::from_slice(payload) {
-            Ok(v) => v,
-            Err(e) => {
-                let reason = format!("payload is not JSON ({e}): send one JSON object per message");
-                return self.respond_failure(
-                    client_id,
-                    None,
-                    fail(ErrorCode::InvalidMessage, reason),
-                );
-            }
-        };
+        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+            let reason = format!("payload is not JSON ({e}): send one JSON object per message");
+            (None, fail(ErrorCode::InvalidMessage, reason))
+        })?;
         let id = value.get("id").and_then(Value::as_str).map(str::to_string);
-        let message: Message = match serde_json::from_value(value) {
-            Ok(m) => m,
-            Err(e) => {
-                let reason = format!("message fields have wrong types or values: {e}");
-                return self.respond_failure(
-                    client_id,
-                    id,
-                    fail(ErrorCode::InvalidMessage, reason),
-                );
-            }
-        };
+        serde_json::from_value(value).map_err(|e| {
+            let reason = format!("message fields have wrong types or values: {e}");
+            (id, fail(ErrorCode::InvalidMessage, reason))
+        })
+    }
+
+    /// The response to one parsed message.
+    async fn answer(&self, caller: &Caller, message: Message) -> Message {
+        let client_id = caller.client_id.as_str();
+        let failed = |id, f: Failure| failure(id, f.code, f.message, now_rfc3339());
         if self.subs().touch(client_id) {
-            let mut ctx = self.base_context(client_id);
+            let mut ctx = self.base_context(caller);
             let first = self
                 .hooks
                 .run(HookPoint::BeforeConnect, &mut ctx)
                 .and_then(|()| self.hooks.run(HookPoint::AfterConnect, &mut ctx));
             if let Err(e) = first {
                 self.subs().remove_client(client_id);
-                return self.respond_failure(client_id, id, e.into());
+                return failed(message.id, e.into());
             }
         }
         match message.kind {
-            Some(MessageType::Ping) => self.respond(client_id, &pong(message.id, now_rfc3339())),
+            Some(MessageType::Ping) => pong(message.id, now_rfc3339()),
             Some(MessageType::Request | MessageType::Subscription) => {
                 let id = message.id.clone();
-                match self.dispatch(client_id, message).await {
-                    Ok((data, metadata)) => self.respond(client_id, &success(id, data, metadata, now_rfc3339())),
-                    Err(f) => self.respond_failure(client_id, id, f),
+                match self.dispatch(caller, message).await {
+                    Ok((data, metadata)) => success(id, data, metadata, now_rfc3339()),
+                    Err(f) => failed(id, f),
                 }
             }
-            None => self.respond_failure(client_id, id, fail(ErrorCode::InvalidMessage, "message has no \"type\"")),
-            Some(other) => self.respond_failure(
-                client_id,
-                id,
+            None => failed(message.id, fail(ErrorCode::InvalidMessage, "message has no \"type\"")),
+            Some(other) => failed(
+                message.id,
                 fail(
                     ErrorCode::InvalidMessageType,
                     format!("type {other:?} cannot be sent to the server: use request, subscription or ping"),
@@ -254,7 +311,8 @@ impl Handler {
         }
     }
 
-    async fn dispatch(&self, client_id: &str, message: Message) -> Result<Answer, Failure> {
+    async fn dispatch(&self, caller: &Caller, message: Message) -> Result<Answer, Failure> {
+        let client_id = caller.client_id.as_str();
         if message.id.as_deref().is_none_or(str::is_empty) {
             return Err(fail(
                 ErrorCode::InvalidMessage,
@@ -280,7 +338,7 @@ impl Handler {
             (Some(op), false) => op,
         };
         if operation == Operation::Unsubscribe {
-            return self.unsubscribe(client_id, &message);
+            return self.unsubscribe(caller, &message);
         }
         let entity_name = message.entity.as_deref().unwrap_or("");
         if entity_name.is_empty() {
@@ -304,7 +362,7 @@ impl Handler {
             )
         })?;
         check_options(&entity, &options)?;
-        let mut ctx = self.base_context(client_id);
+        let mut ctx = self.base_context(caller);
         ctx.operation = Some(operation);
         ctx.entity = Some(Arc::clone(&entity));
         ctx.options = options;
@@ -421,7 +479,8 @@ impl Handler {
         let row = self.query_one(stmt, ErrorCode::CreateError).await?;
         let row =
             row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
-        self.notify(entity, Operation::Create, None, Some(&row));
+        self.notify(entity, Operation::Create, None, Some(&row))
+            .await;
         Ok((Value::Object(row), None))
     }
 
@@ -453,7 +512,8 @@ impl Handler {
         let old = old.ok_or_else(|| not_found(entity, id))?;
         let new = self.query_one(write, ErrorCode::UpdateError).await?;
         let new = new.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Update, Some(&old), Some(&new));
+        self.notify(entity, Operation::Update, Some(&old), Some(&new))
+            .await;
         Ok((Value::Object(new), None))
     }
 
@@ -467,7 +527,8 @@ impl Handler {
         let _order = self.write_lock.lock().await;
         let old = self.query_one(stmt, ErrorCode::DeleteError).await?;
         let old = old.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Delete, Some(&old), None);
+        self.notify(entity, Operation::Delete, Some(&old), None)
+            .await;
         Ok((json!({"deleted": true}), None))
     }
 
@@ -495,7 +556,8 @@ impl Handler {
         ))
     }
 
-    fn unsubscribe(&self, client_id: &str, message: &Message) -> Result<Answer, Failure> {
+    fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
+        let client_id = caller.client_id.as_str();
         let sub_id = message
             .subscription_id
             .clone()
@@ -509,7 +571,7 @@ impl Handler {
                     "unsubscribe needs subscription_id (top level or in data)",
                 )
             })?;
-        let mut ctx = self.base_context(client_id);
+        let mut ctx = self.base_context(caller);
         ctx.operation = Some(Operation::Unsubscribe);
         ctx.data = message.data.clone();
         self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
@@ -526,12 +588,19 @@ impl Handler {
     }
 
     /// Publish the notifications of one change (called under the write lock).
-    fn notify(&self, entity: &Entity, operation: Operation, old: Option<&Row>, new: Option<&Row>) {
+    async fn notify(
+        &self,
+        entity: &Entity,
+        operation: Operation,
+        old: Option<&Row>,
+        new: Option<&Row>,
+    ) {
         let ts = now_rfc3339();
-        let mut sent = 0usize;
-        let subs = self.subs();
-        for sub in subs.on_entity(&entity.schema, &entity.name) {
-            if let Some(row) = notification_for(&sub.filters, operation, old, new) {
+        let messages: Vec<(String, Message)> = self
+            .subs()
+            .on_entity(&entity.schema, &entity.name)
+            .filter_map(|sub| {
+                let row = notification_for(&sub.filters, operation, old, new)?;
                 let data = Value::Object(project(row, &sub.options));
                 let message = notification(
                     operation,
@@ -541,15 +610,30 @@ impl Handler {
                     data,
                     ts.clone(),
                 );
-                self.send(
-                    notify_topic(&self.config.prefix, &sub.client_id, &sub.id),
-                    &message,
-                );
-                sent += 1;
-            }
+                let topic = notify_topic(&self.config.prefix, &sub.client_id, &sub.id);
+                Some((topic, message))
+            })
+            .collect();
+        tracing::debug!(entity = %entity.full_name(), ?operation, notifications = messages.len(), "change");
+        for (topic, message) in messages {
+            self.send(topic, &message).await;
         }
-        tracing::debug!(entity = %entity.full_name(), ?operation, notifications = sent, "change");
     }
+}
+
+/// Does `message` change something, so that running it twice would differ
+/// from running it once?
+fn is_write(message: &Message) -> bool {
+    matches!(
+        message.operation,
+        Some(
+            Operation::Create
+                | Operation::Update
+                | Operation::Delete
+                | Operation::Subscribe
+                | Operation::Unsubscribe
+        )
+    )
 }
 
 fn not_found(entity: &Entity, id: &Value) -> Failure {

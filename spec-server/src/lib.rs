@@ -9,11 +9,14 @@
 //! - [`hooks`]: the 17 hook points; [`jwt`] and [`tenant`] are built-in hooks.
 //! - [`broker`]: embedded (rumqttd) and external transports.
 
+pub mod acl;
 pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod db;
+pub mod dedup;
 pub mod demo;
+pub mod dispatch;
 pub mod handler;
 pub mod hooks;
 pub mod jwt;

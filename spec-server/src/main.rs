@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use spec_server::acl::Acl;
 use spec_server::broker::embedded::EmbeddedConfig;
 use spec_server::broker::external::ExternalConfig;
+use spec_server::dispatch::ClientLimits;
 use spec_server::hooks::Hooks;
 use spec_server::jwt::JwtAuth;
 use spec_server::registry::ModelsConfig;
@@ -48,7 +50,8 @@ struct Args {
     /// Topic prefix.
     #[arg(long, env = "MQTTSPEC_PREFIX", default_value = "spec")]
     prefix: String,
-    /// QoS of the server's subscription and publishes on an external broker (0, 1 or 2).
+    /// QoS of the server's answers and notifications (0, 1 or 2; capped by
+    /// each subscription's QoS), and of its subscription on an external broker.
     #[arg(long, env = "MQTTSPEC_QOS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
     /// SQL script to run at start (schema, seed data).
@@ -85,6 +88,25 @@ struct Args {
     /// Default: 300 with an external broker, 0 with the embedded one (it reports disconnects).
     #[arg(long, env = "MQTTSPEC_SUBSCRIPTION_TTL")]
     subscription_ttl: Option<u64>,
+    /// Embedded broker: topic rules beyond the built-in per-client ones, in
+    /// mosquitto's acl_file style (`pattern read devices/%c/#`; %c client
+    /// id, %u username or JWT sub, %{claim} a JWT claim).
+    #[arg(long, env = "MQTTSPEC_ACL_FILE", conflicts_with = "broker_url")]
+    acl_file: Option<PathBuf>,
+    /// Requests per second one client may send; past it, requests are
+    /// answered `too_many_requests` without running.
+    #[arg(long, env = "MQTTSPEC_MAX_REQUEST_RATE", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_request_rate: u32,
+    /// Requests of one client waiting to run; past it, `too_many_requests`.
+    #[arg(long, env = "MQTTSPEC_MAX_QUEUED_REQUESTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_queued_requests: u64,
+    /// Embedded broker: unacknowledged QoS 1/2 messages per subscriber.
+    #[arg(long, env = "MQTTSPEC_MAX_INFLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    max_inflight: u16,
+    /// Embedded broker: messages queued per subscriber behind those in
+    /// flight; past it the broker drops (QoS 0: the newest, QoS 1/2: the oldest).
+    #[arg(long, env = "MQTTSPEC_MAX_QUEUED_MESSAGES", default_value_t = 1000)]
+    max_queued_messages: usize,
     /// Log JSON lines instead of text.
     #[arg(long, env = "MQTTSPEC_LOG_JSON")]
     log_json: bool,
@@ -144,6 +166,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
             max_packet,
             require_login,
+            acl: args
+                .acl_file
+                .as_deref()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read ACL file {}", path.display()))?;
+                    Acl::parse(&args.prefix, &text)
+                        .with_context(|| format!("ACL file {}", path.display()))
+                })
+                .transpose()?,
+            qos: args.qos,
+            max_inflight: args.max_inflight,
+            max_queued: args.max_queued_messages,
         }),
     };
     let default_ttl = if args.broker_url.is_some() { 300 } else { 0 };
@@ -159,6 +194,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_rows: (args.max_rows > 0).then_some(args.max_rows),
         broker,
         subscription_ttl: (ttl > 0).then(|| Duration::from_secs(ttl)),
+        client_limits: ClientLimits {
+            queued: usize::try_from(args.max_queued_requests).unwrap_or(usize::MAX),
+            rate: std::num::NonZeroU32::new(args.max_request_rate)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+        },
     };
     let running = server::start(config, hooks).await?;
     tracing::info!(

@@ -1,8 +1,6 @@
-//! Wiring: database, registry, handler and broker transport, plus the
-//! per-client workers (requests of one client are answered in order,
-//! clients in parallel) and the idle-client expiry.
+//! Wiring: database, registry, handler, dispatcher and broker transport,
+//! plus the idle-client expiry.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +11,8 @@ use tokio::sync::mpsc;
 
 use crate::broker::embedded::{self, EmbeddedConfig};
 use crate::broker::external::{self, ExternalConfig};
-use crate::broker::BrokerEvent;
 use crate::db::{self, Database};
+use crate::dispatch::{ClientLimits, Dispatcher};
 use crate::handler::{Handler, HandlerConfig};
 use crate::hooks::Hooks;
 use crate::registry::{ModelsConfig, Registry};
@@ -22,7 +20,7 @@ use crate::registry::{ModelsConfig, Registry};
 /// Which broker the server uses.
 #[derive(Debug, Clone)]
 pub enum BrokerMode {
-    /// rumqttd in-process.
+    /// rmqtt in-process.
     Embedded(EmbeddedConfig),
     /// Any broker, as a client.
     External(ExternalConfig),
@@ -49,6 +47,8 @@ pub struct ServerConfig {
     pub broker: BrokerMode,
     /// Drop the subscriptions of clients silent for this long.
     pub subscription_ttl: Option<Duration>,
+    /// Per-client queue and rate bounds.
+    pub client_limits: ClientLimits,
 }
 
 impl ServerConfig {
@@ -65,6 +65,7 @@ impl ServerConfig {
             max_rows: None,
             broker,
             subscription_ttl: None,
+            client_limits: ClientLimits::default(),
         }
     }
 }
@@ -103,7 +104,7 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         .context("reading the database schema")?;
     let names: Vec<String> = registry.entities().iter().map(|e| e.full_name()).collect();
     tracing::info!(entities = ?names, "models");
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (out_tx, out_rx) = mpsc::channel(OUTBOX);
     let handler = Arc::new(Handler::new(
         db,
         registry,
@@ -115,25 +116,31 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         },
         out_tx,
     ));
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(Arc::clone(&handler), config.client_limits);
     let (mut mqtt_addr, mut ws_addr) = (None, None);
     match config.broker {
         BrokerMode::Embedded(e) => {
-            (mqtt_addr, ws_addr) = (Some(e.mqtt_listen), e.ws_listen);
-            embedded::start(e, &config.prefix, Arc::clone(&handler), events_tx, out_rx).await?;
+            let listening = embedded::start(
+                e,
+                &config.prefix,
+                Arc::clone(&handler),
+                Arc::clone(&dispatcher),
+                out_rx,
+            )
+            .await?;
+            (mqtt_addr, ws_addr) = (Some(listening.mqtt), listening.ws);
         }
         BrokerMode::External(e) => {
             external::start(
                 e,
                 &config.prefix,
-                events_tx,
+                Arc::clone(&dispatcher),
                 out_rx,
                 Duration::from_secs(30),
             )
             .await?;
         }
     }
-    tokio::spawn(dispatch(Arc::clone(&handler), events_rx));
     if let Some(ttl) = config.subscription_ttl {
         tokio::spawn(expire(Arc::clone(&handler), ttl));
     }
@@ -144,90 +151,8 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
     })
 }
 
-const WORKER_IDLE: Duration = Duration::from_secs(30);
-
-/// What a client's worker does next, in arrival order.
-enum Work {
-    /// Answer one request payload.
-    Request(Vec<u8>),
-    /// The client went away: drop its state after the requests before it.
-    Gone,
-}
-
-/// Route events to one worker task per client.
-async fn dispatch(handler: Arc<Handler>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
-    let mut workers: HashMap<String, mpsc::UnboundedSender<Work>> = HashMap::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            BrokerEvent::Request { client_id, payload } => {
-                let work = match workers.get(&client_id) {
-                    Some(w) => match w.send(Work::Request(payload)) {
-                        Ok(()) => continue,
-                        Err(e) => e.0,
-                    },
-                    None => Work::Request(payload),
-                };
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(work);
-                tokio::spawn(worker(Arc::clone(&handler), client_id.clone(), rx));
-                workers.insert(client_id, tx);
-            }
-            BrokerEvent::Gone(client_id) => {
-                // Through the worker, so that a subscribe still queued
-                // cannot outlive the disconnect.
-                let queued = workers
-                    .remove(&client_id)
-                    .is_some_and(|w| w.send(Work::Gone).is_ok());
-                if !queued {
-                    handler.client_gone(&client_id);
-                }
-            }
-        }
-        if workers.len() > 4096 {
-            workers.retain(|_, w| !w.is_closed());
-        }
-    }
-}
-
-/// Answer one client's requests in order; end after a quiet period or
-/// when the client is gone.
-async fn worker(handler: Arc<Handler>, client_id: String, mut rx: mpsc::UnboundedReceiver<Work>) {
-    let run = |work| {
-        let handler = Arc::clone(&handler);
-        let client_id = client_id.clone();
-        async move {
-            match work {
-                Work::Request(payload) => {
-                    handler.handle(&client_id, &payload).await;
-                    true
-                }
-                Work::Gone => {
-                    handler.client_gone(&client_id);
-                    false
-                }
-            }
-        }
-    };
-    loop {
-        match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
-            Ok(Some(work)) => {
-                if !run(work).await {
-                    return;
-                }
-            }
-            Ok(None) => return,
-            Err(_) => {
-                rx.close();
-                while let Ok(work) = rx.try_recv() {
-                    if !run(work).await {
-                        return;
-                    }
-                }
-                return;
-            }
-        }
-    }
-}
+/// Answers and notifications waiting for the broker, all clients together.
+const OUTBOX: usize = 4096;
 
 /// Drop clients silent for `ttl`.
 async fn expire(handler: Arc<Handler>, ttl: Duration) {

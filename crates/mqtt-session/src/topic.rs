@@ -131,6 +131,43 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Does `pattern` allow everything `filter` can receive: is every topic
+/// matched by `filter` also matched by `pattern`? Used to authorize a
+/// SUBSCRIBE against an access rule (`a/+/b` is covered by `a/#`, but `a/#`
+/// is not covered by `a/+`). Shared filters are judged by their inner
+/// filter; a malformed filter or pattern covers nothing.
+pub fn covers(pattern: &str, filter: &str) -> bool {
+    let inner = |f| match shared_inner(f) {
+        Some(Ok(inner)) => Some(inner),
+        Some(Err(_)) => None,
+        None => Some(f),
+    };
+    let (Some(pattern), Some(filter)) = (inner(pattern), inner(filter)) else {
+        return false;
+    };
+    if validate_filter(pattern).is_err() || validate_filter(filter).is_err() {
+        return false;
+    }
+    // A wildcard-led pattern never matches `$` topics, so it cannot cover a
+    // filter that can only receive them.
+    if pattern.starts_with(['+', '#']) && filter.starts_with('$') {
+        return false;
+    }
+    let mut p = pattern.split('/');
+    let mut f = filter.split('/');
+    loop {
+        match (p.next(), f.next()) {
+            (Some("#"), _) => return true,
+            // `a/#` also receives `a`: only a `#` in the pattern covers it.
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(pl), Some(fl)) if pl == fl && fl != "+" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +235,77 @@ mod tests {
             );
         }
         assert_eq!(validate_filter(""), Err(TopicError::Empty));
+    }
+
+    #[test]
+    fn covers_judges_a_filter_against_a_pattern() {
+        let yes = [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("a/+", "a/+"),
+            ("a/#", "a/+/c"),
+            ("a/#", "a/#"),
+            ("a/#", "a"),
+            ("#", "a/b/#"),
+            ("spec/c1/notify/+", "spec/c1/notify/s1"),
+            ("a/b", "$share/g/a/b"),
+        ];
+        for (pattern, filter) in yes {
+            assert!(covers(pattern, filter), "{pattern} should cover {filter}");
+        }
+        let no = [
+            ("a/b", "a/+"),
+            ("a/+", "a/#"),
+            ("a/+", "a/b/c"),
+            ("a/b", "#"),
+            ("spec/c1/response", "spec/+/response"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+            ("a/#/b", "a/b"),
+            ("a/b", "a/b+"),
+            ("a/b", "$share//a/b"),
+        ];
+        for (pattern, filter) in no {
+            assert!(
+                !covers(pattern, filter),
+                "{pattern} must not cover {filter}"
+            );
+        }
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn level() -> impl Strategy<Value = String> {
+            proptest::sample::select(vec!["a", "b", "$s", "+", "#"]).prop_map(str::to_string)
+        }
+
+        fn filter() -> impl Strategy<Value = String> {
+            proptest::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+        }
+
+        fn topic() -> impl Strategy<Value = String> {
+            proptest::collection::vec(proptest::sample::select(vec!["a", "b", "$s"]), 1..6)
+                .prop_map(|l| l.join("/"))
+        }
+
+        proptest! {
+            /// What a covered filter receives, the covering pattern allows.
+            #[test]
+            fn covered_filters_receive_only_allowed_topics(
+                pattern in filter(), f in filter(), t in topic()
+            ) {
+                if covers(&pattern, &f) && matches(&f, &t) {
+                    prop_assert!(matches(&pattern, &t), "{pattern} covers {f} but not topic {t}");
+                }
+            }
+
+            /// A valid filter covers itself.
+            #[test]
+            fn a_filter_covers_itself(f in filter()) {
+                prop_assert_eq!(covers(&f, &f), validate_filter(&f).is_ok());
+            }
+        }
     }
 }

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     InvalidData,
     /// The addressed record does not exist (or no longer matches the request's filters).
     NotFound,
+    /// The client sent requests faster than its limit, or has too many
+    /// waiting: this one was not run; send it again later (same id is fine).
+    TooManyRequests,
 }
 
 impl ErrorCode {
@@ -74,6 +77,7 @@ impl ErrorCode {
             ErrorCode::InvalidOptions => "invalid_options",
             ErrorCode::InvalidData => "invalid_data",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::TooManyRequests => "too_many_requests",
         }
     }
 }

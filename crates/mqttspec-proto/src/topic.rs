@@ -15,6 +15,29 @@ pub fn notify_topic(prefix: &str, client_id: &str, subscription_id: &str) -> Str
     format!("{prefix}/{client_id}/notify/{subscription_id}")
 }
 
+/// `{prefix}/{client_id}/notify/+`: every notification of one client.
+pub fn notify_filter(prefix: &str, client_id: &str) -> String {
+    format!("{prefix}/{client_id}/notify/+")
+}
+
+/// Longest client id the server accepts (bytes).
+pub const MAX_CLIENT_ID_LEN: usize = 256;
+
+/// Why a client id cannot be used: it must fill exactly one topic level of
+/// `{prefix}/{client_id}/...`, so it cannot be empty, hold `/`, `+`, `#`
+/// or NUL, or be longer than [`MAX_CLIENT_ID_LEN`] bytes.
+pub fn check_client_id(client_id: &str) -> Result<(), &'static str> {
+    if client_id.is_empty() {
+        Err("the client id is empty")
+    } else if client_id.len() > MAX_CLIENT_ID_LEN {
+        Err("the client id is longer than 256 bytes")
+    } else if client_id.contains(['/', '+', '#', '\0']) {
+        Err("the client id holds '/', '+', '#' or NUL: it must fit in one topic level")
+    } else {
+        Ok(())
+    }
+}
+
 /// The filter the server subscribes to: `{prefix}/+/request`.
 pub fn server_request_filter(prefix: &str) -> String {
     format!("{prefix}/+/request")
@@ -43,5 +66,16 @@ mod tests {
         assert_eq!(client_id_of_request("spec", "spec/a/b/request"), None);
         assert_eq!(client_id_of_request("spec", "other/c1/request"), None);
         assert_eq!(client_id_of_request("spec", "spec//request"), None);
+        assert_eq!(notify_filter("spec", "c1"), "spec/c1/notify/+");
+    }
+
+    #[test]
+    fn client_ids_must_fill_one_topic_level() {
+        assert!(check_client_id("dash-7f3a_b.c").is_ok());
+        for bad in ["", "a+b", "#", "x/y", "a\0b"] {
+            assert!(check_client_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_client_id(&"x".repeat(MAX_CLIENT_ID_LEN)).is_ok());
+        assert!(check_client_id(&"x".repeat(MAX_CLIENT_ID_LEN + 1)).is_err());
     }
 }

@@ -1,204 +1,405 @@
-//! The embedded broker: rumqttd with a TCP and an optional WebSocket
-//! listener. The server is attached through rumqttd's local link (no
-//! socket): it subscribes to `{prefix}/+/request` and publishes answers
-//! into the router. Disconnects come from [`crate::logging`].
+//! The embedded broker: rmqtt (MQTT 3.1, 3.1.1 and 5 over TCP and
+//! WebSocket) in-process, with the server attached through rmqtt's hooks
+//! instead of a client connection:
+//!
+//! - `ClientAuthenticate`: the client id must fit one topic level, the
+//!   connect hooks run (JWT: the token is verified and must bind the id),
+//!   and a client id held by another JWT subject is refused.
+//! - `ClientSubscribeCheckAcl` / `MessagePublishCheckAcl`: [`Acl`] decides
+//!   (SUBACK 0x80 / 0x87, v5 PUBACK 0x87), refusals are logged.
+//! - `MessagePublish`: a PUBLISH on the publisher's own request topic goes
+//!   to the [`Dispatcher`] with the session's client id and username, so
+//!   the server learns who asked from the broker session, never from the
+//!   topic alone.
+//! - `ClientDisconnected`: the connection's client is gone, unless a newer
+//!   connection has taken its id meanwhile.
+//!
+//! Answers are published by the server into rmqtt's router (as a system
+//! sender) at the configured QoS; each subscriber's queue is bounded by
+//! rmqtt (see docs/SPEC_SERVER.md, "Slow consumers").
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::num::NonZeroU16;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
-use rumqttd::{Broker, Config, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use async_trait::async_trait;
+use mqttspec_proto::topic::{check_client_id, request_topic};
+use rmqtt::codec::v5::{PublishProperties, SubscribeAckReason};
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler as HookHandler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{
+    AuthResult, ClientId, CodecPublish, From, Id, PublishAclResult, QoS, Reason,
+    SubscribeAclResult, TopicName,
+};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::BrokerEvent;
-use crate::handler::{Handler, Outgoing};
+use crate::acl::{Acl, Identity};
+use crate::dispatch::Dispatcher;
+use crate::handler::{Caller, Handler, Outgoing};
 
 /// Settings of the embedded broker.
 #[derive(Debug, Clone)]
 pub struct EmbeddedConfig {
-    /// MQTT over TCP listener.
+    /// MQTT over TCP listener (port 0: any free port).
     pub mqtt_listen: SocketAddr,
     /// MQTT over WebSocket listener (path-agnostic; MQTT.js uses `/mqtt`).
     pub ws_listen: Option<SocketAddr>,
     /// Largest MQTT packet the broker accepts (bytes).
     pub max_packet: usize,
-    /// Require a username at CONNECT and run the connect hooks then.
+    /// Require a username (a JWT) at CONNECT.
     pub require_login: bool,
+    /// Topic rules beyond the built-in ones.
+    pub acl: Option<Acl>,
+    /// QoS of the server's answers and notifications (capped by each
+    /// subscription's QoS).
+    pub qos: u8,
+    /// Unacknowledged QoS 1/2 messages per subscriber.
+    pub max_inflight: u16,
+    /// Messages queued per subscriber behind them; past it rmqtt drops
+    /// (QoS 0: the newest, QoS 1/2: the oldest).
+    pub max_queued: usize,
 }
 
 impl EmbeddedConfig {
-    /// A TCP listener only, 16 MiB packets, no login.
+    /// A TCP listener only, 16 MiB packets, no login, answers at QoS 1.
     pub fn tcp(mqtt_listen: SocketAddr) -> Self {
         EmbeddedConfig {
             mqtt_listen,
             ws_listen: None,
             max_packet: 16 << 20,
             require_login: false,
+            acl: None,
+            qos: 1,
+            max_inflight: 64,
+            max_queued: 1000,
         }
     }
 }
 
-/// Client id of the server's local link: random, because rumqttd drops a
-/// connection when another one takes its client id, and a client that
-/// guessed a fixed id could cut the server off the broker.
-fn link_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("mqttspec-server-{:016x}", hasher.finish())
+/// The addresses the broker listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// MQTT over TCP.
+    pub mqtt: SocketAddr,
+    /// MQTT over WebSocket.
+    pub ws: Option<SocketAddr>,
 }
 
-fn server_settings(name: &str, listen: SocketAddr, config: &EmbeddedConfig) -> ServerSettings {
-    ServerSettings {
-        name: name.to_string(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: config.max_packet,
-            max_inflight_count: 500,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
+/// The connection currently holding a client id.
+struct Holder {
+    conn: Id,
+    subject: Option<String>,
+    claims: Option<Map<String, Value>>,
+}
+
+/// The server's side of rmqtt's hooks.
+struct Hooks {
+    prefix: String,
+    acl: Acl,
+    require_login: bool,
+    handler: Arc<Handler>,
+    dispatcher: Arc<Dispatcher>,
+    holders: Mutex<HashMap<String, Holder>>,
+}
+
+impl Hooks {
+    fn holders(&self) -> std::sync::MutexGuard<'_, HashMap<String, Holder>> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decide a CONNECT; `Ok` records the connection as its id's holder.
+    fn authenticate(&self, conn: &Id, password: Option<&[u8]>) -> Result<(), AuthResult> {
+        let client_id = &*conn.client_id;
+        let username = conn.username.as_deref();
+        if let Err(why) = check_client_id(client_id) {
+            tracing::info!(client_id, "connection refused: {why}");
+            return Err(AuthResult::NotAuthorized);
+        }
+        if self.require_login && username.is_none_or(str::is_empty) {
+            tracing::info!(
+                client_id,
+                "connection refused: no username (connect with a JWT as MQTT username)"
+            );
+            return Err(AuthResult::BadUsernameOrPassword);
+        }
+        let password = password.map(|p| String::from_utf8_lossy(p).into_owned());
+        let claims = self
+            .handler
+            .client_connecting(client_id, username, password.as_deref())
+            .map_err(|e| {
+                tracing::info!(client_id, error = %e, "connection refused by a hook");
+                if self.require_login {
+                    AuthResult::BadUsernameOrPassword
+                } else {
+                    AuthResult::NotAuthorized
+                }
+            })?;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut holders = self.holders();
+        if let Some(held) = holders.get(client_id) {
+            if self.require_login && held.subject != subject {
+                tracing::warn!(
+                    client_id,
+                    holder = ?held.subject,
+                    asking = ?subject,
+                    "connection refused: the client id is held by another subject"
+                );
+                return Err(AuthResult::NotAuthorized);
+            }
+        }
+        let claims = self.require_login.then_some(claims);
+        holders.insert(
+            client_id.to_string(),
+            Holder {
+                conn: conn.clone(),
+                subject,
+                claims,
+            },
+        );
+        Ok(())
+    }
+
+    /// Run `decide` with the identity of `conn` if it is its id's current
+    /// connection (a replaced connection may do nothing).
+    fn with_identity<T>(&self, conn: &Id, decide: impl FnOnce(&Identity) -> T) -> Option<T> {
+        let holders = self.holders();
+        let holder = holders.get(&*conn.client_id)?;
+        if holder.conn != *conn {
+            return None;
+        }
+        let who = Identity {
+            client_id: &conn.client_id,
+            username: conn.username.as_deref(),
+            claims: holder.claims.as_ref(),
+        };
+        Some(decide(&who))
+    }
+
+    fn may_subscribe(&self, conn: &Id, filter: &str) -> bool {
+        let allowed = self
+            .with_identity(conn, |who| self.acl.may_subscribe(who, filter))
+            .unwrap_or(false);
+        if !allowed {
+            tracing::warn!(client_id = %conn.client_id, filter, "subscribe refused by the ACL");
+        }
+        allowed
+    }
+
+    fn may_publish(&self, conn: &Id, topic: &str) -> bool {
+        let allowed = self
+            .with_identity(conn, |who| self.acl.may_publish(who, topic))
+            .unwrap_or(false);
+        if !allowed {
+            tracing::warn!(client_id = %conn.client_id, topic, "publish refused by the ACL");
+        }
+        allowed
+    }
+
+    /// A PUBLISH from a client: its own request topic goes to the server.
+    fn published(&self, conn: &Id, topic: &str, payload: &[u8]) {
+        let client_id = &*conn.client_id;
+        if topic != request_topic(&self.prefix, client_id) {
+            return;
+        }
+        let allowed = self
+            .with_identity(conn, |who| self.acl.may_publish(who, topic))
+            .unwrap_or(false);
+        if allowed {
+            let caller = Caller {
+                client_id: client_id.to_string(),
+                username: conn.username.as_deref().map(str::to_string),
+            };
+            self.dispatcher.request(caller, payload.to_vec());
+        }
+    }
+
+    fn disconnected(&self, conn: &Id) {
+        let client_id = &*conn.client_id;
+        let current = {
+            let mut holders = self.holders();
+            let current = holders.get(client_id).is_some_and(|h| h.conn == *conn);
+            if current {
+                holders.remove(client_id);
+            }
+            current
+        };
+        if current {
+            self.dispatcher.gone(client_id);
+        } else {
+            tracing::debug!(client_id, "a replaced connection ended");
+        }
     }
 }
 
-/// Start rumqttd on its own threads, attach the server's local link and
-/// wait until the TCP listener accepts connections.
+struct HookEntry(Arc<Hooks>);
+
+#[async_trait]
+impl HookHandler for HookEntry {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let hooks = &self.0;
+        match param {
+            Parameter::ClientAuthenticate(info) => {
+                let password = info.password().map(|p| p.as_ref());
+                let result = match hooks.authenticate(info.id(), password) {
+                    Ok(()) => AuthResult::Allow(false, None),
+                    Err(refusal) => refusal,
+                };
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let result = if hooks.may_subscribe(&session.id, &subscribe.topic_filter) {
+                    SubscribeAclResult::new_success(subscribe.opts.qos(), None)
+                } else {
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let result = if hooks.may_publish(&session.id, &publish.topic) {
+                    PublishAclResult::allow()
+                } else {
+                    PublishAclResult::rejected(false, Some("not authorized by the ACL".into()))
+                };
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            Parameter::MessagePublish(Some(session), _, publish) => {
+                hooks.published(&session.id, &publish.topic, &publish.payload);
+                (true, acc)
+            }
+            Parameter::ClientDisconnected(session, _) => {
+                hooks.disconnected(&session.id);
+                (true, acc)
+            }
+            Parameter::MessageDropped(Some(to), _, publish, reason) => {
+                if matches!(reason, Reason::MessageQueueFull) {
+                    tracing::debug!(client_id = %to.client_id, topic = %publish.topic, "subscriber's queue full: message dropped");
+                }
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
+fn listener(
+    name: &str,
+    addr: SocketAddr,
+    config: &EmbeddedConfig,
+) -> anyhow::Result<rmqtt::net::Listener> {
+    let builder = Builder::new()
+        .name(name)
+        .laddr(addr)
+        .nodelay(true)
+        .allow_anonymous(false)
+        .allow_zero_keepalive(true)
+        .max_packet_size(u32::try_from(config.max_packet).unwrap_or(u32::MAX))
+        .max_clientid_len(mqttspec_proto::topic::MAX_CLIENT_ID_LEN)
+        .max_inflight(NonZeroU16::new(config.max_inflight).unwrap_or(NonZeroU16::MIN))
+        .max_mqueue_len(config.max_queued)
+        .handshake_timeout(Duration::from_secs(10));
+    builder.bind().map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr} ({name}): {e}: is the address in use?")
+    })
+}
+
+/// Start rmqtt with the server's hooks; returns once both listeners are
+/// bound.
 pub async fn start(
     config: EmbeddedConfig,
     prefix: &str,
     handler: Arc<Handler>,
-    events: mpsc::UnboundedSender<BrokerEvent>,
-    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
-) -> anyhow::Result<()> {
-    let mut v4 = server_settings("v4", config.mqtt_listen, &config);
-    let mut ws = config
-        .ws_listen
-        .map(|addr| server_settings("ws", addr, &config));
-    if config.require_login {
-        for settings in std::iter::once(&mut v4).chain(ws.as_mut()) {
-            let handler = Arc::clone(&handler);
-            settings.set_auth_handler(move |client_id: String, user: String, pass: String| {
-                let handler = Arc::clone(&handler);
-                async move {
-                    match handler.client_connecting(&client_id, &user, &pass) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::info!(client_id, error = %e, "connection refused by a hook");
-                            false
-                        }
-                    }
-                }
-            });
-        }
+    dispatcher: Arc<Dispatcher>,
+    outgoing: mpsc::Receiver<Outgoing>,
+) -> anyhow::Result<Listening> {
+    let scx = ServerContext::new().build().await;
+    rmqtt_retainer::register(&scx, true, false)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the retained-message store: {e}"))?;
+    let hooks = Arc::new(Hooks {
+        prefix: prefix.to_string(),
+        acl: config.acl.clone().unwrap_or_else(|| Acl::new(prefix)),
+        require_login: config.require_login,
+        handler,
+        dispatcher,
+        holders: Mutex::new(HashMap::new()),
+    });
+    let register = scx.extends.hook_mgr().register();
+    for typ in [
+        Type::ClientAuthenticate,
+        Type::ClientSubscribeCheckAcl,
+        Type::MessagePublishCheckAcl,
+        Type::MessagePublish,
+        Type::ClientDisconnected,
+        Type::MessageDropped,
+    ] {
+        register
+            .add(typ, Box::new(HookEntry(Arc::clone(&hooks))))
+            .await;
     }
-    let broker_config = Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 1000,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
-            ..RouterConfig::default()
-        },
-        v4: Some(HashMap::from([("v4".to_string(), v4)])),
-        ws: ws.map(|ws| HashMap::from([("ws".to_string(), ws)])),
-        ..Config::default()
+    register.start().await;
+
+    let tcp = listener("tcp", config.mqtt_listen, &config)?.tcp()?;
+    let mut listening = Listening {
+        mqtt: tcp.local_addr()?,
+        ws: None,
     };
-    let mut broker = Broker::new(broker_config);
-    let (mut link_tx, mut link_rx) = broker
-        .link(&link_id())
-        .map_err(|e| anyhow::anyhow!("cannot attach to the embedded broker: {e}"))?;
-    link_tx
-        .subscribe(server_request_filter(prefix))
-        .map_err(|e| anyhow::anyhow!("cannot subscribe the server's link: {e}"))?;
-    std::thread::Builder::new()
-        .name("rumqttd".into())
-        .spawn(move || {
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "embedded broker stopped");
-            }
-        })?;
-    let prefix_in = prefix.to_string();
-    let requests = events.clone();
-    std::thread::Builder::new()
-        .name("link-rx".into())
-        .spawn(move || loop {
-            match link_rx.recv() {
-                Ok(Some(Notification::Forward(forward))) => {
-                    let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
-                    if let Some(client_id) = client_id_of_request(&prefix_in, &topic) {
-                        let payload = forward.publish.payload.to_vec();
-                        if requests
-                            .send(BrokerEvent::Request { client_id, payload })
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %e, "embedded broker link closed");
-                    return;
-                }
-            }
-        })?;
-    std::thread::Builder::new()
-        .name("link-tx".into())
-        .spawn(move || {
-            while let Some((topic, payload)) = outgoing.blocking_recv() {
-                if let Err(e) = link_tx.publish(topic, payload) {
-                    tracing::error!(error = %e, "cannot publish into the embedded broker");
-                    return;
-                }
-            }
-        })?;
-    let mut gone = crate::logging::watch_disconnects();
+    let mut server = MqttServer::new(scx.clone()).listener_by_id(tcp, 1);
+    if let Some(addr) = config.ws_listen {
+        let ws = listener("ws", addr, &config)?.ws()?;
+        listening.ws = Some(ws.local_addr()?);
+        server = server.listener_by_id(ws, 2);
+    }
     tokio::spawn(async move {
-        while let Some(client_id) = gone.recv().await {
-            if events.send(BrokerEvent::Gone(client_id)).is_err() {
-                return;
-            }
+        if let Err(e) = server.build().run().await {
+            tracing::error!(error = %e, "embedded broker stopped");
         }
     });
-    wait_listening(config.mqtt_listen).await
+    tokio::spawn(publish_answers(scx, outgoing, qos_of(config.qos)));
+    Ok(listening)
 }
 
-/// Wait until the broker answers an MQTT CONNECT on `addr` with a CONNACK.
-async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if probe(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+fn qos_of(qos: u8) -> QoS {
+    match qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
     }
-    anyhow::bail!(
-        "the embedded broker does not listen on {addr} after 10 s: is the address in use?"
-    )
 }
 
-async fn probe(addr: SocketAddr) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // MQTT 3.1.1 CONNECT, clean session, keep-alive 10 s, client id "mqttspec-probe".
-    const CONNECT: &[u8] = b"\x10\x1a\x00\x04MQTT\x04\x02\x00\x0a\x00\x0emqttspec-probe";
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(CONNECT).await?;
-    let mut connack = [0u8; 4];
-    // A CONNACK, or a close when the broker requires a login: both mean it serves.
-    match tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut connack)).await {
-        Ok(Ok(_)) => stream.write_all(&[0xe0, 0x00]).await,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::other("no CONNACK within 2 s")),
+/// Publish the server's answers and notifications into the router, in
+/// order, as the system sender `mqttspec-server`.
+async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: QoS) {
+    let from = From::from_system(Id::new(
+        scx.node.id(),
+        0,
+        None,
+        None,
+        ClientId::from_static("mqttspec-server"),
+        None,
+    ));
+    while let Some((topic, payload)) = outgoing.recv().await {
+        let publish = CodecPublish {
+            dup: false,
+            retain: false,
+            qos,
+            topic: TopicName::from(topic),
+            packet_id: None,
+            payload: bytes::Bytes::copy_from_slice(&payload),
+            properties: Some(PublishProperties::default()),
+        };
+        let publish =
+            rmqtt::types::Publish::from(publish).create_time(rmqtt::utils::timestamp_millis());
+        if let Err(e) = SessionState::forwards(&scx, from.clone(), publish, false, None).await {
+            tracing::debug!(error = %e, "answer not routed");
+        }
     }
 }

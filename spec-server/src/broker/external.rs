@@ -11,8 +11,10 @@ use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
-use super::BrokerEvent;
-use crate::handler::Outgoing;
+use std::sync::Arc;
+
+use crate::dispatch::Dispatcher;
+use crate::handler::{Caller, Outgoing};
 
 /// Settings of the external broker connection.
 #[derive(Debug, Clone)]
@@ -143,8 +145,8 @@ fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
 pub async fn start(
     config: ExternalConfig,
     prefix: &str,
-    events: mpsc::UnboundedSender<BrokerEvent>,
-    mut outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    dispatcher: Arc<Dispatcher>,
+    mut outgoing: mpsc::Receiver<Outgoing>,
     connect_timeout: Duration,
 ) -> anyhow::Result<()> {
     let (client, mut eventloop) = AsyncClient::new(options(&config)?, 1024);
@@ -183,14 +185,10 @@ pub async fn start(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    // The broker's ACL makes the topic's client id the
+                    // publisher's (docs/SPEC_SERVER.md, "External broker").
                     if let Some(client_id) = client_id_of_request(&prefix, &publish.topic) {
-                        let payload = publish.payload.to_vec();
-                        if events
-                            .send(BrokerEvent::Request { client_id, payload })
-                            .is_err()
-                        {
-                            return;
-                        }
+                        dispatcher.request(Caller::anonymous(client_id), publish.payload.to_vec());
                     }
                 }
                 Ok(_) => {}
@@ -204,7 +202,7 @@ pub async fn start(
     });
     tokio::spawn(async move {
         while let Some((topic, payload)) = outgoing.recv().await {
-            if let Err(e) = client.publish(topic, qos, false, payload).await {
+            if let Err(e) = client.publish(topic, qos, false, payload.to_vec()).await {
                 tracing::error!(error = %e, "cannot queue a publish");
                 return;
             }

@@ -1,20 +1,6 @@
 //! Broker transports: where requests come from and where answers go.
-//! [`embedded`] runs rumqttd in-process and talks to it over a local link;
+//! [`embedded`] runs rmqtt in-process and hooks the server into it;
 //! [`external`] connects to any broker as a client.
 
 pub mod embedded;
 pub mod external;
-
-/// What a transport reports to the server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum BrokerEvent {
-    /// A client published `payload` on its request topic.
-    Request {
-        /// Client id from the topic.
-        client_id: String,
-        /// Raw payload.
-        payload: Vec<u8>,
-    },
-    /// A client disconnected (embedded broker only).
-    Gone(String),
-}

@@ -30,7 +30,7 @@ pub fn start_server(args: &[&str], broker_port: Option<u16>) -> anyhow::Result<S
     cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--ws-listen", &format!("127.0.0.1:{ws}")])
         .args(args)
-        .env("RUST_LOG", "info,rumqttd=warn")
+        .env("RUST_LOG", spec_server::logging::DEFAULT_FILTER)
         .env_remove("MQTTSPEC_DATABASE");
     let mut proc = Proc::spawn("mqttspec-server", &mut cmd)?;
     proc.wait_for_line("mqttspec-server ready", Duration::from_secs(60))?;
