@@ -4,6 +4,7 @@
 #   Debian: chromium, chromium-driver, mosquitto, mosquitto-clients, postgresql, openssl
 #   Rust:   wasm32 target, wasm-bindgen-cli (= Cargo.lock's wasm-bindgen), worker-build
 #   npm:    node_modules from package-lock.json (wrangler, binaryen, playwright-core, mqtt, ws)
+#   PyPI:   paho-mqtt (the Python MQTT peer of tests/python/)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -47,5 +48,10 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+# --- Python packages ---------------------------------------------------------
+if ! python3 -c 'import paho.mqtt, sys; sys.exit(int(paho.mqtt.__version__.split(".")[0]) < 2)' 2>/dev/null; then
+  step "pip install paho-mqtt>=2"
+  python3 -m pip install -q --root-user-action=ignore 'paho-mqtt>=2,<3'
 fi
 step "ready"

@@ -3,7 +3,8 @@
 # ends with a pass/fail summary (exit 1 if any suite failed).
 # Suites: lint, native unit/integration tests, wasm tests in headless
 # Chromium, the worker built for workerd, end-to-end tests across processes,
-# and Node tests (MQTT.js, Playwright) under tests/node/.
+# Python tests (paho-mqtt) under tests/python/, and Node tests (MQTT.js,
+# Playwright) under tests/node/.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -28,6 +29,7 @@ suite "wasm tests (headless Chromium)" bash scripts/test-wasm.sh
 suite "worker build (worker-build)" bash scripts/build-worker.sh
 suite "wrangler deploy --dry-run" bash -c 'out=$(mktemp -d) && node_modules/.bin/wrangler deploy --dry-run --outdir "$out" && ls "$out"/*.js >/dev/null && rm -rf "$out"'
 suite "end-to-end tests (workerd, ttf, peers)" bash -c 'cargo build --bins && cargo test -p e2e -- --test-threads=2'
+suite "python tests (paho-mqtt)" bash -c 'cargo build -q --bin mqttspec-server && python3 -m unittest tests/python/test_broker.py'
 if compgen -G 'tests/node/*.test.mjs' >/dev/null; then
   suite "node tests (MQTT.js, Playwright)" node --test --test-concurrency=1 --test-timeout=300000 tests/node/
 fi

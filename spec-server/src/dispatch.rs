@@ -55,7 +55,7 @@ struct Worker {
 }
 
 struct Refusal {
-    client_id: String,
+    caller: Caller,
     payload: Vec<u8>,
     reason: &'static str,
 }
@@ -76,12 +76,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             while let Some(r) = rx.recv().await {
                 refuser
-                    .refuse(
-                        &r.client_id,
-                        &r.payload,
-                        ErrorCode::TooManyRequests,
-                        r.reason,
-                    )
+                    .refuse(&r.caller, &r.payload, ErrorCode::TooManyRequests, r.reason)
                     .await;
             }
         });
@@ -100,6 +95,7 @@ impl Dispatcher {
     /// `caller` published `payload` on its request topic. Never waits.
     pub fn request(&self, caller: Caller, payload: Vec<u8>) {
         let client_id = caller.client_id.clone();
+        let refusal_to = caller.clone();
         let refused = {
             let mut workers = self.workers();
             if workers.len() > 4096 {
@@ -135,7 +131,7 @@ impl Dispatcher {
         if let Some((payload, reason)) = refused {
             tracing::debug!(client_id, reason, "request refused");
             let refusal = Refusal {
-                client_id,
+                caller: refusal_to,
                 payload,
                 reason,
             };

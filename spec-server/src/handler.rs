@@ -24,8 +24,18 @@ use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
 use crate::registry::Registry;
 use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
 
-/// A publish the server wants to make: topic and payload.
-pub type Outgoing = (String, Arc<[u8]>);
+/// A publish the server wants to make.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: Arc<[u8]>,
+    /// Highest QoS for it: an answer travels at most at its request's QoS,
+    /// so a QoS 0 burst is answered at QoS 0 (no acknowledgement window
+    /// to wait for); `None` for notifications (the server's `--qos`).
+    pub max_qos: Option<u8>,
+}
 
 /// Who sent a request, as the broker session tells (never the topic alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,14 +45,17 @@ pub struct Caller {
     /// MQTT username of that connection (embedded broker; `None` for
     /// anonymous clients and behind an external broker).
     pub username: Option<String>,
+    /// QoS the request arrived at; its answer travels at most at it.
+    pub request_qos: u8,
 }
 
 impl Caller {
     /// A caller known by client id only (external broker).
-    pub fn anonymous(client_id: impl Into<String>) -> Self {
+    pub fn anonymous(client_id: impl Into<String>, request_qos: u8) -> Self {
         Caller {
             client_id: client_id.into(),
             username: None,
+            request_qos,
         }
     }
 }
@@ -124,29 +137,35 @@ impl Handler {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn publish(&self, topic: String, payload: Arc<[u8]>) {
-        if self.out.send((topic, payload)).await.is_err() {
+    async fn publish(&self, topic: String, payload: Arc<[u8]>, max_qos: Option<u8>) {
+        let out = Outgoing {
+            topic,
+            payload,
+            max_qos,
+        };
+        if self.out.send(out).await.is_err() {
             tracing::error!("the broker transport is gone: answer not sent");
         }
     }
 
-    async fn send(&self, topic: String, message: &Message) {
+    async fn send(&self, topic: String, message: &Message, max_qos: Option<u8>) {
         match serde_json::to_vec(message) {
-            Ok(payload) => self.publish(topic, payload.into()).await,
+            Ok(payload) => self.publish(topic, payload.into(), max_qos).await,
             Err(e) => tracing::error!(error = %e, "cannot encode a message"),
         }
     }
 
-    async fn respond_failure(&self, client_id: &str, id: Option<String>, f: Failure) {
+    async fn respond_failure(&self, caller: &Caller, id: Option<String>, f: Failure) {
+        let client_id = caller.client_id.as_str();
         tracing::debug!(client_id, code = %f.code, message = %f.message, "request failed");
         let message = failure(id, f.code, f.message, now_rfc3339());
-        self.send(response_topic(&self.config.prefix, client_id), &message)
-            .await;
+        let topic = response_topic(&self.config.prefix, client_id);
+        self.send(topic, &message, Some(caller.request_qos)).await;
     }
 
     /// Answer `payload` of `client_id` with a failure without running it
     /// (e.g. `too_many_requests`); the request id is read if it can be.
-    pub async fn refuse(&self, client_id: &str, payload: &[u8], code: ErrorCode, reason: &str) {
+    pub async fn refuse(&self, caller: &Caller, payload: &[u8], code: ErrorCode, reason: &str) {
         #[derive(serde::Deserialize)]
         struct IdOnly {
             id: Option<String>,
@@ -154,8 +173,7 @@ impl Handler {
         let id = serde_json::from_slice::<IdOnly>(payload)
             .ok()
             .and_then(|m| m.id);
-        self.respond_failure(client_id, id, fail(code, reason))
-            .await;
+        self.respond_failure(caller, id, fail(code, reason)).await;
     }
 
     /// A connection of `client_id` with `username` is being accepted; runs
@@ -229,7 +247,7 @@ impl Handler {
         let client_id = caller.client_id.as_str();
         let topic = response_topic(&self.config.prefix, client_id);
         let (id, answer, keep) = match self.parse(payload) {
-            Err((id, f)) => return self.respond_failure(client_id, id, f).await,
+            Err((id, f)) => return self.respond_failure(caller, id, f).await,
             Ok(message) => {
                 if let Some(first) = message
                     .id
@@ -237,7 +255,7 @@ impl Handler {
                     .and_then(|id| self.dedup().answered(client_id, id, Instant::now()))
                 {
                     tracing::debug!(client_id, id = ?message.id, "duplicate request: first answer sent again");
-                    return self.publish(topic, first).await;
+                    return self.publish(topic, first, Some(caller.request_qos)).await;
                 }
                 let keep = is_write(&message);
                 (message.id.clone(), self.answer(caller, message).await, keep)
@@ -251,7 +269,7 @@ impl Handler {
             self.dedup()
                 .record(client_id, &id, Arc::clone(&payload), Instant::now());
         }
-        self.publish(topic, payload).await;
+        self.publish(topic, payload, Some(caller.request_qos)).await;
     }
 
     /// The message in `payload`, or why it cannot be read (with its id if
@@ -616,7 +634,7 @@ impl Handler {
             .collect();
         tracing::debug!(entity = %entity.full_name(), ?operation, notifications = messages.len(), "change");
         for (topic, message) in messages {
-            self.send(topic, &message).await;
+            self.send(topic, &message, None).await;
         }
     }
 }

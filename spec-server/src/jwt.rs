@@ -3,6 +3,11 @@
 //! the project's one JWT implementation, `tunnel_proto::jwt` (signature,
 //! algorithm allowlist, required `exp`, `nbf`). Verified claims go to
 //! `HookContext::claims` for later hooks (e.g. [`crate::tenant`]).
+//!
+//! The token binds the MQTT client id: its `client_id` claim names the id
+//! (`"dash-7"`), or a prefix ending in `*` (`"alice-*"`, or `"*"` for any).
+//! A token without the claim, or a connection with another id, is refused
+//! at CONNECT, so one user's token cannot act under another client's id.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -40,6 +45,38 @@ impl JwtAuth {
     }
 }
 
+/// The claim binding a token to MQTT client ids.
+pub const CLIENT_ID_CLAIM: &str = "client_id";
+
+/// Does the token's `client_id` claim allow `client_id`?
+pub fn check_client_id_claim(
+    claims: &Map<String, Value>,
+    client_id: &str,
+) -> Result<(), HookError> {
+    let Some(bound) = claims.get(CLIENT_ID_CLAIM).and_then(Value::as_str) else {
+        return Err(HookError {
+            code: ErrorCode::AuthError,
+            message: format!(
+                "token refused: no {CLIENT_ID_CLAIM:?} claim; add \"client_id\": \"<id>\" (or \"<prefix>*\") to bind it to the MQTT client id"
+            ),
+        });
+    };
+    let allowed = match bound.strip_suffix('*') {
+        Some(prefix) => client_id.starts_with(prefix),
+        None => client_id == bound,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(HookError {
+            code: ErrorCode::AuthError,
+            message: format!(
+                "token refused: it is bound to client id {bound:?}, not {client_id:?}"
+            ),
+        })
+    }
+}
+
 impl Hook for JwtAuth {
     fn call(&self, point: HookPoint, ctx: &mut HookContext) -> Result<(), HookError> {
         if !matches!(point, HookPoint::BeforeConnect | HookPoint::BeforeHandle) {
@@ -50,7 +87,9 @@ impl Hook for JwtAuth {
                 "no credentials: connect with a JWT as MQTT username",
             ));
         };
-        ctx.claims = self.verify(token)?;
+        let claims = self.verify(token)?;
+        check_client_id_claim(&claims, &ctx.client_id)?;
+        ctx.claims = claims;
         Ok(())
     }
 }
@@ -93,12 +132,38 @@ mod tests {
         let eternal = sign_hs256(b"s3cret", &json!({"sub": "u1"}));
         assert!(auth.verify(&eternal).is_err(), "tokens must expire");
         assert!(auth.verify("not-a-token").is_err());
-        let mut ctx = HookContext::default();
+        let mut ctx = HookContext {
+            client_id: "c1".into(),
+            ..HookContext::default()
+        };
         let err = auth.call(HookPoint::BeforeHandle, &mut ctx).unwrap_err();
         assert_eq!(err.code, ErrorCode::Unauthorized);
         ctx.username = Some(token);
+        let unbound = auth.call(HookPoint::BeforeHandle, &mut ctx).unwrap_err();
+        assert!(
+            unbound.message.contains("no \"client_id\" claim"),
+            "{unbound}"
+        );
+        let bound = sign_hs256(
+            b"s3cret",
+            &json!({"sub": "u1", "client_id": "c1", "exp": LATER}),
+        );
+        ctx.username = Some(bound);
         auth.call(HookPoint::BeforeHandle, &mut ctx).unwrap();
         assert_eq!(ctx.claims["sub"], "u1");
+    }
+
+    #[test]
+    fn the_client_id_claim_binds_ids() {
+        let claims = |v: Value| v.as_object().cloned().unwrap();
+        assert!(check_client_id_claim(&claims(json!({"client_id": "c1"})), "c1").is_ok());
+        assert!(check_client_id_claim(&claims(json!({"client_id": "c1"})), "c2").is_err());
+        assert!(check_client_id_claim(&claims(json!({"client_id": "c1"})), "c1x").is_err());
+        assert!(check_client_id_claim(&claims(json!({"client_id": "dash-*"})), "dash-7").is_ok());
+        assert!(check_client_id_claim(&claims(json!({"client_id": "dash-*"})), "dask-7").is_err());
+        assert!(check_client_id_claim(&claims(json!({"client_id": "*"})), "any").is_ok());
+        assert!(check_client_id_claim(&claims(json!({"client_id": 7})), "7").is_err());
+        assert!(check_client_id_claim(&claims(json!({})), "c1").is_err());
     }
 
     #[test]

@@ -126,6 +126,11 @@ async fn jwt_auth_and_tenancy_hooks() {
             .unwrap()
             .entry("exp")
             .or_insert(json!(4_000_000_000u64));
+        claims
+            .as_object_mut()
+            .unwrap()
+            .entry("client_id")
+            .or_insert(json!("*"));
         Some(sign_hs256(b"s3cret", &claims))
     };
     assert!(connect("anon", None).await.is_err(), "no token: refused");
@@ -762,14 +767,17 @@ async fn jwks_rs256_tokens() {
             ..ClientOptions::local(server.port, id)
         })
     };
-    let good = sign(&json!({"sub": "u1", "exp": 4_000_000_000u64}));
+    let good = sign(&json!({"sub": "u1", "client_id": "rs-*", "exp": 4_000_000_000u64}));
     let c = connect("rs-ok", good).await.unwrap();
     let jane = c
         .request(json!({"type": "request", "operation": "read", "entity": "users", "record_id": 2}))
         .await
         .unwrap();
     assert_eq!(ok(&jane)["name"], "Jane Smith");
-    let hs = sign_hs256(b"guess", &json!({"sub": "u1", "exp": 4_000_000_000u64}));
+    let hs = sign_hs256(
+        b"guess",
+        &json!({"sub": "u1", "client_id": "rs-*", "exp": 4_000_000_000u64}),
+    );
     assert!(
         connect("rs-hs", hs).await.is_err(),
         "an HMAC token is refused when only RSA keys are trusted"

@@ -160,7 +160,7 @@ test('hooks: no token is refused at connect; a tenancy hook rejects or rewrites 
       const rows = (await dev.read('public.sensor_readings')).data;
       await dev.end();
       return { anon, user, refused, created, rows };
-    }, { url: authed.wsUrl, plainToken: sign({ sub: 'plain' }), deviceToken: sign({ sub: 'dev', device: 'dev-t' }) });
+    }, { url: authed.wsUrl, plainToken: sign({ sub: 'plain', client_id: 'plain' }), deviceToken: sign({ sub: 'dev', client_id: 'device', device: 'dev-t' }) });
     assert.equal(out.anon?.name, 'MqttError', 'connect without a token is refused');
     assert.equal(out.user, 1, 'entities without the tenant column are served');
     assert.equal(out.refused?.name, 'SpecError');

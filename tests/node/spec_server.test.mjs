@@ -1,7 +1,8 @@
 // MQTT.js drives mqttspec-server over MQTT-over-WebSocket (the embedded
 // broker's ws listener), exactly as the protocol doc's examples do: the
 // README's request messages verbatim, responses matched by id, and a
-// filtered live subscription.
+// filtered live subscription, over MQTT 3.1.1 and MQTT 5, and the
+// broker's per-client isolation as MQTT.js v5 sees it (reason codes).
 // Needs `cargo build --bins` first (scripts/test.sh does it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,7 +40,7 @@ before(async () => {
   server = spawn(binary, [
     '--demo', '--database', 'sqlite::memory:',
     '--mqtt-listen', `127.0.0.1:${mqttPort}`, '--ws-listen', `127.0.0.1:${wsPort}`,
-  ], { env: { ...process.env, RUST_LOG: 'info,rumqttd=warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  ], { env: { ...process.env, RUST_LOG: 'info,rmqtt=error' }, stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${serverLog}`)), 60_000);
     const onData = (chunk) => {
@@ -55,8 +56,8 @@ before(async () => {
 after(() => { server?.kill('SIGKILL'); });
 
 /** A connected MQTT.js client speaking MQTTSpec as client `clientId`. */
-async function specClient(clientId) {
-  const client = await mqtt.connectAsync(`ws://127.0.0.1:${wsPort}/mqtt`, { clientId, reconnectPeriod: 0 });
+async function specClient(clientId, protocolVersion = 4) {
+  const client = await mqtt.connectAsync(`ws://127.0.0.1:${wsPort}/mqtt`, { clientId, protocolVersion, reconnectPeriod: 0 });
   const waiting = new Map();
   const notifications = [];
   const notified = [];
@@ -113,6 +114,19 @@ test('the README example requests get the documented answers', async () => {
   await c.end();
 });
 
+test('MQTT 5: requests, answers and a live subscription', async () => {
+  const c = await specClient('node-v5', 5);
+  const read = await c.request({ id: 'v5-1', type: 'request', operation: 'read', entity: 'users', record_id: '2' });
+  assert.equal(read.data.name, 'Jane Smith');
+  const sub = await c.request({ id: 'v5-2', type: 'subscription', operation: 'subscribe', entity: 'sensor_readings' });
+  assert.equal(sub.success, true);
+  await c.request({ id: 'v5-3', type: 'request', operation: 'create', entity: 'sensor_readings',
+    data: { device_id: 'v5', value: 1.5 } });
+  const n = await c.nextNotification();
+  assert.deepEqual([n.operation, n.data.device_id], ['create', 'v5']);
+  await c.end();
+});
+
 test('a filtered subscription notifies matching creates and rows leaving the filter', async () => {
   const watcher = await specClient('node-watcher');
   const writer = await specClient('node-writer');
@@ -139,4 +153,27 @@ test('a filtered subscription notifies matching creates and rows leaving the fil
   assert.deepEqual([pong.type, pong.success], ['pong', true]);
   await watcher.end();
   await writer.end();
+});
+
+test('MQTT 5: the topics of another client are refused with reason codes', async () => {
+  const owner = await specClient('node-owner', 5);
+  const row = await owner.request({ id: 'c1', type: 'request', operation: 'create', entity: 'users',
+    data: { name: 'Owned', email: 'owned@example.com' } });
+  assert.equal(row.success, true);
+  const intruder = await mqtt.connectAsync(`ws://127.0.0.1:${wsPort}/mqtt`,
+    { clientId: 'node-intruder', protocolVersion: 5, reconnectPeriod: 0 });
+  const own = await intruder.subscribeAsync('spec/node-intruder/response', { qos: 1 });
+  assert.deepEqual(own.map((g) => g.qos), [1]);
+  for (const filter of ['spec/#', 'spec/node-owner/response', 'spec/+/notify/+']) {
+    const refusal = await intruder.subscribeAsync(filter, { qos: 1 }).then(() => null, (err) => err.packet?.granted);
+    assert.deepEqual(refusal, [0x87], filter);
+  }
+  const refused = await intruder.publishAsync('spec/node-owner/request',
+    JSON.stringify({ id: 'steal', type: 'request', operation: 'delete', entity: 'users', record_id: String(row.data.id) }), { qos: 1 })
+    .then((packet) => packet?.reasonCode, (err) => err.code);
+  assert.equal(refused, 0x87);
+  const still = await owner.request({ id: 'r1', type: 'request', operation: 'read', entity: 'users', record_id: String(row.data.id) });
+  assert.equal(still.success, true, 'the stolen delete did not run');
+  await intruder.endAsync();
+  await owner.end();
 });

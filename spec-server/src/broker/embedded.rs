@@ -205,7 +205,7 @@ impl Hooks {
     }
 
     /// A PUBLISH from a client: its own request topic goes to the server.
-    fn published(&self, conn: &Id, topic: &str, payload: &[u8]) {
+    fn published(&self, conn: &Id, topic: &str, payload: &[u8], qos: QoS) {
         let client_id = &*conn.client_id;
         if topic != request_topic(&self.prefix, client_id) {
             return;
@@ -217,6 +217,7 @@ impl Hooks {
             let caller = Caller {
                 client_id: client_id.to_string(),
                 username: conn.username.as_deref().map(str::to_string),
+                request_qos: qos as u8,
             };
             self.dispatcher.request(caller, payload.to_vec());
         }
@@ -272,7 +273,7 @@ impl HookHandler for HookEntry {
                 (false, Some(HookResult::PublishAclResult(result)))
             }
             Parameter::MessagePublish(Some(session), _, publish) => {
-                hooks.published(&session.id, &publish.topic, &publish.payload);
+                hooks.published(&session.id, &publish.topic, &publish.payload, publish.qos);
                 (true, acc)
             }
             Parameter::ClientDisconnected(session, _) => {
@@ -386,14 +387,15 @@ async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoi
         ClientId::from_static("mqttspec-server"),
         None,
     ));
-    while let Some((topic, payload)) = outgoing.recv().await {
+    while let Some(out) = outgoing.recv().await {
+        let qos = out.max_qos.map_or(qos, |max| qos_of((qos as u8).min(max)));
         let publish = CodecPublish {
             dup: false,
             retain: false,
             qos,
-            topic: TopicName::from(topic),
+            topic: TopicName::from(out.topic),
             packet_id: None,
-            payload: bytes::Bytes::copy_from_slice(&payload),
+            payload: bytes::Bytes::copy_from_slice(&out.payload),
             properties: Some(PublishProperties::default()),
         };
         let publish =

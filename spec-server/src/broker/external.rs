@@ -188,7 +188,9 @@ pub async fn start(
                     // The broker's ACL makes the topic's client id the
                     // publisher's (docs/SPEC_SERVER.md, "External broker").
                     if let Some(client_id) = client_id_of_request(&prefix, &publish.topic) {
-                        dispatcher.request(Caller::anonymous(client_id), publish.payload.to_vec());
+                        let qos = publish.qos as u8;
+                        dispatcher
+                            .request(Caller::anonymous(client_id, qos), publish.payload.to_vec());
                     }
                 }
                 Ok(_) => {}
@@ -201,8 +203,12 @@ pub async fn start(
         }
     });
     tokio::spawn(async move {
-        while let Some((topic, payload)) = outgoing.recv().await {
-            if let Err(e) = client.publish(topic, qos, false, payload.to_vec()).await {
+        while let Some(out) = outgoing.recv().await {
+            let qos = out.max_qos.map_or(qos, |max| qos_of((qos as u8).min(max)));
+            if let Err(e) = client
+                .publish(out.topic, qos, false, out.payload.to_vec())
+                .await
+            {
                 tracing::error!(error = %e, "cannot queue a publish");
                 return;
             }
@@ -213,6 +219,14 @@ pub async fn start(
         .map_err(|_| anyhow::anyhow!("no connection to the broker within {connect_timeout:?}"))?
         .map_err(|_| anyhow::anyhow!("broker connection task ended"))?
         .map_err(|e| anyhow::anyhow!(e))
+}
+
+fn qos_of(qos: u8) -> QoS {
+    match qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
 }
 
 #[cfg(test)]
