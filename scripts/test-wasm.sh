@@ -5,7 +5,8 @@
 #   - a websockets listener requiring user/password (MQTT_WS_AUTH_URL,
 #     MQTT_USER, MQTT_PASS),
 #   - a TCP listener (MQTT_TCP_PORT),
-# with persistence on, plus a tiny HTTP control server (MQTT_CONTROL_URL):
+# with persistence on, plus mqttspec-server with its embedded broker on
+# OS-assigned ports (SPEC_WS_URL), plus a tiny HTTP control server (MQTT_CONTROL_URL):
 # `GET /restart` stops mosquitto gracefully (it saves its sessions), starts it
 # again on the same ports and answers once it listens, so a wasm test can
 # check reconnection, resubscription and QoS 1/2 delivery across a restart.
@@ -88,7 +89,9 @@ PY
 python3 "$dir/control.py" "$dir/mosquitto.conf" "$dir/mosquitto.log" "$control_port" \
   "$tcp_port" "$ws_port" "$auth_port" > "$dir/control.log" 2>&1 &
 control=$!
+spec_server=""
 cleanup() {
+  [ -n "$spec_server" ] && kill "$spec_server" 2>/dev/null || true
   kill "$control" 2>/dev/null || true
   wait "$control" 2>/dev/null || true
   rm -rf "$dir"
@@ -102,6 +105,19 @@ done
 export MQTT_WS_URL="ws://127.0.0.1:$ws_port" MQTT_WS_AUTH_URL="ws://127.0.0.1:$auth_port"
 export MQTT_USER="$user" MQTT_PASS="$pass" MQTT_TCP_PORT="$tcp_port"
 export MQTT_CONTROL_URL="http://127.0.0.1:$control_port"
+# mqttspec-server with its embedded broker (rmqtt) for the SpecClient tests.
+cargo build -q --bin mqttspec-server
+RUST_LOG=info target/debug/mqttspec-server --demo --mqtt-listen 127.0.0.1:0 \
+  --ws-listen 127.0.0.1:0 > "$dir/spec-server.log" 2>&1 &
+spec_server=$!
+for _ in $(seq 1200); do
+  grep -q "mqttspec-server ready" "$dir/spec-server.log" 2>/dev/null && break
+  kill -0 "$spec_server" 2>/dev/null || { cat "$dir/spec-server.log"; exit 1; }
+  sleep 0.05
+done
+spec_ws=$(sed -n 's/.*mqttspec-server ready.* ws=Some(\([0-9.:]*\)).*/\1/p' "$dir/spec-server.log")
+[ -n "$spec_ws" ] || { echo "no WebSocket address in the server's ready line"; cat "$dir/spec-server.log"; exit 1; }
+export SPEC_WS_URL="ws://$spec_ws/mqtt"
 export CHROMEDRIVER=/usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT=120
