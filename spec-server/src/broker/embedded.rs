@@ -2,7 +2,8 @@
 //! WebSocket) in-process, with the server attached through rmqtt's hooks
 //! instead of a client connection:
 //!
-//! - `ClientAuthenticate`: the client id must fit one topic level, the
+//! - `ClientAuthenticate`: the client id must fit one topic level (else
+//!   CONNACK "identifier rejected": 0x02, v5 0x85), the
 //!   connect hooks run (JWT: the token is verified and must bind the id),
 //!   and a client id held by another JWT subject is refused.
 //! - `ClientSubscribeCheckAcl` / `MessagePublishCheckAcl`: [`Acl`] decides
@@ -119,7 +120,7 @@ impl Hooks {
         let username = conn.username.as_deref();
         if let Err(why) = check_client_id(client_id) {
             tracing::info!(client_id, "connection refused: {why}");
-            return Err(AuthResult::NotAuthorized);
+            return Err(AuthResult::IdentifierRejected);
         }
         if self.require_login && username.is_none_or(str::is_empty) {
             tracing::info!(
