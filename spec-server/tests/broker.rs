@@ -478,3 +478,32 @@ async fn external_mosquitto_with_a_pattern_acl_isolates_clients() {
         "A's read answer reached B"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_get_their_answers_and_nothing_else() {
+    let server = start_server(&["--demo"], None).unwrap();
+    let port = server.port.to_string();
+    let rr = std::process::Command::new("mosquitto_rr")
+        .args(["-p", &port, "-i", "cli-rr", "-t", "spec/cli-rr/request"])
+        .args(["-e", "spec/cli-rr/response", "-W", "30"])
+        .args([
+            "-m",
+            r#"{"id":"1","type":"request","operation":"read","entity":"users","record_id":2}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(rr.status.success(), "{rr:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&rr.stdout).unwrap();
+    assert_eq!(answer["data"]["name"], "Jane Smith");
+    let sub = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-p", &port, "-i", "cli-sub", "-t", "spec/#", "-C", "1", "-W", "30",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&sub.stderr).contains("All subscription requests were denied"),
+        "{sub:?}"
+    );
+    assert!(sub.stdout.is_empty(), "{sub:?}");
+}

@@ -365,7 +365,7 @@ pub async fn start(
             tracing::error!(error = %e, "embedded broker stopped");
         }
     });
-    tokio::spawn(publish_answers(scx, outgoing, qos_of(config.qos)));
+    tokio::spawn(shard_answers(scx, outgoing, qos_of(config.qos)));
     Ok(listening)
 }
 
@@ -377,8 +377,41 @@ fn qos_of(qos: u8) -> QoS {
     }
 }
 
-/// Publish the server's answers and notifications into the router, in
-/// order, as the system sender `mqttspec-server`.
+/// Publishers working in parallel; one client's messages always go to the
+/// same one, so each client sees its answers and notifications in order.
+const PUBLISHERS: usize = 4;
+
+/// Spread the outbox over [`PUBLISHERS`] by the client the topic belongs
+/// to (`{prefix}/{client}/...`): routing a notification fan-out to 1,000
+/// clients one after the other would add every routing's latency to the
+/// last subscriber's.
+async fn shard_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: QoS) {
+    let shards: Vec<mpsc::Sender<Outgoing>> = (0..PUBLISHERS)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(256);
+            tokio::spawn(publish_answers(scx.clone(), rx, qos));
+            tx
+        })
+        .collect();
+    while let Some(out) = outgoing.recv().await {
+        // `{prefix}/{client}` of `.../response` and `.../notify/{id}`.
+        let topic = out.topic.as_str();
+        let owner = topic.split("/notify/").next().unwrap_or(topic);
+        let owner = owner.strip_suffix("/response").unwrap_or(owner);
+        let shard = owner.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        let Some(tx) = shards.get(shard % PUBLISHERS) else {
+            continue;
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publish answers and notifications into the router, in order, as the
+/// system sender `mqttspec-server`.
 async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: QoS) {
     let from = From::from_system(Id::new(
         scx.node.id(),
