@@ -92,7 +92,7 @@ export async function startDemo({ workerPort, echo = false } = {}) {
   try {
     const server = start('server', bin('mqttspec-server'), ['--demo', '--database', `sqlite:${join(dir, 'demo.db')}`,
       '--mqtt-listen', `127.0.0.1:${ports.mqtt}`, '--ws-listen', `127.0.0.1:${ports.ws}`],
-    { ready: 'mqttspec-server ready', env: { RUST_LOG: 'info,rumqttd=warn' }, echo });
+    { ready: 'mqttspec-server ready', env: { RUST_LOG: 'info,rmqtt=error' }, echo });
     procs.push(server);
     web = await serve(site, ports.web);
     const wrangler = start('worker', join(root, 'node_modules/.bin/wrangler'), ['dev', '--ip', '127.0.0.1', '--port', String(ports.worker),

@@ -30,7 +30,7 @@ pub struct ClientOptions {
     pub prefix: String,
     /// QoS of request publishes. QoS 0 saves the broker's PUBACK, whose
     /// extra small write can meet Nagle's algorithm on brokers that do not
-    /// set TCP_NODELAY (upstream rumqttd; the embedded one here does) and
+    /// set TCP_NODELAY (rumqttd did not; rmqtt here does) and
     /// add a delayed-ACK wait per request.
     pub request_qos: QoS,
 }
@@ -59,6 +59,10 @@ pub struct SpecClient {
     request_qos: QoS,
     pending: Pending,
     next_id: AtomicU64,
+    /// Makes this client's request ids unique across connections: the
+    /// server answers a repeated `(client id, request id)` write with the
+    /// first answer.
+    nonce: String,
     notifications: mpsc::UnboundedReceiver<Message>,
     unmatched: mpsc::UnboundedReceiver<Message>,
     /// How long [`SpecClient::request`] waits for the answer.
@@ -145,6 +149,7 @@ impl SpecClient {
             request_qos: options.request_qos,
             pending,
             next_id: AtomicU64::new(1),
+            nonce: nonce(),
             notifications,
             unmatched,
             timeout: Duration::from_secs(30),
@@ -157,7 +162,8 @@ impl SpecClient {
         let id = match message.get("id").and_then(Value::as_str) {
             Some(id) => id.to_string(),
             None => {
-                let id = format!("r{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+                let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let id = format!("r{}-{n}", self.nonce);
                 if let Some(obj) = message.as_object_mut() {
                     obj.insert("id".into(), Value::String(id.clone()));
                 }
@@ -206,4 +212,16 @@ impl SpecClient {
         self.client.disconnect().await?;
         Ok(())
     }
+}
+
+/// A random-enough word for request ids (std's randomly seeded hasher).
+fn nonce() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:08x}", hasher.finish() as u32)
 }

@@ -87,10 +87,11 @@ impl HookPoint {
 /// What a hook sees and may change.
 #[derive(Debug, Clone, Default)]
 pub struct HookContext {
-    /// The MQTT client id (from the request topic).
+    /// The MQTT client id (from the broker session; behind an external
+    /// broker, from the request topic).
     pub client_id: String,
-    /// The MQTT username the client connected with, when the broker told us
-    /// (embedded broker with `--jwt-*`).
+    /// The MQTT username of the connection that sent the request (embedded
+    /// broker; `None` for anonymous clients and behind an external broker).
     pub username: Option<String>,
     /// The MQTT password, at `BeforeConnect` only.
     pub password: Option<String>,

@@ -7,7 +7,7 @@
 //! - [`handler`]: request processing; [`db`]: the database trait, SQL and
 //!   the two databases; [`registry`]: the entities served.
 //! - [`hooks`]: the 17 hook points; [`jwt`] and [`tenant`] are built-in hooks.
-//! - [`broker`]: embedded (rumqttd) and external transports.
+//! - [`broker`]: embedded (rmqtt) and external transports; [`acl`], [`dispatch`] and [`dedup`]: who may do what, fairness, exactly-once writes.
 
 pub mod acl;
 pub mod broker;

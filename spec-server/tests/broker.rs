@@ -21,6 +21,10 @@ use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The burst and the memory test each load both cores for seconds: one at a
+/// time, so neither measures the other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A plain rumqttc client: its events arrive on the returned channel.
 async fn raw_client(port: u16, id: &str) -> (AsyncClient, mpsc::UnboundedReceiver<Packet>) {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
@@ -332,6 +336,7 @@ async fn burst(port: u16, id: &str, count: usize, qos: QoS) -> (usize, usize, Du
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_clients_burst_is_answered_or_refused_and_freezes_nobody() {
     // QoS 1 bursts: tests/python/test_broker.py (paho-mqtt).
+    let _heavy = HEAVY.lock().await;
     let server = start_server(&["--demo"], None).unwrap();
     let (pongs, refused, slowest) = burst(server.port, "burst0", 20_000, QoS::AtMostOnce).await;
     eprintln!("20,000 at QoS 0: {pongs} pongs, {refused} too_many_requests; slowest concurrent ping {slowest:?}");
@@ -359,6 +364,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_returns_after_a_write_heavy_run() {
+    let _heavy = HEAVY.lock().await;
     let mut server = start_server(&["--demo"], None).unwrap();
     let warm = client(server.port, "warm").await;
     warm.request(json!({"type": "ping"})).await.unwrap();

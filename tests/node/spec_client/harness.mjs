@@ -14,7 +14,7 @@ export function startServer({ dbFile, mqttPort, wsPort, extra = [] }) {
   const proc = spawn(binary, [
     '--demo', '--database', `sqlite:${dbFile}`,
     '--mqtt-listen', `127.0.0.1:${mqttPort}`, '--ws-listen', `127.0.0.1:${wsPort}`, ...extra,
-  ], { env: { ...process.env, RUST_LOG: 'info,rumqttd=warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  ], { env: { ...process.env, RUST_LOG: 'info,rmqtt=error' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
