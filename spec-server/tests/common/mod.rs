@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use e2e::{free_port, Proc};
+use e2e::Proc;
 use mqttspec_proto::Message;
 use serde_json::{json, Value};
 use spec_server::client::{ClientOptions, SpecClient};
@@ -23,21 +23,33 @@ pub struct Server {
     pub ws_port: u16,
 }
 
-/// Start the binary with `args` plus listener ports; wait until ready.
+/// The port of `name=Some(127.0.0.1:PORT)` in the server's ready line.
+fn port_in(line: &str, name: &str) -> Option<u16> {
+    let rest = line.split(&format!("{name}=Some(")).nth(1)?;
+    let addr = rest.split(')').next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// Start the binary with `args` on OS-assigned listener ports; wait until
+/// ready and read the ports from its ready line.
 pub fn start_server(args: &[&str], broker_port: Option<u16>) -> anyhow::Result<Server> {
-    let (mqtt, ws) = (free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mqttspec-server"));
-    cmd.args(["--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--ws-listen", &format!("127.0.0.1:{ws}")])
+    cmd.args(["--mqtt-listen", "127.0.0.1:0"])
+        .args(["--ws-listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", spec_server::logging::DEFAULT_FILTER)
         .env_remove("MQTTSPEC_DATABASE");
     let mut proc = Proc::spawn("mqttspec-server", &mut cmd)?;
-    proc.wait_for_line("mqttspec-server ready", Duration::from_secs(60))?;
+    let ready = proc.wait_for_line("mqttspec-server ready", Duration::from_secs(60))?;
+    let port = match broker_port {
+        Some(port) => port,
+        None => port_in(&ready, "mqtt")
+            .ok_or_else(|| anyhow::anyhow!("no MQTT address in {ready:?}"))?,
+    };
     Ok(Server {
         proc,
-        port: broker_port.unwrap_or(mqtt),
-        ws_port: ws,
+        port,
+        ws_port: port_in(&ready, "ws").unwrap_or(0),
     })
 }
 
