@@ -185,22 +185,30 @@ impl Hooks {
         Some(decide(&who))
     }
 
+    /// May `conn` subscribe to `filter`? Refusals are logged.
     fn may_subscribe(&self, conn: &Id, filter: &str) -> bool {
-        let allowed = self
-            .with_identity(conn, |who| self.acl.may_subscribe(who, filter))
-            .unwrap_or(false);
-        if !allowed {
-            tracing::warn!(client_id = %conn.client_id, filter, "subscribe refused by the ACL");
-        }
-        allowed
+        self.logged("subscribe", filter, conn, |who| {
+            self.acl.may_subscribe(who, filter)
+        })
     }
 
+    /// May `conn` publish on `topic`? Refusals are logged.
     fn may_publish(&self, conn: &Id, topic: &str) -> bool {
-        let allowed = self
-            .with_identity(conn, |who| self.acl.may_publish(who, topic))
-            .unwrap_or(false);
+        self.logged("publish", topic, conn, |who| {
+            self.acl.may_publish(who, topic)
+        })
+    }
+
+    fn logged(
+        &self,
+        what: &str,
+        topic: &str,
+        conn: &Id,
+        decide: impl FnOnce(&Identity) -> bool,
+    ) -> bool {
+        let allowed = self.with_identity(conn, decide).unwrap_or(false);
         if !allowed {
-            tracing::warn!(client_id = %conn.client_id, topic, "publish refused by the ACL");
+            tracing::warn!(client_id = %conn.client_id, topic, "{what} refused by the ACL");
         }
         allowed
     }
