@@ -260,9 +260,13 @@ fn cfg(e: AuthError) -> AuthError {
 /// first, else the `token` query parameter.
 pub fn token_from(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
     if let Some(auth) = authorization {
-        let auth = auth.trim();
-        if auth.len() > 7 && auth[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(auth[7..].trim().to_string());
+        // Compared as bytes: a header is network input, and slicing a
+        // `str` at byte 7 panics inside a multi-byte character.
+        if let Some((scheme, token)) = auth.trim().split_once(' ') {
+            let token = token.trim();
+            if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+                return Some(token.to_string());
+            }
         }
     }
     query?
@@ -510,5 +514,20 @@ mod tests {
         assert_eq!(token_from(None, Some("x=1&token=q")).as_deref(), Some("q"));
         assert_eq!(token_from(Some("Basic x"), None), None);
         assert_eq!(token_from(None, None), None);
+        assert_eq!(
+            token_from(Some("Bearer "), Some("token=q")).as_deref(),
+            Some("q")
+        );
+    }
+
+    #[test]
+    fn multi_byte_authorization_headers_do_not_panic() {
+        // Byte 7 falls inside `é` (the panic of issue 14).
+        assert_eq!(token_from(Some("abcdef\u{e9}xyz"), None), None);
+        assert_eq!(token_from(Some("\u{e9}\u{e9}\u{e9}\u{e9}"), None), None);
+        assert_eq!(
+            token_from(Some("Bearer \u{e9}t"), None).as_deref(),
+            Some("\u{e9}t")
+        );
     }
 }
