@@ -18,7 +18,9 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
-use tunnel_proto::inflight::{public_answer, public_head, settles, Inflight, PublicAnswer};
+use tunnel_proto::inflight::{
+    public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
+};
 use tunnel_proto::names;
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
@@ -47,6 +49,9 @@ const RESUME_KEY: &str = "resume_token";
 
 /// Storage key of when the last forwarder left (Unix ms).
 const RELEASED_KEY: &str = "released_at";
+
+/// Storage key of how the last forwarder left (`names::Released`).
+const RELEASE_KEY: &str = "release";
 
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
@@ -189,6 +194,20 @@ impl Tunnel {
                     &meta.tunnel_id,
                     holder.as_deref(),
                     meta.subject.as_deref(),
+                ) {
+                    console_warn!("name {} refused: {reason}", meta.tunnel_id);
+                    return text(status, reason);
+                }
+            }
+            if previous.is_none() && meta.named {
+                // A holder that dropped may still resume: no takeover
+                // without its token or its subject.
+                let released: Option<names::Released> = storage.get(RELEASE_KEY).await?;
+                if let Err((status, reason)) = names::check_released(
+                    &meta.tunnel_id,
+                    released.as_ref(),
+                    meta.subject.as_deref(),
+                    Date::now().as_millis(),
                 ) {
                     console_warn!("name {} refused: {reason}", meta.tunnel_id);
                     return text(status, reason);
@@ -686,7 +705,7 @@ impl Tunnel {
         let message = match Message::decode(text) {
             Ok(m) => m,
             Err(e) => {
-                console_warn!("ignored a bad frame from the forwarder: {e}");
+                self.on_malformed(text, &e);
                 return Ok(());
             }
         };
@@ -757,6 +776,52 @@ impl Tunnel {
                 Ok(())
             }
         }
+    }
+
+    /// A text frame that does not decode: logged; when it names a request
+    /// or a WebSocket open that waits, that one is answered 502 at once
+    /// (not 504 after the request timeout).
+    fn on_malformed(&self, text: &str, error: &tunnel_proto::ProtocolError) {
+        match salvage(text, error) {
+            Some(Salvaged::Request(request_id, answer)) => {
+                console_warn!(
+                    "malformed answer for {request_id} from the forwarder (502): {error}"
+                );
+                let waiter = self.inflight.borrow_mut().finish(&request_id);
+                if let Some(tx) = waiter {
+                    drop(tx.send(answer));
+                }
+            }
+            Some(Salvaged::Stream(stream_id, answer)) => {
+                console_warn!(
+                    "malformed answer to ws_open {stream_id} from the forwarder (502): {error}"
+                );
+                let waiter = self.opening.borrow_mut().remove(&stream_id);
+                if let Some(tx) = waiter {
+                    drop(tx.send(answer));
+                }
+            }
+            None => console_warn!("ignored a bad frame from the forwarder: {error}"),
+        }
+    }
+
+    /// Record that the forwarder on `ws` left (`clean`: it closed with 1000,
+    /// nothing to resume): the resume grace and the name reservation start.
+    async fn released(&self, ws: &WebSocket, clean: bool) -> Result<()> {
+        let now = Date::now().as_millis();
+        let subject = ws
+            .deserialize_attachment::<ControlMeta>()
+            .ok()
+            .flatten()
+            .and_then(|m| m.subject);
+        let storage = self.state.storage();
+        storage.put(RELEASED_KEY, now).await?;
+        let release = names::Released {
+            at_ms: now,
+            subject,
+            clean,
+        };
+        storage.put(RELEASE_KEY, &release).await
     }
 
     /// The forwarder's socket ended: every waiting request gets 502 and
@@ -844,10 +909,7 @@ impl DurableObject for Tunnel {
         }
         if !self.superseded(&ws) {
             self.forwarder_gone();
-            self.state
-                .storage()
-                .put(RELEASED_KEY, Date::now().as_millis())
-                .await?;
+            self.released(&ws, code == 1000).await?;
         }
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("forwarder closed the tunnel"));
@@ -869,6 +931,7 @@ impl DurableObject for Tunnel {
         console_warn!("forwarder socket error: {error}");
         if !self.superseded(&ws) {
             self.forwarder_gone();
+            self.released(&ws, false).await?;
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
 use crate::local::{Local, Relayed};
+use crate::resume_store::ResumeStore;
 use crate::routes::{Routes, Target};
 use crate::stop::Stop;
 use crate::streams::{Out, Streams};
@@ -53,10 +54,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(1)
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(seed);
-    // Resume token of the current tunnel: presented on reconnect to keep the id.
-    let mut resume = None;
+    // Resume token of the current tunnel: presented on reconnect to keep the
+    // id; with --name also kept on disk for a restarted ttf.
+    let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
+    let mut resume = store.load();
     loop {
-        let delay = match session(&args, &routes, &local, &stop, &mut resume).await {
+        let delay = match session(&args, &routes, &local, &stop, &mut resume, &store).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -90,6 +93,7 @@ async fn session(
     local: &Local,
     stop: &Stop,
     resume: &mut Option<String>,
+    store: &ResumeStore,
 ) -> Result<End, Failure> {
     let mut request = args
         .endpoint
@@ -128,6 +132,7 @@ async fn session(
             Ok(Err(WsError::Http(resp))) if resume.is_some() && matches!(resp.status().as_u16(), 403 | 410) => {
                 let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 *resume = None;
+                store.clear();
                 return Err(Failure::Retry(anyhow!(
                     "the edge did not resume the tunnel ({}): {}; opening a new one", resp.status(), body.trim()
                 )));
@@ -183,8 +188,11 @@ async fn session(
         ..
     } = &established
     {
-        if resume_token.is_some() {
-            resume.clone_from(resume_token);
+        if let Some(token) = resume_token {
+            if resume.as_deref() != Some(token.as_str()) {
+                store.save(token);
+            }
+            *resume = Some(token.clone());
         }
         if version.is_none() {
             eprintln!("The edge speaks tunnel protocol v1 only: WebSocket and MQTT routes are unavailable");

@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::tunnel::{http, shared_worker, wait_exit, Forwarder, SharedWorker, Upstream};
+use e2e::tunnel::{
+    http, shared_worker, wait_exit, Forwarder, ScriptedForwarder, SharedWorker, Upstream,
+};
 use e2e::{cargo_bin, Proc};
 
 const SECRET: &str = "e2e-shared-secret-with-enough-entropy";
@@ -381,4 +383,41 @@ fn multi_byte_authorization_is_a_401_and_requests_in_flight_are_answered() {
     )
     .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Issue 14, item 3 with auth on: a token allowed any name (`"*"`) cannot
+/// take a name whose holder dropped during the resume grace; the holder's
+/// subject can.
+#[test]
+fn a_dropped_holders_name_goes_only_to_the_same_subject() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "authgrace001";
+    let alice = token(
+        "HS256",
+        &name_claims("alice", &format!(r#"["{name}"]"#)),
+        SECRET,
+    );
+    let mut f = Forwarder::start(w.port, up.port, &["--token", &alice, "--name", name]).unwrap();
+    assert_eq!(f.id, name);
+    f.proc.kill();
+    let mallory = format!(
+        "Bearer {}",
+        token("HS256", &name_claims("mallory", r#"["*"]"#), SECRET)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let headers = [("authorization", mallory.as_str()), ("x-tunnel-name", name)];
+        match ScriptedForwarder::connect(w.port, &headers, Some(2)) {
+            Ok(s) => panic!("{name} was taken over: {}", s.established),
+            Err((409, reason)) if reason.contains("disconnected") => break,
+            Err((409, reason)) => {
+                assert!(std::time::Instant::now() < deadline, "{reason}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((status, reason)) => panic!("{status}: {reason}"),
+        }
+    }
+    let (status, body) = upgrade_status(Some(&alice), "", Some(name));
+    assert_eq!(status, 101, "the same subject gets its name back: {body}");
 }
