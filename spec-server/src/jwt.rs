@@ -1,14 +1,14 @@
 //! Opt-in JWT auth hook: the client's MQTT username carries a JWT, checked
 //! with an HS256 secret or RS256 keys from a JWKS document. Verification is
-//! the project's one JWT implementation, `tunnel_proto::jwt` (signature,
+//! the project's one JWT implementation, `jwt_auth` (the jsonwebtoken crate underneath) (signature,
 //! algorithm allowlist, required `exp`, `nbf`). Verified claims go to
 //! `HookContext::claims` for later hooks (e.g. [`crate::tenant`]).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jwt_auth::AuthConfig;
 use mqttspec_proto::ErrorCode;
 use serde_json::{Map, Value};
-use tunnel_proto::jwt::AuthConfig;
 
 use crate::hooks::{Hook, HookContext, HookError, HookPoint};
 

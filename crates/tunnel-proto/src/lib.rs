@@ -4,12 +4,11 @@
 //! One definition of every message that crosses the control WebSocket
 //! (see `docs/TUNNEL.md` and the shared protocol doc), plus the pure rules
 //! around it: routing, header handling, the in-flight request table,
-//! path-prefix rewriting, JWT checks and who may hold a requested name. No IO: callers hand in text frames,
+//! path-prefix rewriting and who may hold a requested name. No IO: callers hand in text frames,
 //! headers and times and get typed results back.
 
 pub mod headers;
 pub mod inflight;
-pub mod jwt;
 pub mod names;
 pub mod rewrite;
 pub mod route;
