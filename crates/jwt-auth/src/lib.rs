@@ -11,6 +11,19 @@
 //! the time claims are checked here with the caller's clock (jsonwebtoken's
 //! own time checks are off: they read the system clock).
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;

@@ -7,6 +7,19 @@
 //! path-prefix rewriting and who may hold a requested name. No IO: callers hand in text frames,
 //! headers and times and get typed results back.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod headers;
 pub mod inflight;
 pub mod names;

@@ -182,6 +182,10 @@ impl Message {
     }
 
     /// Encode as the text of one frame.
+    #[allow(
+        clippy::expect_used,
+        reason = "strings, numbers and string-keyed maps always serialize"
+    )]
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("tunnel messages always serialize")
     }
