@@ -145,6 +145,8 @@ async fn control(
         named: requested.is_some(),
         subject: names::subject(claims.as_ref()),
         since: 0,
+        ping_interval_ms: None,
+        heard: 0,
     };
     to_tunnel(
         req,

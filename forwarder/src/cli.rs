@@ -53,11 +53,13 @@ pub struct Args {
     /// Seconds to wait for the local service to answer one request.
     #[arg(long, default_value_t = 25, value_name = "SECS")]
     pub request_timeout: u64,
-    /// Seconds between heartbeat pings on the control socket.
+    /// Seconds between heartbeat pings on the control socket (announced
+    /// in `ready`: the edge treats a forwarder silent for two intervals
+    /// plus 2 s as gone; no pong by the next ping: reconnect).
     #[arg(
         long,
         env = "TTF_PING_INTERVAL",
-        default_value_t = 300,
+        default_value_t = 5,
         value_name = "SECS"
     )]
     pub ping_interval: u64,

@@ -454,7 +454,7 @@ fn malformed_answers_are_502_at_once_with_a_log_line() {
     }
     w.wrangler
         .lock()
-        .unwrap()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
         .proc
         .wait_for_line("malformed answer for", Duration::from_secs(10))
         .unwrap();
@@ -490,4 +490,109 @@ fn a_dropped_holders_name_is_refused_to_others_and_returned_to_its_restart() {
     let second = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
     assert_eq!(second.id, name, "the restarted holder gets its name back");
     assert_eq!(get(w, name, "/echo/back").status(), 200);
+}
+
+/// Wait until the edge has seen the holder of `name` drop: a name request
+/// is then refused with the grace reason (never granted).
+fn wait_until_released(w: &SharedWorker, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        match ScriptedForwarder::connect(w.port, &[("x-tunnel-name", name)], Some(2)) {
+            Ok(f) => panic!("{name} was taken over: {}", f.established),
+            Err((409, reason)) if reason.contains("disconnected") => return,
+            Err((409, reason)) => {
+                assert!(std::time::Instant::now() < deadline, "{reason}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err((status, reason)) => panic!("{status}: {reason}"),
+        }
+    }
+}
+
+/// Issue 14: requests that arrive while the forwarder reconnects are held
+/// (up to `HOLD_MS`) and served by the restarted `ttf --name`, not 502.
+#[test]
+fn requests_during_a_restart_are_held_and_served() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "holdrestart1";
+    let mut first = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    first.proc.kill();
+    wait_until_released(w, name);
+    let (port, host) = (w.port, path_host(w));
+    let caller = std::thread::spawn(move || {
+        http(port, "GET", &format!("/{name}/echo/held"), &host, &[], b"").unwrap()
+    });
+    w.wrangler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .proc
+        .wait_for_line("request GET /echo/held held", Duration::from_secs(20))
+        .unwrap();
+    let second = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(second.id, name);
+    let r = caller.join().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.header("x-echo-uri"), Some("/echo/held"));
+}
+
+/// Issue 14, item 5: a stopped (SIGSTOP, not killed) `ttf` keeps its
+/// socket open. The edge now notices the missing pings within ~12 s and
+/// lets go (502 instead of 504 after 504), and the restarted `ttf --name`
+/// gets its name back at once (its resume token), answering requests.
+#[test]
+fn a_hung_holder_is_noticed_and_replaced() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "hungholder01";
+    let first = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(get(w, name, "/echo/before").status(), 200);
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(first.proc.pid() as i32, libc::SIGSTOP) };
+    let start = std::time::Instant::now();
+    let mut second =
+        Forwarder::start(w.port, up.port, &["--name", name, "--ping-interval", "5"]).unwrap();
+    assert_eq!(second.id, name, "the restarted holder proves itself");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "replacing the hung holder took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(get(w, name, "/echo/after").status(), 200);
+    second.proc.kill();
+    // SAFETY: as above.
+    unsafe { libc::kill(first.proc.pid() as i32, libc::SIGCONT) };
+}
+
+/// Issue 14, item 5: with no replacement, a silent holder is let go within
+/// ~12 s of its last ping: requests then get 502 (after the hold), not 504
+/// for as long as the stopped process keeps its socket.
+#[test]
+fn a_silent_holder_is_closed_after_two_missed_pings() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let f = Forwarder::start(w.port, up.port, &[]).unwrap();
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(f.proc.pid() as i32, libc::SIGSTOP) };
+    let start = std::time::Instant::now();
+    loop {
+        let r = get(w, &f.id, "/echo/silent");
+        if r.status() == 502 {
+            break;
+        }
+        assert_eq!(r.status(), 504, "{}", r.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "still 504 after {:?}",
+            start.elapsed()
+        );
+    }
+    w.wrangler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .proc
+        .wait_for_line("silent for", Duration::from_secs(5))
+        .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(f.proc.pid() as i32, libc::SIGCONT) };
 }
