@@ -124,7 +124,9 @@ mod tests {
         assert_eq!(a.host, "127.0.0.1");
         assert_eq!(a.connect_timeout(), Duration::from_secs(10));
         assert_eq!(a.request_timeout(), Duration::from_secs(25));
-        assert_eq!(a.ping_interval(), Duration::from_secs(300));
+        // Deliberately not the original's 300 s: the edge judges liveness
+        // by the announced interval (issue 14: a stopped ttf held its tunnel).
+        assert_eq!(a.ping_interval(), Duration::from_secs(5));
         assert!(a.token.is_none() && !a.verbose);
         let a = Args::try_parse_from(["ttf", "-e", "x", "-p", "8080", "-t", "jwt", "-v"]).unwrap();
         assert_eq!(

@@ -456,7 +456,7 @@ fn malformed_answers_are_502_at_once_with_a_log_line() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .proc
-        .wait_for_line("malformed answer for", Duration::from_secs(10))
+        .saw_or_wait_for_line("malformed answer for", Duration::from_secs(10))
         .unwrap();
 }
 
@@ -527,7 +527,7 @@ fn requests_during_a_restart_are_held_and_served() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .proc
-        .wait_for_line("request GET /echo/held held", Duration::from_secs(20))
+        .saw_or_wait_for_line("request GET /echo/held held", Duration::from_secs(20))
         .unwrap();
     let second = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
     assert_eq!(second.id, name);
@@ -591,7 +591,7 @@ fn a_silent_holder_is_closed_after_two_missed_pings() {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .proc
-        .wait_for_line("silent for", Duration::from_secs(5))
+        .saw_or_wait_for_line("silent for", Duration::from_secs(5))
         .unwrap();
     // SAFETY: as above.
     unsafe { libc::kill(f.proc.pid() as i32, libc::SIGCONT) };
