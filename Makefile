@@ -1,7 +1,7 @@
 # One entry point per job. Every target bootstraps first (fast when nothing is missing).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test bench pkg worker lint
+.PHONY: help bootstrap demo test bench pkg worker lint fuzz
 
 help: ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ pkg: bootstrap ## build the npm package into client-wasm/pkg/
 
 worker: bootstrap ## build the worker into edge-worker/build/
 	@bash scripts/build-worker.sh
+
+fuzz: bootstrap ## cargo-fuzz every network-fed decoder (installs nightly + cargo-fuzz once; FUZZ_SECONDS per target, default 120)
+	@bash scripts/fuzz.sh
 
 lint: ## rustfmt and clippy, native and wasm32
 	cargo fmt --all --check

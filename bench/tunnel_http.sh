@@ -5,6 +5,10 @@
 #              what the local workerd dev runtime costs by itself
 #   tunnel     oha -> wrangler dev (workerd, edge worker + Tunnel DO) -> ttf -> local service
 #   bore       oha -> bore server -> bore local -> local service (plain TCP tunnel, the peer baseline)
+#   *-fresh    c=1 latency on a fresh public connection per request (oha --disable-keepalive), for
+#              direct / tunnel with the hyper local service and with Python's http.server
+#              (tests/fixtures/py_http_server.py: keep-alive, head and body in two writes, Nagle on),
+#              whose delayed-ACK stall ttf must not show (issue 14: +43 ms before TCP_QUICKACK)
 # Reports p50/p99 latency at concurrency 1 and requests/s at concurrency 32,
 # and the ratios against the targets (added p50 <= 2 ms; tunnel rps >= 25% of bore's).
 # Installs oha and bore-cli with cargo if they are missing.
@@ -41,6 +45,13 @@ start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port
 wait_line "$work/ttf.log" "established" 60
 tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
 
+py_port=$(free_port)
+start py python3 tests/fixtures/py_http_server.py "$py_port"
+wait_line "$work/py.log" "listening" 10
+start ttf-py "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$py_port"
+wait_line "$work/ttf-py.log" "established" 60
+py_id=$(awk '/established/ {print $2; exit}' "$work/ttf-py.log")
+
 bore_port=$(free_port)
 start bore-server bore server --bind-addr 127.0.0.1 --min-port 1024 --max-port 65535
 wait_line "$work/bore-server.log" "listening" 20
@@ -51,7 +62,9 @@ direct="http://127.0.0.1:$up_port/hello"
 floor="http://127.0.0.1:$w_port/_health"
 tunnel="http://127.0.0.1:$w_port/$tunnel_id/hello"
 bored="http://127.0.0.1:$bore_port/hello"
-for url in "$direct" "$floor" "$tunnel" "$bored"; do
+py_direct="http://127.0.0.1:$py_port/hello"
+py_tunnel="http://127.0.0.1:$w_port/$py_id/hello"
+for url in "$direct" "$floor" "$tunnel" "$bored" "$py_direct" "$py_tunnel"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
   [ "$code" = 200 ] || { echo "warm-up request to $url answered $code"; exit 1; }
 done
@@ -66,6 +79,15 @@ for name in direct floor tunnel bore; do
   run "$name" "$url" 1 100 # warm-up
   run "$name" "$url" 1 "$LAT_N"
   run "$name" "$url" 32 "$RPS_N"
+done
+run_fresh() { # NAME URL -> json file
+  oha --no-tui --output-format json --disable-keepalive -c 1 -n 100 "$2" >/dev/null # warm-up
+  oha --no-tui --output-format json --disable-keepalive -c 1 -n "$LAT_N" "$2" >"$work/$1-fresh-c1.json"
+}
+for name in direct tunnel py_direct py_tunnel; do
+  url=${!name}
+  echo "measuring $name on fresh connections: $LAT_N requests at c=1"
+  run_fresh "$name" "$url"
 done
 
 python3 - "$work" <<'PY'
@@ -101,4 +123,13 @@ if local:
     print(f"ttf's local round trip (console): median {local[len(local)//2]:.2f} ms over {len(local)} requests")
 print(f"req/s at c=32, floor / bore: {rows['floor'][1]['rps']/rows['bore'][1]['rps']*100:.0f}% (the ceiling wrangler dev allows)")
 print(f"req/s at c=32, tunnel / bore: {ratio*100:.0f}% (target >= 25%: {'met' if ratio >= 0.25 else 'NOT met'}); tunnel / direct: {rows['tunnel'][1]['rps']/rows['direct'][1]['rps']*100:.0f}%")
+fresh = {n: load(f"{n}-fresh", 1) for n in ("direct", "tunnel", "py_direct", "py_tunnel")}
+print()
+print("fresh public connection per request (c=1):")
+print(f"{'path':10} {'p50 (ms)':>9} {'p99 (ms)':>9} {'200s':>10}")
+for n, l in fresh.items():
+    print(f"{n:10} {l['p50']:9.2f} {l['p99']:9.2f} {l['ok']:>5}/{l['total']}")
+added_hyper = fresh["tunnel"]["p50"] - fresh["direct"]["p50"]
+added_py = fresh["py_tunnel"]["p50"] - fresh["py_direct"]["p50"]
+print(f"added p50, Python http.server local: {added_py:.2f} ms; hyper local: {added_hyper:.2f} ms; difference {added_py - added_hyper:+.2f} ms (target: within 1 ms: {'met' if abs(added_py - added_hyper) <= 1 else 'NOT met'})")
 PY

@@ -19,7 +19,7 @@ suite() {
   if "$@"; then passed+=("$name"); echo "--- $name: ok ($((SECONDS - start)) s)";
   else failed+=("$name"); echo "--- $name: FAILED ($((SECONDS - start)) s)"; fi
 }
-native_members=(-p tunnel-proto -p mqttspec-proto -p mqttspec-client -p mqtt-session -p forwarder -p spec-server)
+native_members=(-p tunnel-proto -p jwt-auth -p fuzz-targets -p mqttspec-proto -p mqttspec-client -p mqtt-session -p forwarder -p spec-server)
 
 suite "rustfmt" cargo fmt --all --check
 suite "clippy (native)" cargo clippy --workspace --exclude client-wasm --exclude edge-worker --all-targets -- -D warnings

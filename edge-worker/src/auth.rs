@@ -2,10 +2,10 @@
 //! worker's settings (`JWT_SECRET`, `JWKS` as JSON or an https URL,
 //! `REQUIRE_AUTH`, `JWT_ISSUER`, `JWT_AUDIENCE`) and checks the token of a
 //! forwarder's upgrade request. The checks themselves live in
-//! `tunnel_proto::jwt`.
+//! `jwt_auth`.
 
+use jwt_auth::{token_from, AuthConfig, AuthError};
 use serde_json::{Map, Value};
-use tunnel_proto::jwt::{token_from, AuthConfig, AuthError};
 use worker::{Date, Env, Fetch, Request, Url};
 
 use crate::config::setting;

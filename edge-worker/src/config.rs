@@ -10,6 +10,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Default time a public request waits for the forwarder.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(25_000);
 
+/// Default time a public request waits for a reconnecting forwarder.
+pub const DEFAULT_HOLD: Duration = Duration::from_millis(10_000);
+
 /// Settings that shape the relay.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,6 +22,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a public request waits for the forwarder's answer (504 after).
     pub request_timeout: Duration,
+    /// How long a public request waits for a forwarder that is
+    /// reconnecting (502 after).
+    pub hold: Duration,
 }
 
 /// A string setting (var or secret), `None` when unset or blank.
@@ -50,6 +56,7 @@ impl Config {
                 "REQUEST_TIMEOUT_MS",
                 DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
             )),
+            hold: Duration::from_millis(number(env, "HOLD_MS", DEFAULT_HOLD.as_millis() as u64)),
         }
     }
 }

@@ -4,6 +4,19 @@
 //! go to the Durable Object named by their id. Routing rules are the pure
 //! functions of `tunnel_proto::route`.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use tunnel_proto::headers::{RequestMeta, META_HEADER};
 use tunnel_proto::route::{self, public_urls, Route, TUNNEL_ID_LEN};
 use tunnel_proto::{names, v2};
@@ -132,6 +145,8 @@ async fn control(
         named: requested.is_some(),
         subject: names::subject(claims.as_ref()),
         since: 0,
+        ping_interval_ms: None,
+        heard: 0,
     };
     to_tunnel(
         req,

@@ -18,7 +18,9 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
-use tunnel_proto::inflight::{public_answer, public_head, settles, Inflight, PublicAnswer};
+use tunnel_proto::inflight::{
+    public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
+};
 use tunnel_proto::names;
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
@@ -47,6 +49,9 @@ const RESUME_KEY: &str = "resume_token";
 
 /// Storage key of when the last forwarder left (Unix ms).
 const RELEASED_KEY: &str = "released_at";
+
+/// Storage key of how the last forwarder left (`names::Released`).
+const RELEASE_KEY: &str = "release";
 
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
@@ -77,6 +82,13 @@ pub struct ControlMeta {
     /// forwarder socket is the live one.
     #[serde(default)]
     pub since: u64,
+    /// v2: the forwarder's ping interval from `ready` (ms); `None`: it is
+    /// never judged by silence.
+    #[serde(default)]
+    pub ping_interval_ms: Option<u64>,
+    /// When the forwarder last pinged (Unix ms; 0: not yet).
+    #[serde(default)]
+    pub heard: u64,
 }
 
 /// One tunnel: the forwarder's socket and its requests in flight.
@@ -93,6 +105,12 @@ pub struct Tunnel {
     bodies: RefCell<HashMap<u32, BodySender>>,
     /// Next stream id to try.
     next_stream: Cell<u32>,
+    /// Public requests waiting for a forwarder to (re)connect, woken when
+    /// one has answered `ready`.
+    held: RefCell<Vec<oneshot::Sender<()>>>,
+    /// `since` of forwarder sockets this instance closed for silence (they
+    /// may still be listed until their close completes).
+    dead: RefCell<Vec<u64>>,
 }
 
 /// Feeds one streamed answer body to the public response, counting the
@@ -144,10 +162,52 @@ fn random_u64() -> u64 {
 impl Tunnel {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
+        let dead = self.dead.borrow();
         self.state
             .get_websockets_with_tag(FORWARDER_TAG)
             .into_iter()
+            .filter(|ws| !dead.contains(&Self::since(ws)))
             .max_by_key(Self::since)
+    }
+
+    /// The forwarder's socket unless it has been silent for longer than its
+    /// ping interval allows (`v2::silent_for`): such a socket (a stopped or
+    /// hung `ttf` whose TCP connection stays up) is closed and released, so
+    /// that its requests fail now, new ones are held for a replacement, and
+    /// its holder can come back.
+    async fn live_forwarder(&self) -> Result<Option<WebSocket>> {
+        let Some(ws) = self.forwarder() else {
+            return Ok(None);
+        };
+        let Some(meta) = ws.deserialize_attachment::<ControlMeta>().ok().flatten() else {
+            return Ok(Some(ws));
+        };
+        let heard = meta.heard.max(meta.since);
+        let Some(silence) = v2::silent_for(heard, meta.ping_interval_ms, Date::now().as_millis())
+        else {
+            return Ok(Some(ws));
+        };
+        console_warn!(
+            "forwarder of {} silent for {} ms (pings every {} ms): closing it",
+            meta.tunnel_id,
+            silence,
+            meta.ping_interval_ms.unwrap_or_default()
+        );
+        self.dead.borrow_mut().push(meta.since);
+        let _ = ws.close(Some(1011), Some("no ping from the forwarder; reconnect"));
+        self.forwarder_gone();
+        self.released(&ws, false).await?;
+        Ok(self.forwarder())
+    }
+
+    /// A live forwarder that has answered `ready` (requests can be sent).
+    async fn ready_forwarder(&self) -> Result<Option<WebSocket>> {
+        Ok(self.live_forwarder().await?.filter(|ws| {
+            ws.deserialize_attachment::<ControlMeta>()
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.version >= 1)
+        }))
     }
 
     /// Whether a newer forwarder socket replaced `ws` (resume).
@@ -167,7 +227,7 @@ impl Tunnel {
     /// Accept a forwarder's control socket.
     async fn accept_control(&self, mut meta: ControlMeta) -> Result<Response> {
         let storage = self.state.storage();
-        let previous = self.forwarder();
+        let previous = self.live_forwarder().await?;
         if let Some(token) = &meta.resume_token {
             let stored: Option<String> = storage.get(RESUME_KEY).await?;
             let released: Option<u64> = storage.get(RELEASED_KEY).await?;
@@ -189,6 +249,20 @@ impl Tunnel {
                     &meta.tunnel_id,
                     holder.as_deref(),
                     meta.subject.as_deref(),
+                ) {
+                    console_warn!("name {} refused: {reason}", meta.tunnel_id);
+                    return text(status, reason);
+                }
+            }
+            if previous.is_none() && meta.named {
+                // A holder that dropped may still resume: no takeover
+                // without its token or its subject.
+                let released: Option<names::Released> = storage.get(RELEASE_KEY).await?;
+                if let Err((status, reason)) = names::check_released(
+                    &meta.tunnel_id,
+                    released.as_ref(),
+                    meta.subject.as_deref(),
+                    Date::now().as_millis(),
                 ) {
                     console_warn!("name {} refused: {reason}", meta.tunnel_id);
                     return text(status, reason);
@@ -239,19 +313,40 @@ impl Tunnel {
     async fn relay(&self, mut req: Request, meta: RequestMeta) -> Result<Response> {
         let method = req.inner().method();
         let head = method == "HEAD";
-        let Some(ws) = self.forwarder() else {
-            let established: Option<bool> = self.state.storage().get(ESTABLISHED_KEY).await?;
-            return if established.unwrap_or(false) {
-                text(
-                    502,
-                    "the tunnel's forwarder is not connected; restart `ttf` and retry",
-                )
-            } else {
-                text(
-                    404,
-                    "unknown tunnel: no forwarder has opened this tunnel id",
-                )
-            };
+        let ws = match self.ready_forwarder().await? {
+            Some(ws) => ws,
+            None => {
+                let established: Option<bool> = self.state.storage().get(ESTABLISHED_KEY).await?;
+                if !established.unwrap_or(false) {
+                    return text(
+                        404,
+                        "unknown tunnel: no forwarder has opened this tunnel id",
+                    );
+                }
+                // Held while the forwarder reconnects (nothing was sent
+                // yet, so serving it later replays nothing).
+                console_warn!(
+                    "request {} {} held: waiting up to {} ms for the forwarder",
+                    method,
+                    meta.uri,
+                    self.config.hold.as_millis()
+                );
+                let (tx, rx) = oneshot::channel();
+                self.held.borrow_mut().push(tx);
+                let _ = select(rx, Delay::from(self.config.hold)).await;
+                match self.ready_forwarder().await? {
+                    Some(ws) => ws,
+                    None => {
+                        return text(
+                            502,
+                            format!(
+                                "the tunnel's forwarder is not connected (waited {} ms); restart `ttf` and retry",
+                                self.config.hold.as_millis()
+                            ),
+                        )
+                    }
+                }
+            }
         };
         let v2 = Self::version_of(&ws) >= v2::VERSION;
         let streamed_upload =
@@ -686,7 +781,7 @@ impl Tunnel {
         let message = match Message::decode(text) {
             Ok(m) => m,
             Err(e) => {
-                console_warn!("ignored a bad frame from the forwarder: {e}");
+                self.on_malformed(text, &e);
                 return Ok(());
             }
         };
@@ -700,13 +795,18 @@ impl Tunnel {
             return Ok(());
         }
         match message {
-            Message::Ready { version } => {
+            Message::Ready {
+                version,
+                ping_interval_ms,
+            } => {
                 let meta: Option<ControlMeta> = ws.deserialize_attachment()?;
                 let Some(mut meta) = meta else {
                     return ws.close(Some(1011), Some("tunnel state lost; reconnect"));
                 };
                 let version = v2::negotiate(version);
                 meta.version = version.unwrap_or(1);
+                meta.ping_interval_ms = ping_interval_ms.filter(|_| version.is_some());
+                meta.heard = Date::now().as_millis();
                 ws.serialize_attachment(&meta)?;
                 let reply = Message::ConnectionEstablished {
                     connection_id: format!("{}-{:016x}", meta.tunnel_id, random_u64()),
@@ -717,9 +817,20 @@ impl Tunnel {
                     resume_token: meta.resume_token.filter(|_| version.is_some()),
                     version,
                 };
-                ws.send_with_str(reply.encode())
+                ws.send_with_str(reply.encode())?;
+                // Requests held while no forwarder was there go now.
+                for waiter in self.held.borrow_mut().drain(..) {
+                    let _ = waiter.send(());
+                }
+                Ok(())
             }
-            Message::Ping => ws.send_with_str(Message::Pong.encode()),
+            Message::Ping => {
+                if let Some(mut meta) = ws.deserialize_attachment::<ControlMeta>()? {
+                    meta.heard = Date::now().as_millis();
+                    ws.serialize_attachment(&meta)?;
+                }
+                ws.send_with_str(Message::Pong.encode())
+            }
             Message::Window { stream_id, bytes } => {
                 if let Some(tx) = self.credits.borrow().get(&stream_id) {
                     let _ = tx.unbounded_send(bytes);
@@ -759,6 +870,52 @@ impl Tunnel {
         }
     }
 
+    /// A text frame that does not decode: logged; when it names a request
+    /// or a WebSocket open that waits, that one is answered 502 at once
+    /// (not 504 after the request timeout).
+    fn on_malformed(&self, text: &str, error: &tunnel_proto::ProtocolError) {
+        match salvage(text, error) {
+            Some(Salvaged::Request(request_id, answer)) => {
+                console_warn!(
+                    "malformed answer for {request_id} from the forwarder (502): {error}"
+                );
+                let waiter = self.inflight.borrow_mut().finish(&request_id);
+                if let Some(tx) = waiter {
+                    drop(tx.send(answer));
+                }
+            }
+            Some(Salvaged::Stream(stream_id, answer)) => {
+                console_warn!(
+                    "malformed answer to ws_open {stream_id} from the forwarder (502): {error}"
+                );
+                let waiter = self.opening.borrow_mut().remove(&stream_id);
+                if let Some(tx) = waiter {
+                    drop(tx.send(answer));
+                }
+            }
+            None => console_warn!("ignored a bad frame from the forwarder: {error}"),
+        }
+    }
+
+    /// Record that the forwarder on `ws` left (`clean`: it closed with 1000,
+    /// nothing to resume): the resume grace and the name reservation start.
+    async fn released(&self, ws: &WebSocket, clean: bool) -> Result<()> {
+        let now = Date::now().as_millis();
+        let subject = ws
+            .deserialize_attachment::<ControlMeta>()
+            .ok()
+            .flatten()
+            .and_then(|m| m.subject);
+        let storage = self.state.storage();
+        storage.put(RELEASED_KEY, now).await?;
+        let release = names::Released {
+            at_ms: now,
+            subject,
+            clean,
+        };
+        storage.put(RELEASE_KEY, &release).await
+    }
+
     /// The forwarder's socket ended: every waiting request gets 502 and
     /// every relayed WebSocket is closed with 1011.
     fn forwarder_gone(&self) {
@@ -787,6 +944,8 @@ impl DurableObject for Tunnel {
             bodies: RefCell::new(HashMap::new()),
             credits: RefCell::new(HashMap::new()),
             next_stream: Cell::new(random_u64() as u32),
+            held: RefCell::new(Vec::new()),
+            dead: RefCell::new(Vec::new()),
         }
     }
 
@@ -801,7 +960,7 @@ impl DurableObject for Tunnel {
         let meta: RequestMeta = serde_json::from_str(&meta)?;
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if upgrade.eq_ignore_ascii_case("websocket") {
-            if let Some(forwarder) = self.forwarder() {
+            if let Some(forwarder) = self.ready_forwarder().await? {
                 return self.open_stream(req, meta, forwarder).await;
             }
         }
@@ -844,10 +1003,7 @@ impl DurableObject for Tunnel {
         }
         if !self.superseded(&ws) {
             self.forwarder_gone();
-            self.state
-                .storage()
-                .put(RELEASED_KEY, Date::now().as_millis())
-                .await?;
+            self.released(&ws, code == 1000).await?;
         }
         // Complete the closing handshake; the socket may already be closed.
         let _ = ws.close(Some(1000), Some("forwarder closed the tunnel"));
@@ -869,6 +1025,7 @@ impl DurableObject for Tunnel {
         console_warn!("forwarder socket error: {error}");
         if !self.superseded(&ws) {
             self.forwarder_gone();
+            self.released(&ws, false).await?;
         }
         Ok(())
     }

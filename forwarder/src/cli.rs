@@ -53,11 +53,13 @@ pub struct Args {
     /// Seconds to wait for the local service to answer one request.
     #[arg(long, default_value_t = 25, value_name = "SECS")]
     pub request_timeout: u64,
-    /// Seconds between heartbeat pings on the control socket.
+    /// Seconds between heartbeat pings on the control socket (announced
+    /// in `ready`: the edge treats a forwarder silent for two intervals
+    /// plus 2 s as gone; no pong by the next ping: reconnect).
     #[arg(
         long,
         env = "TTF_PING_INTERVAL",
-        default_value_t = 300,
+        default_value_t = 5,
         value_name = "SECS"
     )]
     pub ping_interval: u64,
@@ -122,7 +124,9 @@ mod tests {
         assert_eq!(a.host, "127.0.0.1");
         assert_eq!(a.connect_timeout(), Duration::from_secs(10));
         assert_eq!(a.request_timeout(), Duration::from_secs(25));
-        assert_eq!(a.ping_interval(), Duration::from_secs(300));
+        // Deliberately not the original's 300 s: the edge judges liveness
+        // by the announced interval (issue 14: a stopped ttf held its tunnel).
+        assert_eq!(a.ping_interval(), Duration::from_secs(5));
         assert!(a.token.is_none() && !a.verbose);
         let a = Args::try_parse_from(["ttf", "-e", "x", "-p", "8080", "-t", "jwt", "-v"]).unwrap();
         assert_eq!(

@@ -24,6 +24,7 @@ use tunnel_proto::v1::{decode_body, encode_body};
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{ErrorCode, Headers, Message};
 
+use crate::quickack::QuickAckConnector;
 use crate::streams::Out;
 
 /// Largest local answer relayed in one v1 frame (base64 grows it by 4/3,
@@ -116,7 +117,7 @@ pub struct Outcome {
 /// HTTP client for the local service (keeps connections alive).
 #[derive(Clone)]
 pub struct Local {
-    client: Client<HttpConnector, LocalBody>,
+    client: Client<QuickAckConnector, LocalBody>,
     timeout: Duration,
 }
 
@@ -128,7 +129,7 @@ impl Local {
         connector.set_connect_timeout(Some(timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(QuickAckConnector(connector));
         Self { client, timeout }
     }
 
@@ -221,6 +222,14 @@ impl Local {
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("invalid method {:?}", req.method)))?;
         let uri = format!("http://{}{}", authority, req.uri);
+        // A streamed body keeps the public request's length: hyper then
+        // sends it with `Content-Length` instead of chunked, which many
+        // local servers (Python's `http.server`) do not read. A whole body
+        // gets its length from hyper.
+        let length = req
+            .upload
+            .as_ref()
+            .and_then(|_| declared_length(&req.headers));
         let body = match req.upload {
             Some(upload) => upload.into_body(),
             None => Full::new(Bytes::from(
@@ -242,6 +251,9 @@ impl Local {
                 builder = builder.header(name.clone(), value);
             }
         }
+        if let Some(length) = length {
+            builder = builder.header(hyper::header::CONTENT_LENGTH, length);
+        }
         let request = builder
             .header(hyper::header::HOST, authority)
             .body(body)
@@ -259,6 +271,15 @@ impl Local {
                 )
             }
         })
+    }
+}
+
+/// The body length a relayed request declares: one `content-length` value
+/// that is a whole number (anything else: unknown, the body goes chunked).
+fn declared_length(headers: &Headers) -> Option<u64> {
+    match headers.get("content-length").map(Vec::as_slice) {
+        Some([one]) => one.trim().parse().ok(),
+        _ => None,
     }
 }
 
@@ -387,4 +408,86 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> Headers {
+        let mut h = Headers::new();
+        h.insert(
+            "content-length".into(),
+            values.iter().map(|v| v.to_string()).collect(),
+        );
+        h
+    }
+
+    /// A keep-alive server that writes each answer's head and body in two
+    /// writes with Nagle on, like Python's `http.server`.
+    fn split_writes_server() -> std::net::SocketAddr {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut writer = conn;
+                    loop {
+                        let mut line = String::new();
+                        while line != "\r\n" {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                        }
+                        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+                        if writer.write_all(head).is_err() || writer.write_all(b"hello").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Issue 14, item 6: on a reused connection such a server cost 43 ms
+    /// per request (its Nagle waiting for our delayed ACK).
+    #[tokio::test]
+    async fn split_writes_of_the_local_service_cost_no_delayed_ack() {
+        let addr = split_writes_server().to_string();
+        let local = Local::new(Duration::from_secs(10));
+        let mut times = Vec::new();
+        for i in 0..15 {
+            let req = Relayed {
+                request_id: format!("r{i}"),
+                method: "GET".into(),
+                uri: "/".into(),
+                headers: Headers::new(),
+                body: String::new(),
+                upload: None,
+            };
+            let outcome = local.serve(req, &addr, None).await;
+            assert_eq!(outcome.status, 200, "{:?}", outcome.detail);
+            times.push(outcome.elapsed);
+        }
+        times.sort();
+        let median = times[times.len() / 2];
+        assert!(
+            median < Duration::from_millis(20),
+            "median {median:?} of {times:?}: delayed ACKs are back"
+        );
+    }
+
+    #[test]
+    fn declared_length_is_one_whole_number() {
+        assert_eq!(declared_length(&headers(&["42"])), Some(42));
+        assert_eq!(declared_length(&headers(&[" 7 "])), Some(7));
+        for bad in [&[][..], &["-1"], &["x"], &["1", "1"], &["1.5"]] {
+            assert_eq!(declared_length(&headers(bad)), None, "{bad:?}");
+        }
+        assert_eq!(declared_length(&Headers::new()), None);
+    }
 }

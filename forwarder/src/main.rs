@@ -3,11 +3,26 @@
 //! service (see `relay`). Exit codes: 0 after Ctrl-C, 1 on a fatal error
 //! (bad endpoint, token refused), 2 on bad usage.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 mod backoff;
 mod cli;
 mod console;
 mod local;
+mod quickack;
 mod relay;
+mod resume_store;
 mod routes;
 mod stop;
 mod stream_queue;

@@ -22,6 +22,7 @@ use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
 use crate::local::{Local, Relayed};
+use crate::resume_store::ResumeStore;
 use crate::routes::{Routes, Target};
 use crate::stop::Stop;
 use crate::streams::{Out, Streams};
@@ -40,6 +41,35 @@ enum Failure {
     Fatal(anyhow::Error),
     /// Try again after a delay.
     Retry(anyhow::Error),
+    /// The name is held (409): its holder may be gone any moment (the edge
+    /// closes a silent one within ~12 s), so try again soon, not with the
+    /// growing backoff.
+    Busy(anyhow::Error),
+}
+
+/// Delay between attempts while the requested name is held.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// The body of a refused upgrade, or a reason when the edge sent none.
+fn refusal_reason(
+    resp: &tokio_tungstenite::tungstenite::http::Response<Option<Vec<u8>>>,
+) -> String {
+    let body = resp
+        .body()
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let body = body.trim();
+    if !body.is_empty() {
+        return body.to_string();
+    }
+    match resp.status().as_u16() {
+        409 => {
+            "the requested name is held by another connected forwarder (the edge sent no details)"
+                .into()
+        }
+        status => format!("HTTP {status} without details"),
+    }
 }
 
 /// Run the forwarder until stopped or a fatal error.
@@ -53,10 +83,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or(1)
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(seed);
-    // Resume token of the current tunnel: presented on reconnect to keep the id.
-    let mut resume = None;
+    // Resume token of the current tunnel: presented on reconnect to keep the
+    // id; with --name also kept on disk for a restarted ttf.
+    let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
+    let mut resume = store.load();
     loop {
-        let delay = match session(&args, &routes, &local, &stop, &mut resume).await {
+        let delay = match session(&args, &routes, &local, &stop, &mut resume, &store).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -67,6 +99,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 backoff.next_delay()
             }
             Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Busy(e)) => {
+                eprintln!("{e:#}; retrying in {:.1} s", BUSY_RETRY.as_secs_f64());
+                BUSY_RETRY
+            }
             Err(Failure::Retry(e)) => {
                 let delay = backoff.next_delay();
                 eprintln!(
@@ -90,6 +126,7 @@ async fn session(
     local: &Local,
     stop: &Stop,
     resume: &mut Option<String>,
+    store: &ResumeStore,
 ) -> Result<End, Failure> {
     let mut request = args
         .endpoint
@@ -126,21 +163,19 @@ async fn session(
         r = tokio::time::timeout(args.connect_timeout(), connect) => match r {
             Err(_) => return Err(Failure::Retry(anyhow!("no answer within {:?}", args.connect_timeout()))),
             Ok(Err(WsError::Http(resp))) if resume.is_some() && matches!(resp.status().as_u16(), 403 | 410) => {
-                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 *resume = None;
+                store.clear();
                 return Err(Failure::Retry(anyhow!(
-                    "the edge did not resume the tunnel ({}): {}; opening a new one", resp.status(), body.trim()
+                    "the edge did not resume the tunnel ({}): {}; opening a new one", resp.status(), refusal_reason(&resp)
                 )));
             }
             Ok(Err(WsError::Http(resp))) if resp.status().as_u16() == 409 => {
-                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                return Err(Failure::Retry(anyhow!("the edge refused the name ({}): {}", resp.status(), body.trim())));
+                return Err(Failure::Busy(anyhow!("the edge refused the name ({}): {}", resp.status(), refusal_reason(&resp))));
             }
             Ok(Err(WsError::Http(resp))) if matches!(resp.status().as_u16(), 400 | 401 | 403) => {
-                let body = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 return Err(Failure::Fatal(anyhow!(
                     "the edge refused the control socket ({}): {}; check --token / TTF_TOKEN and --name",
-                    resp.status(), body.trim()
+                    resp.status(), refusal_reason(&resp)
                 )));
             }
             Ok(Err(e)) => return Err(Failure::Retry(anyhow!(e).context(format!("connecting to {}", args.endpoint)))),
@@ -150,6 +185,12 @@ async fn session(
     };
     let ready = Message::Ready {
         version: Some(v2::VERSION),
+        ping_interval_ms: Some(
+            args.ping_interval()
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
+        ),
     };
     ws.send(WsMessage::text(ready.encode()))
         .await
@@ -183,8 +224,11 @@ async fn session(
         ..
     } = &established
     {
-        if resume_token.is_some() {
-            resume.clone_from(resume_token);
+        if let Some(token) = resume_token {
+            if resume.as_deref() != Some(token.as_str()) {
+                store.save(token);
+            }
+            *resume = Some(token.clone());
         }
         if version.is_none() {
             eprintln!("The edge speaks tunnel protocol v1 only: WebSocket and MQTT routes are unavailable");

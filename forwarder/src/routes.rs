@@ -100,34 +100,41 @@ impl Route {
 
 /// All routes, longest prefix first.
 #[derive(Debug, Clone)]
-pub struct Routes(Vec<Route>);
+pub struct Routes {
+    /// Longest prefix first; the `/` route is among them.
+    list: Vec<Route>,
+    /// Target of the `/` route (what nothing else matches goes to).
+    root: Target,
+}
 
 impl Routes {
     /// The given routes plus `default` at `/` unless a `/` route is given.
     pub fn new(mut routes: Vec<Route>, default: Target) -> Self {
-        if !routes.iter().any(|r| r.prefix == "/") {
-            routes.push(Route {
-                prefix: "/".into(),
-                target: default,
-            });
-        }
+        let root = match routes.iter().find(|r| r.prefix == "/") {
+            Some(r) => r.target.clone(),
+            None => {
+                routes.push(Route {
+                    prefix: "/".into(),
+                    target: default.clone(),
+                });
+                default
+            }
+        };
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Routes(routes)
+        Routes { list: routes, root }
     }
 
     /// The route for `path` (always one: `/` matches everything).
     pub fn find(&self, path: &str) -> &Target {
-        self.0
+        self.list
             .iter()
             .find(|r| r.matches(path))
-            .or(self.0.last())
-            .map(|r| &r.target)
-            .expect("Routes always holds the / route")
+            .map_or(&self.root, |r| &r.target)
     }
 
     /// Every route, longest prefix first.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.0.iter()
+        self.list.iter()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Opt-in JWT auth hook: the client's MQTT username carries a JWT, checked
 //! with an HS256 secret or RS256 keys from a JWKS document. Verification is
-//! the project's one JWT implementation, `tunnel_proto::jwt` (signature,
-//! algorithm allowlist, required `exp`, `nbf`). Verified claims go to
+//! the project's one JWT implementation, `jwt_auth` (the jsonwebtoken crate
+//! underneath: signature, algorithm allowlist, required `exp`, `nbf`).
+//! Verified claims go to
 //! `HookContext::claims` for later hooks (e.g. [`crate::tenant`]).
 //!
 //! The token binds the MQTT client id: its `client_id` claim names the id
@@ -11,9 +12,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jwt_auth::AuthConfig;
 use mqttspec_proto::ErrorCode;
 use serde_json::{Map, Value};
-use tunnel_proto::jwt::AuthConfig;
 
 use crate::hooks::{Hook, HookContext, HookError, HookPoint};
 

@@ -134,6 +134,20 @@ impl Proc {
         }
     }
 
+    /// Like [`Proc::wait_for_line`], but a matching line that an earlier
+    /// wait already read counts too (for a process several tests share).
+    pub fn saw_or_wait_for_line(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        self.seen.extend(self.lines.try_iter());
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return Ok(line.clone());
+        }
+        self.wait_for_line(needle, timeout)
+    }
+
     /// Everything the process printed so far.
     pub fn output(&mut self) -> String {
         self.seen.extend(self.lines.try_iter());

@@ -330,7 +330,8 @@ impl Forwarder {
             "ttf",
             Command::new(cargo_bin("ttf"))
                 .args(["--endpoint", &endpoint, "--port", &port.to_string()])
-                .args(extra),
+                .args(extra)
+                .env("TTF_STATE_DIR", ttf_state_dir()),
         )?;
         let line = proc.wait_for_line("established", Duration::from_secs(60))?;
         let id = line
@@ -349,6 +350,15 @@ impl Forwarder {
         // SAFETY: plain kill(2) on the child we spawned.
         unsafe { libc::kill(self.proc.pid() as i32, libc::SIGINT) };
     }
+}
+
+/// `TTF_STATE_DIR` of the forwarders this test binary starts (resume
+/// tokens of named tunnels), shared so a restarted `ttf --name` finds its
+/// token (a temp dir; statics are not dropped, so it stays after the run).
+pub fn ttf_state_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
+        .path()
 }
 
 /// Wait until `proc` exits (panics after `timeout`); its exit status.
@@ -420,4 +430,114 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
             (x >> 24) as u8
         })
         .collect()
+}
+
+/// Python's `http.server` as the local service
+/// (`tests/fixtures/py_http_server.py`): reads exactly `Content-Length`
+/// bytes of a request body, never a chunked one.
+pub struct PyUpstream {
+    /// The process.
+    pub proc: Proc,
+    /// Port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PyUpstream {
+    /// Start it on a port the OS picks.
+    pub fn start() -> anyhow::Result<Self> {
+        let script = crate::repo_root().join("tests/fixtures/py_http_server.py");
+        let mut proc = Proc::spawn("py-http", Command::new("python3").arg(script))?;
+        let line = proc.wait_for_line("listening", Duration::from_secs(20))?;
+        let port = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .context("port in the listening line")?;
+        Ok(Self { proc, port })
+    }
+}
+
+/// A forwarder scripted by the test (raw WebSocket, v1 or v2 `ready`): it
+/// sends whatever answers the test chooses, malformed ones included.
+pub struct ScriptedForwarder {
+    /// The control socket.
+    pub ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>,
+    /// Tunnel id from `connection_established`.
+    pub id: String,
+    /// The `connection_established` frame.
+    pub established: String,
+}
+
+impl ScriptedForwarder {
+    /// Open a control socket with `headers` and send `ready` (`version`:
+    /// `None` for v1); `Err` carries the refusal status and body.
+    pub fn connect(
+        worker_port: u16,
+        headers: &[(&str, &str)],
+        version: Option<u32>,
+    ) -> Result<Self, (u16, String)> {
+        use tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://127.0.0.1:{worker_port}/_tunnel")
+            .into_client_request()
+            .map_err(|e| (0, e.to_string()))?;
+        for (n, v) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|e| (0, e.to_string()))?;
+            let value =
+                tungstenite::http::HeaderValue::from_str(v).map_err(|e| (0, e.to_string()))?;
+            request.headers_mut().insert(name, value);
+        }
+        let (mut ws, _) = tungstenite::connect(request).map_err(|e| match e {
+            tungstenite::Error::Http(resp) => (
+                resp.status().as_u16(),
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
+            ),
+            other => (0, other.to_string()),
+        })?;
+        let ready = match version {
+            Some(v) => format!(r#"{{"type":"ready","version":{v}}}"#),
+            None => r#"{"type":"ready"}"#.to_string(),
+        };
+        ws.send(tungstenite::Message::text(ready))
+            .map_err(|e| (0, e.to_string()))?;
+        loop {
+            let text = match ws.read().map_err(|e| (0, e.to_string()))? {
+                tungstenite::Message::Text(t) => t.to_string(),
+                _ => continue,
+            };
+            if text.contains("connection_established") {
+                let id = json_str(&text, "tunnel_id").ok_or((0, text.clone()))?;
+                return Ok(Self {
+                    ws,
+                    id,
+                    established: text,
+                });
+            }
+        }
+    }
+
+    /// The next text frame whose `type` is `kind`.
+    pub fn next_of(&mut self, kind: &str) -> anyhow::Result<String> {
+        let needle = format!(r#""type":"{kind}""#);
+        loop {
+            if let tungstenite::Message::Text(t) = self.ws.read()? {
+                if t.contains(&needle) {
+                    return Ok(t.to_string());
+                }
+            }
+        }
+    }
+
+    /// Send one text frame.
+    pub fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(tungstenite::Message::text(text))?;
+        Ok(())
+    }
+}
+
+/// The string value of `"key":"..."` in a flat JSON text (no escapes).
+pub fn json_str(text: &str, key: &str) -> Option<String> {
+    let start = text.find(&format!(r#""{key}":""#))? + key.len() + 4;
+    let rest = text.get(start..)?;
+    Some(rest.get(..rest.find('"')?)?.to_string())
 }

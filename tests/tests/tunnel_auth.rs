@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use e2e::tunnel::{http, shared_worker, wait_exit, Forwarder, SharedWorker, Upstream};
+use e2e::tunnel::{
+    http, shared_worker, wait_exit, Forwarder, ScriptedForwarder, SharedWorker, Upstream,
+};
 use e2e::{cargo_bin, Proc};
 
 const SECRET: &str = "e2e-shared-secret-with-enough-entropy";
@@ -307,4 +309,115 @@ fn names_need_the_tokens_permission_and_only_the_same_subject_takes_over() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Issue 14, item 1: an `Authorization` header whose byte 7 falls inside a
+/// multi-byte character panicked the worker (`auth[..7]`), which reset the
+/// isolate and stalled every request in flight. Now it is an ordinary 401
+/// and the requests in flight keep being answered.
+#[test]
+fn multi_byte_authorization_is_a_401_and_requests_in_flight_are_answered() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let t = token("HS256", &valid_claims(), SECRET);
+    let f = Forwarder::start(w.port, up.port, &["--token", &t]).unwrap();
+    let host = format!("127.0.0.1:{}", w.port);
+    let slow_path = format!("/{}/slow?ms=1500", f.id);
+    let in_flight: Vec<_> = (0..4)
+        .map(|_| {
+            let (port, path, host) = (w.port, slow_path.clone(), host.clone());
+            std::thread::spawn(move || http(port, "GET", &path, &host, &[], b""))
+        })
+        .collect();
+    // Wait until the local service has seen them: they are in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while up
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.start.contains("/slow"))
+        .count()
+        < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for header in [
+        "abcdef\u{e9}xyz",
+        "\u{e9}\u{e9}\u{e9}\u{e9}",
+        "Bearer\u{e9}x",
+    ] {
+        let r = http(
+            w.port,
+            "GET",
+            "/_tunnel",
+            &host,
+            &[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("Sec-WebSocket-Version", "13"),
+                ("Authorization", header),
+            ],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status(), 401, "{header:?}: {}", r.text());
+    }
+    for t in in_flight {
+        let r = t.join().unwrap().unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.text(), "slow done");
+    }
+    let r = http(
+        w.port,
+        "GET",
+        &format!("/{}/echo/after", f.id),
+        &host,
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Issue 14, item 3 with auth on: a token allowed any name (`"*"`) cannot
+/// take a name whose holder dropped during the resume grace; the holder's
+/// subject can.
+#[test]
+fn a_dropped_holders_name_goes_only_to_the_same_subject() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "authgrace001";
+    let alice = token(
+        "HS256",
+        &name_claims("alice", &format!(r#"["{name}"]"#)),
+        SECRET,
+    );
+    let mut f = Forwarder::start(w.port, up.port, &["--token", &alice, "--name", name]).unwrap();
+    assert_eq!(f.id, name);
+    f.proc.kill();
+    let mallory = format!(
+        "Bearer {}",
+        token("HS256", &name_claims("mallory", r#"["*"]"#), SECRET)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let headers = [("authorization", mallory.as_str()), ("x-tunnel-name", name)];
+        match ScriptedForwarder::connect(w.port, &headers, Some(2)) {
+            Ok(s) => panic!("{name} was taken over: {}", s.established),
+            Err((409, reason)) if reason.contains("disconnected") => break,
+            Err((409, reason)) => {
+                assert!(std::time::Instant::now() < deadline, "{reason}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((status, reason)) => panic!("{status}: {reason}"),
+        }
+    }
+    let (status, body) = upgrade_status(Some(&alice), "", Some(name));
+    assert_eq!(status, 101, "the same subject gets its name back: {body}");
 }

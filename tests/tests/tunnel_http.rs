@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use e2e::free_port;
 use e2e::tunnel::{
-    http, random_bytes, shared_worker, wait_exit, Forwarder, HttpMessage, SharedWorker, Upstream,
-    PAGE_CSS,
+    http, json_str, random_bytes, shared_worker, wait_exit, Forwarder, HttpMessage, PyUpstream,
+    ScriptedForwarder, SharedWorker, Upstream, PAGE_CSS,
 };
 
 static WORKER: OnceLock<SharedWorker> = OnceLock::new();
@@ -395,4 +395,204 @@ fn unreachable_edge_is_retried_with_growing_delays() {
     assert!((0.5..=1.0).contains(&first), "first delay {first}");
     assert!((1.0..=2.0).contains(&second), "second delay {second}");
     assert!(f.try_wait().is_none(), "ttf gave up instead of retrying");
+}
+
+/// Issue 14, item 2: `ttf` dropped `Content-Length` and sent request bodies
+/// chunked, so Python's `http.server` (which reads exactly `Content-Length`
+/// bytes) saw an empty body while the caller got 200.
+#[test]
+fn request_bodies_reach_a_python_http_server_whole() {
+    let w = worker();
+    let py = PyUpstream::start().unwrap();
+    let f = Forwarder::start(w.port, py.port, &[]).unwrap();
+    for (len, seed) in [(7, 1), (300 * 1024, 2), (1024 * 1024 + 3, 3)] {
+        let body = random_bytes(len, seed);
+        for method in ["POST", "PUT"] {
+            let r = send(w, method, &f.id, "/echo", &body);
+            assert_eq!(r.status(), 200, "{method} {len}: {}", r.text());
+            assert_eq!(r.header("x-read-bytes"), Some(len.to_string().as_str()));
+            assert_eq!(r.header("x-transfer-encoding"), Some(""), "sent chunked");
+            assert!(r.body == body, "{method} {len}: body differs");
+        }
+    }
+}
+
+/// Issue 14, item 4: answers with a status out of range, of the wrong type,
+/// or headers that are not an object were ignored, and the caller waited
+/// for the request timeout (504). Now: 502 at once, and a log line.
+#[test]
+fn malformed_answers_are_502_at_once_with_a_log_line() {
+    let w = worker();
+    let mut fwd = ScriptedForwarder::connect(w.port, &[], None).unwrap();
+    let host = path_host(w);
+    for answer in [
+        r#""status_code":70000"#,
+        r#""status_code":-1"#,
+        r#""status_code":"200""#,
+        r#""status_code":200,"headers":"text/plain""#,
+        r#""status_code":200,"headers":null"#,
+    ] {
+        let path = format!("/{}/malformed", fwd.id);
+        let port = w.port;
+        let host = host.clone();
+        let start = std::time::Instant::now();
+        let caller = std::thread::spawn(move || http(port, "GET", &path, &host, &[], b"").unwrap());
+        let request = fwd.next_of("http_request").unwrap();
+        let id = json_str(&request, "request_id").unwrap();
+        fwd.send_text(&format!(
+            r#"{{"type":"http_response","request_id":"{id}",{answer},"body":""}}"#
+        ))
+        .unwrap();
+        let r = caller.join().unwrap();
+        assert_eq!(r.status(), 502, "{answer}: {}", r.text());
+        assert!(r.text().contains("malformed"), "{answer}: {}", r.text());
+        assert!(
+            start.elapsed() < Duration::from_millis(TIMEOUT_MS / 2),
+            "{answer}: answered after {:?}",
+            start.elapsed()
+        );
+    }
+    w.wrangler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .proc
+        .saw_or_wait_for_line("malformed answer for", Duration::from_secs(10))
+        .unwrap();
+}
+
+/// Issue 14, item 3: after a forwarder's socket dropped, anyone asking for
+/// its id with `x-tunnel-name` was granted it during the resume grace (and
+/// the owner's resume then got 403). Now the name waits for its holder:
+/// 409 for others, and the restarted `ttf --name` proves itself with the
+/// resume token it kept in its state file.
+#[test]
+fn a_dropped_holders_name_is_refused_to_others_and_returned_to_its_restart() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "graceheld001";
+    let mut first = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(first.id, name);
+    first.proc.kill();
+    // Until the edge sees the drop the refusal says "connected"; after, it
+    // names the grace. Either way the name is never granted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match ScriptedForwarder::connect(w.port, &[("x-tunnel-name", name)], Some(2)) {
+            Ok(f) => panic!("{name} was taken over: {}", f.established),
+            Err((409, reason)) if reason.contains("disconnected") => break,
+            Err((409, reason)) => {
+                assert!(std::time::Instant::now() < deadline, "{reason}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((status, reason)) => panic!("{status}: {reason}"),
+        }
+    }
+    let second = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(second.id, name, "the restarted holder gets its name back");
+    assert_eq!(get(w, name, "/echo/back").status(), 200);
+}
+
+/// Wait until the edge has seen the holder of `name` drop: a name request
+/// is then refused with the grace reason (never granted).
+fn wait_until_released(w: &SharedWorker, name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        match ScriptedForwarder::connect(w.port, &[("x-tunnel-name", name)], Some(2)) {
+            Ok(f) => panic!("{name} was taken over: {}", f.established),
+            Err((409, reason)) if reason.contains("disconnected") => return,
+            Err((409, reason)) => {
+                assert!(std::time::Instant::now() < deadline, "{reason}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err((status, reason)) => panic!("{status}: {reason}"),
+        }
+    }
+}
+
+/// Issue 14: requests that arrive while the forwarder reconnects are held
+/// (up to `HOLD_MS`) and served by the restarted `ttf --name`, not 502.
+#[test]
+fn requests_during_a_restart_are_held_and_served() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "holdrestart1";
+    let mut first = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    first.proc.kill();
+    wait_until_released(w, name);
+    let (port, host) = (w.port, path_host(w));
+    let caller = std::thread::spawn(move || {
+        http(port, "GET", &format!("/{name}/echo/held"), &host, &[], b"").unwrap()
+    });
+    w.wrangler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .proc
+        .saw_or_wait_for_line("request GET /echo/held held", Duration::from_secs(20))
+        .unwrap();
+    let second = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(second.id, name);
+    let r = caller.join().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.header("x-echo-uri"), Some("/echo/held"));
+}
+
+/// Issue 14, item 5: a stopped (SIGSTOP, not killed) `ttf` keeps its
+/// socket open. The edge now notices the missing pings within ~12 s and
+/// lets go (502 instead of 504 after 504), and the restarted `ttf --name`
+/// gets its name back at once (its resume token), answering requests.
+#[test]
+fn a_hung_holder_is_noticed_and_replaced() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let name = "hungholder01";
+    let first = Forwarder::start(w.port, up.port, &["--name", name]).unwrap();
+    assert_eq!(get(w, name, "/echo/before").status(), 200);
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(first.proc.pid() as i32, libc::SIGSTOP) };
+    let start = std::time::Instant::now();
+    let mut second =
+        Forwarder::start(w.port, up.port, &["--name", name, "--ping-interval", "5"]).unwrap();
+    assert_eq!(second.id, name, "the restarted holder proves itself");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "replacing the hung holder took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(get(w, name, "/echo/after").status(), 200);
+    second.proc.kill();
+    // SAFETY: as above.
+    unsafe { libc::kill(first.proc.pid() as i32, libc::SIGCONT) };
+}
+
+/// Issue 14, item 5: with no replacement, a silent holder is let go within
+/// ~12 s of its last ping: requests then get 502 (after the hold), not 504
+/// for as long as the stopped process keeps its socket.
+#[test]
+fn a_silent_holder_is_closed_after_two_missed_pings() {
+    let w = worker();
+    let up = Upstream::start().unwrap();
+    let f = Forwarder::start(w.port, up.port, &[]).unwrap();
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(f.proc.pid() as i32, libc::SIGSTOP) };
+    let start = std::time::Instant::now();
+    loop {
+        let r = get(w, &f.id, "/echo/silent");
+        if r.status() == 502 {
+            break;
+        }
+        assert_eq!(r.status(), 504, "{}", r.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "still 504 after {:?}",
+            start.elapsed()
+        );
+    }
+    w.wrangler
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .proc
+        .saw_or_wait_for_line("silent for", Duration::from_secs(5))
+        .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(f.proc.pid() as i32, libc::SIGCONT) };
 }

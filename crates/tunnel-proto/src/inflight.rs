@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::headers::response_headers;
 use crate::rewrite::{self, Kind};
-use crate::v1::{decode_body, Headers, Message};
+use crate::v1::{decode_body, ErrorCode, Headers, Message};
 
 /// The table of requests waiting for the forwarder.
 #[derive(Debug)]
@@ -74,6 +74,48 @@ pub fn settles(message: Message) -> Option<(String, Message)> {
             request_id: Some(id),
             ..
         } => Some((id.clone(), message)),
+        _ => None,
+    }
+}
+
+/// What a frame that does not decode (status 70000, `"200"`, headers as a
+/// string, ...) still settles, so that its caller gets 502 at once instead
+/// of waiting out the request timeout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Salvaged {
+    /// An answer to request `.0`: settle it with this `error` message.
+    Request(String, Message),
+    /// An answer to the WebSocket open of stream `.0`: settle it with this
+    /// `ws_refused` (status 502).
+    Stream(u32, Message),
+}
+
+/// Read the `type` and `request_id` / `stream_id` of a malformed answer
+/// frame (`text` did not decode as a [`Message`]; `error` says why).
+/// `None` when the frame is not JSON or names nothing to settle.
+pub fn salvage(text: &str, error: &dyn std::fmt::Display) -> Option<Salvaged> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let kind = value.get("type")?.as_str()?;
+    let reason = format!("the forwarder sent a malformed {kind}: {error}");
+    match kind {
+        "http_response" | "http_response_head" | "error" => {
+            let id = value.get("request_id")?.as_str()?.to_string();
+            let message = Message::Error {
+                request_id: Some(id.clone()),
+                code: ErrorCode::InternalError,
+                message: reason,
+            };
+            Some(Salvaged::Request(id, message))
+        }
+        "ws_opened" | "ws_refused" => {
+            let stream_id = u32::try_from(value.get("stream_id")?.as_u64()?).ok()?;
+            let message = Message::WsRefused {
+                stream_id,
+                status: 502,
+                message: reason,
+            };
+            Some(Salvaged::Stream(stream_id, message))
+        }
         _ => None,
     }
 }
@@ -186,7 +228,7 @@ pub fn public_answer(message: Message, prefix: &str) -> PublicAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::v1::{encode_body, ErrorCode, Headers};
+    use crate::v1::{encode_body, Headers};
 
     fn response(id: &str, status: u16, headers: Headers, body: &[u8]) -> Message {
         Message::HttpResponse {
@@ -267,6 +309,44 @@ mod tests {
         h.insert("content-encoding".into(), vec!["gzip".into()]);
         let gz = public_answer(response("r", 200, h, html), "/abc123def456");
         assert_eq!(gz.body, html.to_vec(), "compressed bodies are left alone");
+    }
+
+    #[test]
+    fn undecodable_answers_are_salvaged_as_502() {
+        for text in [
+            r#"{"type":"http_response","request_id":"r1","status_code":70000}"#,
+            r#"{"type":"http_response","request_id":"r1","status_code":-1}"#,
+            r#"{"type":"http_response","request_id":"r1","status_code":"200"}"#,
+            r#"{"type":"http_response","request_id":"r1","status_code":200,"headers":"x"}"#,
+            r#"{"type":"http_response","request_id":"r1","status_code":200,"headers":null}"#,
+            r#"{"type":"http_response_head","request_id":"r1","status_code":200}"#,
+            r#"{"type":"error","request_id":"r1","code":7}"#,
+        ] {
+            let error = Message::decode(text).unwrap_err();
+            let Some(Salvaged::Request(id, message)) = salvage(text, &error) else {
+                panic!("{text} not salvaged");
+            };
+            assert_eq!(id, "r1");
+            let answer = public_answer(message, "");
+            assert_eq!(answer.status, 502, "{text}");
+            let body = String::from_utf8(answer.body).unwrap();
+            assert!(body.contains("malformed"), "{body}");
+        }
+        let text = r#"{"type":"ws_opened","stream_id":5,"protocol":7}"#;
+        let error = Message::decode(text).unwrap_err();
+        assert!(matches!(
+            salvage(text, &error),
+            Some(Salvaged::Stream(5, Message::WsRefused { status: 502, .. }))
+        ));
+        for nothing in [
+            "{nope",
+            "[1]",
+            r#"{"type":"http_response","request_id":7}"#,
+            r#"{"type":"ws_opened","stream_id":-1}"#,
+            r#"{"type":"pong","request_id":"r1"}"#,
+        ] {
+            assert_eq!(salvage(nothing, &"e"), None, "{nothing}");
+        }
     }
 
     #[test]

@@ -83,6 +83,51 @@ pub fn check_takeover(
     }
 }
 
+/// How the last holder of a tunnel left it, as the Durable Object stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Released {
+    /// When its socket ended (Unix ms).
+    pub at_ms: u64,
+    /// Its token subject, when auth was on.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// It said goodbye (close 1000 from `ttf` on Ctrl-C): nothing to resume,
+    /// the name is free at once.
+    #[serde(default)]
+    pub clean: bool,
+}
+
+/// Whether a socket asking for `name` (no resume token, token subject
+/// `subject`) may take a tunnel whose forwarder is gone. A holder that
+/// dropped without saying goodbye may come back with its resume token
+/// within [`crate::v2::RESUME_GRACE_MS`]; until then the name stays its
+/// own, except for the same subject. `Err((409, reason))` otherwise.
+pub fn check_released(
+    name: &str,
+    released: Option<&Released>,
+    subject: Option<&str>,
+    now_ms: u64,
+) -> Result<(), (u16, String)> {
+    let Some(released) = released.filter(|r| !r.clean) else {
+        return Ok(());
+    };
+    let elapsed = now_ms.saturating_sub(released.at_ms);
+    if elapsed > crate::v2::RESUME_GRACE_MS {
+        return Ok(());
+    }
+    match (released.subject.as_deref(), subject) {
+        (Some(h), Some(s)) if !h.is_empty() && h == s => Ok(()),
+        _ => Err((
+            409,
+            format!(
+                "the tunnel name {name:?} belongs to a forwarder that disconnected {} s ago and may resume it for {} s more; it needs that forwarder's resume token (a restarted `ttf --name` keeps it in its state file) or the same token subject",
+                elapsed / 1000,
+                (crate::v2::RESUME_GRACE_MS - elapsed).div_ceil(1000)
+            ),
+        )),
+    }
+}
+
 /// The token subject (`sub`), if any.
 pub fn subject(claims: Option<&Map<String, Value>>) -> Option<String> {
     claims?.get("sub")?.as_str().map(str::to_string)
@@ -152,6 +197,39 @@ mod tests {
             assert_eq!(status, 409);
             assert!(reason.contains("held by another"), "{reason}");
         }
+    }
+
+    #[test]
+    fn a_dropped_holder_keeps_its_name_for_the_grace_period() {
+        let name = "demodash0001";
+        let grace = crate::v2::RESUME_GRACE_MS;
+        let dropped = Released {
+            at_ms: 1_000,
+            subject: Some("alice".into()),
+            clean: false,
+        };
+        assert!(check_released(name, None, None, 5).is_ok(), "never held");
+        for (subject, now) in [
+            (None, 1_000),
+            (Some("mallory"), 2_000),
+            (Some(""), 1_000 + grace),
+        ] {
+            let (status, reason) = check_released(name, Some(&dropped), subject, now).unwrap_err();
+            assert_eq!(status, 409);
+            assert!(reason.contains("resume token"), "{reason}");
+        }
+        assert!(check_released(name, Some(&dropped), Some("alice"), 2_000).is_ok());
+        assert!(check_released(name, Some(&dropped), None, 1_001 + grace).is_ok());
+        let anonymous = Released {
+            subject: None,
+            ..dropped.clone()
+        };
+        assert!(check_released(name, Some(&anonymous), None, 2_000).is_err());
+        let clean = Released {
+            clean: true,
+            ..dropped
+        };
+        assert!(check_released(name, Some(&clean), Some("mallory"), 2_000).is_ok());
     }
 
     #[test]

@@ -83,11 +83,15 @@ pub fn rewrite(text: &str, kind: Kind, prefix: &str) -> String {
     let mut out = String::with_capacity(text.len() + insert_at.len() * prefix.len());
     let mut last = 0;
     for at in insert_at {
-        out.push_str(&text[last..at]);
+        // Positions follow an ASCII quote or `(`: always char boundaries.
+        let Some(piece) = text.get(last..at) else {
+            return text.to_string();
+        };
+        out.push_str(piece);
         out.push_str(prefix);
         last = at;
     }
-    out.push_str(&text[last..]);
+    out.push_str(text.get(last..).unwrap_or_default());
     out
 }
 
@@ -108,14 +112,15 @@ fn positions(text: &str, rules: &[(&str, After)], prefix: &str) -> Vec<usize> {
     for (keyword, after) in rules {
         let needle = keyword.to_ascii_lowercase();
         let mut from = 0;
-        while let Some(hit) = lower[from..].find(&needle) {
+        while let Some(hit) = lower.get(from..).and_then(|rest| rest.find(&needle)) {
             let start = from + hit;
             from = start + needle.len();
             let word_start = keyword
                 .bytes()
                 .next()
                 .is_some_and(|b| b.is_ascii_alphabetic());
-            if word_start && start > 0 && is_ident(bytes[start - 1]) {
+            let before = start.checked_sub(1).and_then(|i| bytes.get(i)).copied();
+            if word_start && before.is_some_and(is_ident) {
                 continue;
             }
             if keyword.ends_with(|c: char| c.is_ascii_alphabetic())
@@ -196,7 +201,9 @@ fn value_start(bytes: &[u8], i: usize, after: After) -> Option<usize> {
 /// Whether the URL starting at `at` is an absolute path (one `/`, not
 /// `//`) that does not already carry the prefix.
 fn needs_prefix(text: &str, at: usize, prefix: &str) -> bool {
-    let rest = &text[at..];
+    let Some(rest) = text.get(at..) else {
+        return false;
+    };
     if !rest.starts_with('/') || rest.starts_with("//") {
         return false;
     }

@@ -47,17 +47,21 @@ pub fn tunnel_id_from_random(bytes: [u8; TUNNEL_ID_LEN]) -> String {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     bytes
         .iter()
-        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .map(|b| {
+            let i = usize::from(*b) % ALPHABET.len();
+            ALPHABET.get(i).map_or('a', |c| char::from(*c))
+        })
         .collect()
 }
 
 /// Split `host[:port]` into the host name (lower-cased) and the port part
 /// (with its colon, or empty).
 fn split_port(host: &str) -> (String, &str) {
-    match host.rfind(':') {
-        Some(i) if !host.ends_with(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-            (host[..i].to_ascii_lowercase(), &host[i..])
-        }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !host.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => (
+            name.to_ascii_lowercase(),
+            host.get(name.len()..).unwrap_or_default(),
+        ),
         _ => (host.to_ascii_lowercase(), ""),
     }
 }
@@ -106,9 +110,9 @@ pub fn route(host: &str, path_and_query: &str, base_domain: &str) -> Route {
     if path == CONTROL_PATH {
         return Route::Control;
     }
-    let rest = &path[1..];
-    let (first, tail) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let (first, tail) = match rest.find('/').and_then(|i| rest.split_at_checked(i)) {
+        Some(split) => split,
         None => (rest, ""),
     };
     if first.starts_with('_') {

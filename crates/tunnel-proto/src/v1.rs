@@ -17,6 +17,10 @@ pub enum Message {
         /// Protocol version the forwarder speaks; absent means v1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<u32>,
+        /// v2: how often the forwarder pings (ms). The edge then treats a
+        /// forwarder silent for longer than `v2::silence_limit` as gone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ping_interval_ms: Option<u64>,
     },
     /// Edge to forwarder, the answer to `ready`.
     ConnectionEstablished {
@@ -182,6 +186,10 @@ impl Message {
     }
 
     /// Encode as the text of one frame.
+    #[allow(
+        clippy::expect_used,
+        reason = "strings, numbers and string-keyed maps always serialize"
+    )]
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("tunnel messages always serialize")
     }
@@ -204,7 +212,13 @@ mod tests {
     #[test]
     fn ready_without_version_is_v1() {
         let m = Message::decode(r#"{"type":"ready"}"#).unwrap();
-        assert_eq!(m, Message::Ready { version: None });
+        assert_eq!(
+            m,
+            Message::Ready {
+                version: None,
+                ping_interval_ms: None
+            }
+        );
         assert_eq!(m.encode(), r#"{"type":"ready"}"#);
     }
 

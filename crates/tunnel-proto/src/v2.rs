@@ -235,6 +235,25 @@ pub fn check_resume(
     Ok(())
 }
 
+/// How long a forwarder that pings every `ping_interval_ms` may stay
+/// silent before the edge treats it as gone: two missed pings plus 2 s
+/// (`ttf` pings every 5 s: 12 s). At least 5 s.
+pub fn silence_limit(ping_interval_ms: u64) -> u64 {
+    ping_interval_ms
+        .saturating_mul(2)
+        .saturating_add(2000)
+        .max(5000)
+}
+
+/// How long a forwarder has been silent, when that is over its limit:
+/// `heard_ms` is when it last pinged (or connected), `ping_interval_ms` what
+/// it announced in `ready` (`None`: it did not promise to ping, never
+/// judged by silence).
+pub fn silent_for(heard_ms: u64, ping_interval_ms: Option<u64>, now_ms: u64) -> Option<u64> {
+    let silence = now_ms.saturating_sub(heard_ms);
+    (silence > silence_limit(ping_interval_ms?)).then_some(silence)
+}
+
 /// Close code "no status received": a close frame without a code.
 pub const CLOSE_NO_STATUS: u16 = 1005;
 
@@ -271,6 +290,17 @@ pub fn parse_subprotocols(values: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarder_is_gone_after_two_missed_pings() {
+        assert_eq!(silence_limit(5000), 12_000);
+        assert_eq!(silence_limit(0), 5000);
+        assert_eq!(silence_limit(u64::MAX), u64::MAX);
+        assert_eq!(silent_for(1000, Some(5000), 13_000), None);
+        assert_eq!(silent_for(1000, Some(5000), 13_001), Some(12_001));
+        assert_eq!(silent_for(1000, None, u64::MAX), None, "v1: never judged");
+        assert_eq!(silent_for(5000, Some(5000), 1000), None, "clock behind");
+    }
 
     #[test]
     fn unacked_bytes_may_not_pass_the_window() {

@@ -83,9 +83,12 @@ export function ttfPath() {
 }
 
 /** Start `ttf` against `base` with extra `args`; returns `{ proc, id, url }` (url = path form). */
+/** Resume tokens of named tunnels (TTF_STATE_DIR): one directory per test process. */
+const ttfState = fs.mkdtempSync(path.join(os.tmpdir(), 'ttf-state-'));
+
 export async function startTtf(base, args) {
   const t = startProcess(ttfPath(), ['-e', `${base.replace('http', 'ws')}/_tunnel`, ...args],
-    /Tunnel ([a-z0-9]{12}) established/, 'ttf');
+    /Tunnel ([a-z0-9]{12}) established/, 'ttf', { env: { ...process.env, TTF_STATE_DIR: ttfState } });
   const m = await t.done;
   return { proc: t.proc, id: m[1], url: `${base}/${m[1]}`, output: t.output };
 }

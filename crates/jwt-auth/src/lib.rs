@@ -1,17 +1,33 @@
-//! JWT checks for the control socket: HS256/384/512 with a shared secret,
+//! JWT checks shared by the edge worker (control socket) and
+//! mqttspec-server (MQTT username): HS256/384/512 with a shared secret,
 //! RS256/384/512 with keys from a JSON Web Key Set. Signature, algorithm
 //! allowlist (never `none`, never an HMAC secret used for an RSA algorithm),
 //! `exp` (required), `nbf`, optional `iss`/`aud`. No IO: the caller hands in
 //! the token, the configuration and the current time.
+//!
+//! Signatures are checked by the maintained `jsonwebtoken` crate (its
+//! RustCrypto backend, which builds for wasm32). The header is read here
+//! first, so that an unknown algorithm (`none`) is named in the refusal, and
+//! the time claims are checked here with the caller's clock (jsonwebtoken's
+//! own time checks are off: they read the system clock).
+
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rsa::{BigUint, RsaPublicKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sha2::{Sha256, Sha384, Sha512};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
@@ -45,20 +61,38 @@ fn non_empty(s: Option<&str>) -> Option<&str> {
 }
 
 /// One RSA public key of the key set.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct RsaKey {
     kid: Option<String>,
-    key: RsaPublicKey,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsaKey").field("kid", &self.kid).finish()
+    }
 }
 
 /// What the edge accepts. Built from the worker's variables.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AuthConfig {
-    hmac_secret: Option<Vec<u8>>,
+    hmac_secret: Option<DecodingKey>,
     rsa_keys: Vec<RsaKey>,
     required: bool,
     issuer: Option<String>,
     audience: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("hmac_secret", &self.hmac_secret.as_ref().map(|_| "<set>"))
+            .field("rsa_keys", &self.rsa_keys)
+            .field("required", &self.required)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
 }
 
 impl AuthConfig {
@@ -77,7 +111,7 @@ impl AuthConfig {
             None => Vec::new(),
         };
         Ok(Self {
-            hmac_secret: non_empty(hmac_secret).map(|s| s.as_bytes().to_vec()),
+            hmac_secret: non_empty(hmac_secret).map(|s| DecodingKey::from_secret(s.as_bytes())),
             rsa_keys,
             required: require,
             issuer: non_empty(issuer).map(str::to_string),
@@ -108,7 +142,7 @@ impl AuthConfig {
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
         let mut parts = token.split('.');
-        let (Some(h64), Some(c64), Some(s64), None) =
+        let (Some(h64), Some(_), Some(_), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed(
@@ -124,44 +158,49 @@ impl AuthConfig {
         if !allowed.contains(&alg) {
             return Err(AuthError::Algorithm(alg.to_string(), allowed.join(", ")));
         }
-        let signature = b64(s64, "signature")?;
-        let signed = &token.as_bytes()[..h64.len() + 1 + c64.len()];
-        let kid = header.get("kid").and_then(Value::as_str);
-        let ok = match (alg, &self.hmac_secret) {
-            ("HS256", Some(k)) => hmac_ok::<Hmac<Sha256>>(k, signed, &signature),
-            ("HS384", Some(k)) => hmac_ok::<Hmac<Sha384>>(k, signed, &signature),
-            ("HS512", Some(k)) => hmac_ok::<Hmac<Sha512>>(k, signed, &signature),
-            ("RS256", _) => self.rsa_ok::<Sha256>(kid, signed, &signature),
-            ("RS384", _) => self.rsa_ok::<Sha384>(kid, signed, &signature),
-            ("RS512", _) => self.rsa_ok::<Sha512>(kid, signed, &signature),
-            _ => false,
+        let algorithm = match alg {
+            "HS256" => Algorithm::HS256,
+            "HS384" => Algorithm::HS384,
+            "HS512" => Algorithm::HS512,
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            _ => Algorithm::RS512,
         };
-        if !ok {
-            return Err(AuthError::Signature);
+        let kid = header.get("kid").and_then(Value::as_str);
+        let keys: Vec<&DecodingKey> = if alg.starts_with("HS") {
+            self.hmac_secret.iter().collect()
+        } else {
+            self.rsa_keys
+                .iter()
+                .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
+                .map(|k| &k.key)
+                .collect()
+        };
+        let mut validation = Validation::new(algorithm);
+        // Time and audience claims are checked below with the caller's clock.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let mut outcome = Err(AuthError::Signature);
+        for key in keys {
+            match jsonwebtoken::decode::<Value>(token, key, &validation) {
+                Ok(data) => {
+                    outcome = Ok(data.claims);
+                    break;
+                }
+                Err(e) => {
+                    if let Some(refusal) = refusal(e.kind()) {
+                        outcome = Err(refusal);
+                    }
+                }
+            }
         }
-        let claims: Value = decode_json(c64, "claims")?;
-        let Value::Object(claims) = claims else {
+        let Value::Object(claims) = outcome? else {
             return Err(AuthError::Malformed("claims are not a JSON object".into()));
         };
         self.check_claims(&claims, now)?;
         Ok(claims)
-    }
-
-    fn rsa_ok<D>(&self, kid: Option<&str>, signed: &[u8], signature: &[u8]) -> bool
-    where
-        D: sha2::Digest + rsa::pkcs8::AssociatedOid,
-    {
-        let Ok(sig) = Signature::try_from(signature) else {
-            return false;
-        };
-        self.rsa_keys
-            .iter()
-            .filter(|k| kid.is_none() || k.kid.is_none() || k.kid.as_deref() == kid)
-            .any(|k| {
-                VerifyingKey::<D>::new(k.key.clone())
-                    .verify(signed, &sig)
-                    .is_ok()
-            })
     }
 
     fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<(), AuthError> {
@@ -196,12 +235,19 @@ impl AuthConfig {
     }
 }
 
-fn hmac_ok<M: Mac + hmac::digest::KeyInit>(key: &[u8], signed: &[u8], signature: &[u8]) -> bool {
-    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else {
-        return false;
-    };
-    mac.update(signed);
-    mac.verify_slice(signature).is_ok()
+/// What a jsonwebtoken failure means here: `None` for a signature that
+/// does not match this key (another key may match).
+fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> Option<AuthError> {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature | K::InvalidRsaKey(_) | K::InvalidKeyFormat => None,
+        K::Base64(e) => Some(AuthError::Malformed(format!("not base64url: {e}"))),
+        K::Json(e) => Some(AuthError::Malformed(format!("not JSON: {e}"))),
+        K::Utf8(e) => Some(AuthError::Malformed(format!("not UTF-8: {e}"))),
+        K::InvalidToken => Some(AuthError::Malformed("not a JWT".into())),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => Some(AuthError::Signature),
+        other => Some(AuthError::Malformed(format!("{other:?}"))),
+    }
 }
 
 fn b64(part: &str, what: &str) -> Result<Vec<u8>, AuthError> {
@@ -240,9 +286,17 @@ fn parse_jwks(json: &str) -> Result<Vec<RsaKey>, AuthError> {
         let (Some(n), Some(e)) = (jwk.n, jwk.e) else {
             return Err(AuthError::Config("JWKS RSA key without `n` or `e`".into()));
         };
-        let n = BigUint::from_bytes_be(&b64(&n, "JWKS `n`").map_err(cfg)?);
-        let e = BigUint::from_bytes_be(&b64(&e, "JWKS `e`").map_err(cfg)?);
-        let key = RsaPublicKey::new(n, e)
+        let n = b64(&n, "JWKS `n`").map_err(cfg)?;
+        let e = b64(&e, "JWKS `e`").map_err(cfg)?;
+        if n.len() < 128 || e.is_empty() || e.len() > 8 {
+            return Err(AuthError::Config(format!(
+                "JWKS RSA key rejected: {}-bit modulus, {}-byte exponent",
+                n.len() * 8,
+                e.len()
+            )));
+        }
+        let encode = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let key = DecodingKey::from_rsa_components(&encode(&n), &encode(&e))
             .map_err(|e| AuthError::Config(format!("JWKS RSA key rejected: {e}")))?;
         keys.push(RsaKey { kid: jwk.kid, key });
     }
@@ -260,9 +314,13 @@ fn cfg(e: AuthError) -> AuthError {
 /// first, else the `token` query parameter.
 pub fn token_from(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
     if let Some(auth) = authorization {
-        let auth = auth.trim();
-        if auth.len() > 7 && auth[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(auth[7..].trim().to_string());
+        // Compared as bytes: a header is network input, and slicing a
+        // `str` at byte 7 panics inside a multi-byte character.
+        if let Some((scheme, token)) = auth.trim().split_once(' ') {
+            let token = token.trim();
+            if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+                return Some(token.to_string());
+            }
         }
     }
     query?
@@ -275,10 +333,12 @@ pub fn token_from(authorization: Option<&str>, query: Option<&str>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hmac::{Hmac, Mac};
     use rsa::pkcs1v15::SigningKey;
     use rsa::signature::{SignatureEncoding, Signer};
     use rsa::traits::PublicKeyParts;
     use rsa::RsaPrivateKey;
+    use sha2::{Sha256, Sha384, Sha512};
 
     const NOW: u64 = 1_700_000_000;
 
@@ -510,5 +570,20 @@ mod tests {
         assert_eq!(token_from(None, Some("x=1&token=q")).as_deref(), Some("q"));
         assert_eq!(token_from(Some("Basic x"), None), None);
         assert_eq!(token_from(None, None), None);
+        assert_eq!(
+            token_from(Some("Bearer "), Some("token=q")).as_deref(),
+            Some("q")
+        );
+    }
+
+    #[test]
+    fn multi_byte_authorization_headers_do_not_panic() {
+        // Byte 7 falls inside `é` (the panic of issue 14).
+        assert_eq!(token_from(Some("abcdef\u{e9}xyz"), None), None);
+        assert_eq!(token_from(Some("\u{e9}\u{e9}\u{e9}\u{e9}"), None), None);
+        assert_eq!(
+            token_from(Some("Bearer \u{e9}t"), None).as_deref(),
+            Some("\u{e9}t")
+        );
     }
 }
