@@ -309,6 +309,9 @@ fn listener(
         .name(name)
         .laddr(addr)
         .nodelay(true)
+        // A restarted server binds its port again at once, whatever
+        // connections of the previous one linger in TIME_WAIT.
+        .reuseaddr(Some(true))
         .allow_anonymous(false)
         .allow_zero_keepalive(true)
         .max_packet_size(u32::try_from(config.max_packet).unwrap_or(u32::MAX))
