@@ -535,9 +535,19 @@ async fn broker_restart_mid_stream_keeps_qos_promises() {
         for p in pending {
             ok(p, "publish across the restart").await;
         }
-        kept_inbox
-            .wait_for(total, "every message on the kept session")
-            .await;
+        // Wait for every distinct payload: QoS 1 messages may come twice
+        // across the restart, so a count of arrivals can reach `total`
+        // before the last QoS 2 messages are in.
+        let distinct = || {
+            let mut p = kept_inbox.payloads();
+            p.sort();
+            p.dedup();
+            p.len()
+        };
+        wait_until("every message on the kept session", 20_000, || {
+            distinct() >= total
+        })
+        .await;
         let got = kept_inbox.payloads();
         for i in 0..total {
             let n = got.iter().filter(|p| **p == format!("m{i}")).count();
