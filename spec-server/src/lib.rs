@@ -9,6 +9,19 @@
 //! - [`hooks`]: the 17 hook points; [`jwt`] and [`tenant`] are built-in hooks.
 //! - [`broker`]: embedded (rmqtt) and external transports; [`acl`], [`dispatch`] and [`dedup`]: who may do what, fairness, exactly-once writes.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod acl;
 pub mod broker;
 pub mod client;

@@ -1,5 +1,18 @@
 //! `mqttspec-server` command line.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

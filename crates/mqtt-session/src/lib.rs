@@ -7,6 +7,19 @@
 //! - [`session`]: the client state machine (QoS flows, keep alive, resend);
 //! - [`topic`]: topic validation and filter matching.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod codec;
 pub mod error;
 pub mod framing;

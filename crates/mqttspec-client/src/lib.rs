@@ -10,6 +10,19 @@
 //!
 //! Time is passed in as milliseconds; nothing here reads a clock or a socket.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod correlate;
 pub mod live;
 pub mod request;

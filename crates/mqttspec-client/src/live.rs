@@ -117,8 +117,8 @@ impl LiveQuery {
     /// `options` for the read that fills the view (filters, full sort, limit).
     pub fn read_options(&self) -> Value {
         let mut options = json!({ "filters": self.filters, "sort": self.sort });
-        if let Some(limit) = self.limit {
-            options["limit"] = json!(limit);
+        if let (Some(limit), Some(o)) = (self.limit, options.as_object_mut()) {
+            o.insert("limit".into(), json!(limit));
         }
         options
     }
@@ -148,8 +148,11 @@ impl LiveQuery {
         let now = KeyIndex::new(&self.rows, &self.key);
         let was = KeyIndex::new(&before, &self.key);
         for old in &before {
-            match now.find(&self.rows, &self.key, old.get(&self.key)) {
-                Some(i) if self.rows[i] != *old => change.updated.push(self.rows[i].clone()),
+            match now
+                .find(&self.rows, &self.key, old.get(&self.key))
+                .and_then(|i| self.rows.get(i))
+            {
+                Some(row) if row != old => change.updated.push(row.clone()),
                 Some(_) => {}
                 None => change.removed.push(old.clone()),
             }
@@ -287,7 +290,7 @@ impl KeyIndex {
         candidates
             .iter()
             .copied()
-            .find(|&i| same_key(rows[i].get(column), key))
+            .find(|&i| same_key(rows.get(i).and_then(|r| r.get(column)), key))
     }
 }
 

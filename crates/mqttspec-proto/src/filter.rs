@@ -175,7 +175,7 @@ fn like_from(text: &[char], pattern: &[char]) -> bool {
     let (mut t, mut p) = (0, 0);
     // Position after the last `%` seen, and the text position it is tried at.
     let mut backtrack: Option<(usize, usize)> = None;
-    while t < text.len() {
+    while let Some(tc) = text.get(t) {
         let step = match pattern.get(p) {
             Some('%') => {
                 backtrack = Some((p + 1, t));
@@ -184,10 +184,10 @@ fn like_from(text: &[char], pattern: &[char]) -> bool {
             }
             Some('_') => Some(1),
             Some('\\') => match pattern.get(p + 1) {
-                Some(c) if *c == text[t] => Some(2),
+                Some(c) if c == tc => Some(2),
                 _ => None,
             },
-            Some(c) if *c == text[t] => Some(1),
+            Some(c) if c == tc => Some(1),
             _ => None,
         };
         match (step, backtrack) {
@@ -203,7 +203,11 @@ fn like_from(text: &[char], pattern: &[char]) -> bool {
             (None, None) => return false,
         }
     }
-    pattern[p..].iter().all(|c| *c == '%')
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|c| *c == '%')
 }
 
 /// Total order on JSON values used for sorting: NULL < bool < number <

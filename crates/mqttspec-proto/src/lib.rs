@@ -10,6 +10,19 @@
 //! - [`error`]: the error codes of failed responses.
 //! - [`response`]: constructors of responses and notifications.
 
+// Nothing fed by the network may panic: no slicing or indexing that can be
+// out of range or off a char boundary, no unwrap/expect/panic (tests exempt).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::string_slice,
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 pub mod error;
 pub mod filter;
 pub mod message;
