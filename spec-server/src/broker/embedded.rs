@@ -7,11 +7,12 @@
 //!   connect hooks run (JWT: the token is verified and must bind the id),
 //!   and a client id held by another JWT subject is refused.
 //! - `ClientSubscribeCheckAcl` / `MessagePublishCheckAcl`: [`Acl`] decides
-//!   (SUBACK 0x80 / 0x87, v5 PUBACK 0x87), refusals are logged.
-//! - `MessagePublish`: a PUBLISH on the publisher's own request topic goes
-//!   to the [`Dispatcher`] with the session's client id and username, so
-//!   the server learns who asked from the broker session, never from the
-//!   topic alone.
+//!   (SUBACK 0x80 / 0x87, v5 PUBACK 0x87), refusals are logged. An allowed
+//!   PUBLISH on the publisher's own request topic goes to the
+//!   [`Dispatcher`] with the session's client id and username, so the
+//!   server learns who asked from the broker session, never from the topic
+//!   alone (one ACL decision per packet: rmqtt's `MessagePublish` hook runs
+//!   before the ACL check, so it cannot take requests by itself).
 //! - `ClientDisconnected`: the connection's client is gone, unless a newer
 //!   connection has taken its id meanwhile.
 //!
@@ -192,11 +193,22 @@ impl Hooks {
         })
     }
 
-    /// May `conn` publish on `topic`? Refusals are logged.
-    fn may_publish(&self, conn: &Id, topic: &str) -> bool {
-        self.logged("publish", topic, conn, |who| {
+    /// May `conn` publish `publish`? Refusals are logged. An allowed
+    /// request on `conn`'s own request topic goes to the dispatcher.
+    fn publish_allowed(&self, conn: &Id, publish: &rmqtt::types::Publish) -> bool {
+        let topic = &*publish.topic;
+        let allowed = self.logged("publish", topic, conn, |who| {
             self.acl.may_publish(who, topic)
-        })
+        });
+        if allowed && topic == request_topic(&self.prefix, &conn.client_id) {
+            let caller = Caller {
+                client_id: conn.client_id.to_string(),
+                username: conn.username.as_deref().map(str::to_string),
+                request_qos: publish.qos as u8,
+            };
+            self.dispatcher.request(caller, publish.payload.to_vec());
+        }
+        allowed
     }
 
     fn logged(
@@ -211,25 +223,6 @@ impl Hooks {
             tracing::warn!(client_id = %conn.client_id, topic, "{what} refused by the ACL");
         }
         allowed
-    }
-
-    /// A PUBLISH from a client: its own request topic goes to the server.
-    fn published(&self, conn: &Id, topic: &str, payload: &[u8], qos: QoS) {
-        let client_id = &*conn.client_id;
-        if topic != request_topic(&self.prefix, client_id) {
-            return;
-        }
-        let allowed = self
-            .with_identity(conn, |who| self.acl.may_publish(who, topic))
-            .unwrap_or(false);
-        if allowed {
-            let caller = Caller {
-                client_id: client_id.to_string(),
-                username: conn.username.as_deref().map(str::to_string),
-                request_qos: qos as u8,
-            };
-            self.dispatcher.request(caller, payload.to_vec());
-        }
     }
 
     fn disconnected(&self, conn: &Id) {
@@ -274,16 +267,12 @@ impl HookHandler for HookEntry {
                 (false, Some(HookResult::SubscribeAclResult(result)))
             }
             Parameter::MessagePublishCheckAcl(session, publish) => {
-                let result = if hooks.may_publish(&session.id, &publish.topic) {
+                let result = if hooks.publish_allowed(&session.id, publish) {
                     PublishAclResult::allow()
                 } else {
                     PublishAclResult::rejected(false, Some("not authorized by the ACL".into()))
                 };
                 (false, Some(HookResult::PublishAclResult(result)))
-            }
-            Parameter::MessagePublish(Some(session), _, publish) => {
-                hooks.published(&session.id, &publish.topic, &publish.payload, publish.qos);
-                (true, acc)
             }
             Parameter::ClientDisconnected(session, _) => {
                 hooks.disconnected(&session.id);
@@ -350,7 +339,6 @@ pub async fn start(
         Type::ClientAuthenticate,
         Type::ClientSubscribeCheckAcl,
         Type::MessagePublishCheckAcl,
-        Type::MessagePublish,
         Type::ClientDisconnected,
         Type::MessageDropped,
     ] {
