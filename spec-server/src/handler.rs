@@ -37,6 +37,13 @@ pub struct Outgoing {
     pub max_qos: Option<u8>,
 }
 
+impl Outgoing {
+    /// The QoS to publish it at when the server's is `server_qos`.
+    pub fn qos(&self, server_qos: u8) -> u8 {
+        self.max_qos.map_or(server_qos, |max| server_qos.min(max))
+    }
+}
+
 /// Who sent a request, as the broker session tells (never the topic alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {

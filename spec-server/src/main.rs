@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use spec_server::acl::Acl;
 use spec_server::broker::embedded::EmbeddedConfig;
-use spec_server::broker::external::ExternalConfig;
+use spec_server::broker::external::{self, ExternalConfig};
 use spec_server::dispatch::ClientLimits;
 use spec_server::hooks::Hooks;
 use spec_server::jwt::JwtAuth;
@@ -161,11 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             password: args.broker_password.clone(),
             ca_file: args.broker_ca.clone(),
             client_id: args.client_id.clone(),
-            qos: match args.qos {
-                0 => rumqttc::QoS::AtMostOnce,
-                1 => rumqttc::QoS::AtLeastOnce,
-                _ => rumqttc::QoS::ExactlyOnce,
-            },
+            qos: external::qos_of(args.qos),
             max_packet,
         }),
         None => BrokerMode::Embedded(EmbeddedConfig {

@@ -364,7 +364,7 @@ pub async fn start(
             tracing::error!(error = %e, "embedded broker stopped");
         }
     });
-    tokio::spawn(shard_answers(scx, outgoing, qos_of(config.qos)));
+    tokio::spawn(shard_answers(scx, outgoing, config.qos));
     Ok(listening)
 }
 
@@ -384,7 +384,7 @@ const PUBLISHERS: usize = 4;
 /// to (`{prefix}/{client}/...`): routing a notification fan-out to 1,000
 /// clients one after the other would add every routing's latency to the
 /// last subscriber's.
-async fn shard_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: QoS) {
+async fn shard_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: u8) {
     let shards: Vec<mpsc::Sender<Outgoing>> = (0..PUBLISHERS)
         .map(|_| {
             let (tx, rx) = mpsc::channel(256);
@@ -411,7 +411,7 @@ async fn shard_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing
 
 /// Publish answers and notifications into the router, in order, as the
 /// system sender `mqttspec-server`.
-async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: QoS) {
+async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoing>, qos: u8) {
     let from = From::from_system(Id::new(
         scx.node.id(),
         0,
@@ -421,11 +421,10 @@ async fn publish_answers(scx: ServerContext, mut outgoing: mpsc::Receiver<Outgoi
         None,
     ));
     while let Some(out) = outgoing.recv().await {
-        let qos = out.max_qos.map_or(qos, |max| qos_of((qos as u8).min(max)));
         let publish = CodecPublish {
             dup: false,
             retain: false,
-            qos,
+            qos: qos_of(out.qos(qos)),
             topic: TopicName::from(out.topic),
             packet_id: None,
             payload: bytes::Bytes::copy_from_slice(&out.payload),

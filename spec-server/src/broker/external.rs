@@ -5,13 +5,12 @@
 //! other clients' disconnects: the server expires idle clients instead.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
-
-use std::sync::Arc;
 
 use crate::dispatch::Dispatcher;
 use crate::handler::{Caller, Outgoing};
@@ -204,7 +203,7 @@ pub async fn start(
     });
     tokio::spawn(async move {
         while let Some(out) = outgoing.recv().await {
-            let qos = out.max_qos.map_or(qos, |max| qos_of((qos as u8).min(max)));
+            let qos = qos_of(out.qos(qos as u8));
             if let Err(e) = client
                 .publish(out.topic, qos, false, out.payload.to_vec())
                 .await
@@ -221,7 +220,8 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-fn qos_of(qos: u8) -> QoS {
+/// rumqttc's QoS for 0, 1 or 2 (higher values: 2).
+pub fn qos_of(qos: u8) -> QoS {
     match qos {
         0 => QoS::AtMostOnce,
         1 => QoS::AtLeastOnce,
