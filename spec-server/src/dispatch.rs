@@ -6,6 +6,7 @@
 //! grows memory past the bounds. Refusals go out through their own bounded
 //! queue, so the transport that calls [`Dispatcher::request`] never waits.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -94,44 +95,40 @@ impl Dispatcher {
 
     /// `caller` published `payload` on its request topic. Never waits.
     pub fn request(&self, caller: Caller, payload: Vec<u8>) {
-        let client_id = caller.client_id.clone();
-        let refusal_to = caller.clone();
         let refused = {
             let mut workers = self.workers();
             if workers.len() > 4096 {
                 workers.retain(|_, w| !w.tx.is_closed());
             }
-            let worker = match workers.get(&client_id) {
-                Some(w) if !w.tx.is_closed() => w,
-                _ => {
-                    let w = self.spawn_worker(&client_id);
-                    workers.insert(client_id.clone(), w);
-                    match workers.get(&client_id) {
-                        Some(w) => w,
-                        None => return,
-                    }
+            let worker = match workers.entry(caller.client_id.clone()) {
+                Entry::Occupied(e) if !e.get().tx.is_closed() => e.into_mut(),
+                Entry::Occupied(mut e) => {
+                    e.insert(self.spawn_worker(&caller.client_id));
+                    e.into_mut()
                 }
+                Entry::Vacant(e) => e.insert(self.spawn_worker(&caller.client_id)),
             };
             if worker.limiter.check().is_err() {
                 Some((
+                    caller,
                     payload,
                     "request rate over the client's limit: slow down and send it again",
                 ))
             } else {
                 match worker.tx.try_send(Work::Request(caller, payload)) {
-                    Ok(()) => None,
-                    Err(mpsc::error::TrySendError::Full(Work::Request(_, payload))) => Some((
+                    Err(mpsc::error::TrySendError::Full(Work::Request(caller, payload))) => Some((
+                        caller,
                         payload,
                         "too many requests of this client are waiting: wait for answers before sending more",
                     )),
-                    Err(_) => None,
+                    _ => None,
                 }
             }
         };
-        if let Some((payload, reason)) = refused {
-            tracing::debug!(client_id, reason, "request refused");
+        if let Some((caller, payload, reason)) = refused {
+            tracing::debug!(client_id = caller.client_id, reason, "request refused");
             let refusal = Refusal {
-                caller: refusal_to,
+                caller,
                 payload,
                 reason,
             };
