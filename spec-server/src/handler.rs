@@ -1,5 +1,5 @@
 //! The request handler: one MQTT payload from a client in, responses and
-//! notifications out (as `(topic, payload)` pairs on the bounded outbox).
+//! notifications out (as [`Outgoing`] publishes on the bounded outbox).
 //! Never panics on input; every failure with a request id gets an error
 //! response. Writes run once per `(client id, request id)`: a duplicate
 //! delivery gets the first answer again ([`crate::dedup`]).
@@ -80,6 +80,13 @@ fn fail(code: ErrorCode, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
+    }
+}
+
+impl Failure {
+    /// The failed response to request `id`.
+    fn into_response(self, id: Option<String>) -> Message {
+        failure(id, self.code, self.message, now_rfc3339())
     }
 }
 
@@ -165,7 +172,7 @@ impl Handler {
     async fn respond_failure(&self, caller: &Caller, id: Option<String>, f: Failure) {
         let client_id = caller.client_id.as_str();
         tracing::debug!(client_id, code = %f.code, message = %f.message, "request failed");
-        let message = failure(id, f.code, f.message, now_rfc3339());
+        let message = f.into_response(id);
         let topic = response_topic(&self.config.prefix, client_id);
         self.send(topic, &message, Some(caller.request_qos)).await;
     }
@@ -304,7 +311,7 @@ impl Handler {
     /// The response to one parsed message.
     async fn answer(&self, caller: &Caller, message: Message) -> Message {
         let client_id = caller.client_id.as_str();
-        let failed = |id, f: Failure| failure(id, f.code, f.message, now_rfc3339());
+        let failed = |id, f: Failure| f.into_response(id);
         if self.subs().touch(client_id) {
             let mut ctx = self.base_context(caller);
             let first = self
