@@ -58,6 +58,29 @@ async fn next_packet(
     }
 }
 
+/// `client` pings on its own request topic; returns the next PUBLISH it
+/// receives (its pong, unless something else reached it first).
+async fn ping_and_next(
+    client: &AsyncClient,
+    rx: &mut mpsc::UnboundedReceiver<Packet>,
+    client_id: &str,
+    id: &str,
+) -> rumqttc::Publish {
+    client
+        .publish(
+            format!("spec/{client_id}/request"),
+            QoS::AtLeastOnce,
+            false,
+            json!({"id": id, "type": "ping"}).to_string(),
+        )
+        .await
+        .unwrap();
+    match next_packet(rx, |p| matches!(p, Packet::Publish(_))).await {
+        Packet::Publish(p) => p,
+        _ => unreachable!(),
+    }
+}
+
 /// MQTT 3.1.1 CONNECT (clean session) with `client_id` and `keep_alive`.
 fn connect_v4(client_id: &str, keep_alive: u16) -> Vec<u8> {
     let mut body = b"\x00\x04MQTT\x04\x02".to_vec();
@@ -139,18 +162,7 @@ async fn clients_cannot_read_or_act_for_each_other() {
     .unwrap();
     // B's next request on its own topic is answered after the broker has
     // handled the stolen one (one session's packets are handled in order).
-    b.publish(
-        "spec/iso-b/request",
-        QoS::AtLeastOnce,
-        false,
-        json!({"id": "p1", "type": "ping"}).to_string(),
-    )
-    .await
-    .unwrap();
-    let Packet::Publish(pong) = next_packet(&mut b_rx, |p| matches!(p, Packet::Publish(_))).await
-    else {
-        unreachable!()
-    };
+    let pong = ping_and_next(&b, &mut b_rx, "iso-b", "p1").await;
     assert_eq!(pong.topic, "spec/iso-b/response");
     let read = a
         .request(json!({"type": "request", "operation": "read", "entity": "users",
@@ -445,18 +457,7 @@ async fn external_mosquitto_with_a_pattern_acl_isolates_clients() {
     b.subscribe("spec/ext-b/response", QoS::AtLeastOnce)
         .await
         .unwrap();
-    b.publish(
-        "spec/ext-b/request",
-        QoS::AtLeastOnce,
-        false,
-        json!({"id": "p1", "type": "ping"}).to_string(),
-    )
-    .await
-    .unwrap();
-    let Packet::Publish(first) = next_packet(&mut b_rx, |p| matches!(p, Packet::Publish(_))).await
-    else {
-        unreachable!()
-    };
+    let first = ping_and_next(&b, &mut b_rx, "ext-b", "p1").await;
     assert_eq!(
         first.topic, "spec/ext-b/response",
         "B saw only its own answer first"
@@ -467,18 +468,7 @@ async fn external_mosquitto_with_a_pattern_acl_isolates_clients() {
         .await
         .unwrap();
     assert_eq!(ok(&read), json!([]));
-    b.publish(
-        "spec/ext-b/request",
-        QoS::AtLeastOnce,
-        false,
-        json!({"id": "p2", "type": "ping"}).to_string(),
-    )
-    .await
-    .unwrap();
-    let Packet::Publish(next) = next_packet(&mut b_rx, |p| matches!(p, Packet::Publish(_))).await
-    else {
-        unreachable!()
-    };
+    let next = ping_and_next(&b, &mut b_rx, "ext-b", "p2").await;
     assert_eq!(
         next.topic, "spec/ext-b/response",
         "A's read answer reached B"
