@@ -168,6 +168,27 @@ pub fn covers(pattern: &str, filter: &str) -> bool {
     }
 }
 
+/// Could one topic match both filters? Never false when one does (it may
+/// say true for two wildcard-led filters that share only `$` topics, which
+/// neither matches). Used to refuse a SUBSCRIBE that would receive a topic
+/// an access rule denies. Shared filters are judged by their inner filter.
+pub fn overlaps(a: &str, b: &str) -> bool {
+    let inner = |f| match shared_inner(f) {
+        Some(Ok(inner)) => inner,
+        _ => f,
+    };
+    let mut x = inner(a).split('/');
+    let mut y = inner(b).split('/');
+    loop {
+        match (x.next(), y.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some(l), Some(r)) if l == "+" || r == "+" || l == r => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +294,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn overlap_of_filters() {
+        assert!(overlaps("a/+", "a/b"));
+        assert!(overlaps("a/#", "+/c/d"));
+        assert!(!overlaps("a/b", "a/c"));
+        assert!(!overlaps("a/b", "a/b/c"));
+        assert!(overlaps("$share/g/a/b", "a/+"));
+    }
+
     mod props {
         use super::super::*;
         use proptest::prelude::*;
@@ -298,6 +328,14 @@ mod tests {
             ) {
                 if covers(&pattern, &f) && matches(&f, &t) {
                     prop_assert!(matches(&pattern, &t), "{pattern} covers {f} but not topic {t}");
+                }
+            }
+
+            /// Two filters that both match a topic overlap.
+            #[test]
+            fn filters_matching_one_topic_overlap(a in filter(), b in filter(), t in topic()) {
+                if matches(&a, &t) && matches(&b, &t) {
+                    prop_assert!(overlaps(&a, &b), "{a} and {b} both match {t}");
                 }
             }
 
