@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mqttspec_proto::topic::{request_topic, response_topic};
+use mqttspec_proto::topic::{notify_filter, request_topic, response_topic};
 use mqttspec_proto::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter};
 use serde_json::Value;
@@ -84,7 +84,7 @@ impl SpecClient {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let response = response_topic(&options.prefix, &options.client_id);
-        let notify = format!("{}/{}/notify/+", options.prefix, options.client_id);
+        let notify = notify_filter(&options.prefix, &options.client_id);
         client
             .subscribe_many([
                 SubscribeFilter::new(response.clone(), QoS::AtLeastOnce),

@@ -260,7 +260,7 @@ impl SpecClient {
             let (mqtt, response, notify, qos) = {
                 let i = rc.borrow();
                 let response = topic::response_topic(&i.prefix, &i.client_id);
-                let notify = format!("{}/{}/notify/+", i.prefix, i.client_id);
+                let notify = topic::notify_filter(&i.prefix, &i.client_id);
                 (i.mqtt.clone(), response, notify, i.qos)
             };
             let weak = Rc::downgrade(&rc);
