@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { WebSocketServer } from 'ws';
-import { setup, root } from './mqtt_client/harness.mjs';
+import { setup, root, startRelay } from './mqtt_client/harness.mjs';
 
 let env;
 before(async () => { env = await setup(); });
@@ -222,6 +222,76 @@ test('a connected client keeps working when the page keeps no reference to it', 
   assert.deepEqual(await env.page.evaluate(() => window.unreferenced), ['still here']);
 });
 
+// A relay that merges what the broker sends into one WebSocket message (as any
+// proxy may): CONNACK of a resumed session and its queued QoS 1/2 messages arrive
+// together. Each is delivered to a listener registered after `await connect()`,
+// or before `open()`, and acknowledged only then (the broker keeps nothing back).
+test('messages that arrive with CONNACK are delivered before they are acknowledged', async () => {
+  const relay = await startRelay(env.broker.tcpPort);
+  try {
+    for (const version of [4, 5]) {
+      for (const style of ['await connect()', 'on() before open()']) {
+        const topic = unique(`merged-v${version}`);
+        const clientId = `merged${version}${style.length}${Math.random().toString(36).slice(2, 8)}`;
+        const opts = { protocolVersion: version, clientId, clean: false, reconnectPeriod: 0,
+          ...(version === 5 ? { sessionExpiryInterval: 300 } : {}) };
+        // Subscribe with a persistent session, then go away.
+        await env.page.evaluate(async ({ url, topic, opts }) => {
+          const c = await MqttClient.connect(url, opts);
+          await c.subscribe(topic, { qos: 2 });
+          await c.end();
+        }, { url: env.broker.wsUrl, topic, opts });
+        const js = await mqttjs(version);
+        for (let i = 1; i <= 15; i++) await js.publishAsync(topic, `m${i}`, { qos: i % 2 ? 1 : 2 });
+        await js.endAsync();
+        // The relay holds CONNACK and the 15 messages, then sends them as one message.
+        relay.holdFor('m15');
+        const run = env.page.evaluate(async ({ url, topic, opts, style }) => {
+          const got = [];
+          let c;
+          if (style === 'await connect()') {
+            c = await MqttClient.connect(url, opts);
+            c.on('message', (t, p) => got.push(new TextDecoder().decode(p)));
+          } else {
+            c = new MqttClient(url, opts);
+            c.on('message', (t, p) => got.push(new TextDecoder().decode(p)));
+            await c.open();
+          }
+          const sessionPresent = c.sessionPresent;
+          // A marker published after the queued messages proves nothing else is coming.
+          await c.subscribe(topic + '/done', { qos: 1 });
+          const done = new Promise((resolve) => c.on('message', (t) => t.endsWith('/done') && resolve()));
+          await c.publish(topic + '/done', 'x', { qos: 1 });
+          await done;
+          await c.end();
+          return { got, sessionPresent };
+        }, { url: relay.url, topic, opts, style });
+        await relay.release();
+        const { got, sessionPresent } = await run;
+        assert.equal(sessionPresent, true, `${style} v${version}: sessionPresent readable`);
+        assert.deepEqual(got.filter((m) => m !== 'x'),
+          Array.from({ length: 15 }, (_, i) => `m${i + 1}`), `${style} v${version}`);
+        // Nothing was acknowledged and lost: the broker has nothing left for this session.
+        const again = await env.page.evaluate(async ({ url, topic, opts }) => {
+          const c = new MqttClient(url, opts);
+          const got = [];
+          c.on('message', (t, p) => got.push(new TextDecoder().decode(p)));
+          await c.open();
+          await c.subscribe(topic + '/done2', { qos: 1 });
+          const done = new Promise((resolve) => c.on('message', (t) => t.endsWith('/done2') && resolve()));
+          await c.publish(topic + '/done2', 'y', { qos: 1 });
+          await done;
+          await c.end();
+          return got.filter((m) => m !== 'y');
+        }, { url: env.broker.wsUrl, topic, opts });
+        assert.deepEqual(again, [], `${style} v${version}: nothing redelivered`);
+      }
+    }
+  } finally {
+    await relay.stop();
+  }
+});
+
 test('the package ships precise TypeScript declarations', () => {
   const dts = readFileSync(join(env.pkg, 'mqttspec_mqtt.d.ts'), 'utf8');
   for (const needle of [
@@ -229,6 +299,9 @@ test('the package ships precise TypeScript declarations', () => {
     'export interface PublishOptions',
     'export interface MqttClientEvents',
     'static connect(url: string, options?: ConnectOptions): Promise<MqttClient>',
+    'constructor(url: string, options?: ConnectOptions);',
+    'open(): Promise<MqttClient>;',
+    'readonly sessionPresent: boolean;',
     'publish(topic: string, payload: string | Uint8Array, options?: PublishOptions): Promise<void>',
     'subscribe(filter: string | string[], options?: SubscribeOptions',
     'on<K extends keyof MqttClientEvents>',

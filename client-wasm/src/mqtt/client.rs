@@ -10,6 +10,15 @@
 //! Re-entrancy rule: JS callbacks are never called while the state is
 //! borrowed, so they may call back into the client (publish from a message
 //! handler, `end()` from an error handler...).
+//!
+//! Delivery rule: the session acknowledges a message when it is taken from
+//! it, so events are taken one at a time and handed to the application at
+//! once. After the first CONNACK resolves the `connect()` promise, taking
+//! events pauses for one task: the code awaiting `connect()` runs first and
+//! can register its `message` listener before the messages of a resumed
+//! session (which may arrive in the same WebSocket message as CONNACK) are
+//! delivered and acknowledged. Listeners may also be registered before
+//! connecting ([`Client::new`], then [`Client::open`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -92,9 +101,16 @@ struct Inner {
     socket: Option<Socket>,
     /// Sockets replaced while one of their callbacks may be running.
     retired: Vec<Socket>,
-    /// The `connect()` promise and the value it resolves with.
-    connect_reply: Option<(Reply, JsValue)>,
+    /// The `connect()` promises and the value they resolve with.
+    connect_replies: Vec<Reply>,
+    /// What `connect()` resolves with (the JS wrapper), set by [`Client::open`].
+    wrapped: Option<JsValue>,
     connected_once: bool,
+    /// Events are not taken from the session (and so not acknowledged)
+    /// until the code awaiting `connect()` had its turn.
+    holding: bool,
+    /// `sessionPresent` of the last CONNACK.
+    session_present: bool,
     ended: bool,
     attempt: u32,
     publishes: ById<Reply>,
@@ -122,25 +138,21 @@ fn now() -> u64 {
 }
 
 impl Client {
-    /// Open the WebSocket and resolve once CONNACK accepted the connection.
-    /// The promise resolves with `wrap(client)` (the JS API wraps it in its
-    /// class) and rejects if the first connection attempt fails; later
-    /// losses are handled by reconnection.
-    pub fn connect(
-        url: &str,
-        opts: ClientOptions,
-        wrap: impl FnOnce(Client) -> JsValue,
-    ) -> Promise {
-        let (promise, reply) = Reply::new();
-        let client = Client {
+    /// A client that is not connected yet: register listeners, then call
+    /// [`Client::open`].
+    pub fn new(url: &str, opts: ClientOptions) -> Client {
+        Client {
             inner: Rc::new(RefCell::new(Inner {
                 url: url.to_string(),
                 session: Session::new(opts.session.clone()),
                 opts,
                 socket: None,
                 retired: Vec::new(),
-                connect_reply: None,
+                connect_replies: Vec::new(),
+                wrapped: None,
                 connected_once: false,
+                holding: false,
+                session_present: false,
                 ended: false,
                 attempt: 0,
                 publishes: ById::default(),
@@ -153,11 +165,52 @@ impl Client {
                 reconnect_timer: None,
                 fired: Vec::new(),
             })),
+        }
+    }
+
+    /// Open the WebSocket (the first call only) and resolve once CONNACK
+    /// accepted the connection, with `wrapped` (the JS API's object). Rejects
+    /// if the first connection attempt fails (later losses are handled by
+    /// reconnection) or the client was ended. Calls after the first wait for
+    /// the same first connection.
+    pub fn open(&self, wrapped: JsValue) -> Promise {
+        let (promise, reply) = Reply::new();
+        let start = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.ended {
+                reply.fail(&ClientError::ended());
+                return promise;
+            }
+            if inner.connected_once {
+                reply.ok(&wrapped);
+                return promise;
+            }
+            inner.connect_replies.push(reply);
+            inner
+                .wrapped
+                .is_none()
+                .then(|| inner.wrapped = Some(wrapped))
         };
-        let wrapped = wrap(client.clone());
-        client.inner.borrow_mut().connect_reply = Some((reply, wrapped));
-        open_socket(&client.inner);
+        if start.is_some() {
+            open_socket(&self.inner);
+        }
         promise
+    }
+
+    /// [`Client::new`] and [`Client::open`] with `wrap(client)`.
+    pub fn connect(
+        url: &str,
+        opts: ClientOptions,
+        wrap: impl FnOnce(Client) -> JsValue,
+    ) -> Promise {
+        let client = Client::new(url, opts);
+        let wrapped = wrap(client.clone());
+        client.open(wrapped)
+    }
+
+    /// `sessionPresent` of the last CONNACK (false before the first).
+    pub fn session_present(&self) -> bool {
+        self.inner.borrow().session_present
     }
 
     /// Register a listener for a state event or for every message.
@@ -292,7 +345,7 @@ fn shutdown(inner: &mut Inner, err: &ClientError) {
     }
     inner.timer = None;
     inner.reconnect_timer = None;
-    if let Some((reply, _)) = inner.connect_reply.take() {
+    for reply in inner.connect_replies.drain(..) {
         reply.fail(err);
     }
     for (_, r) in inner.publishes.drain() {
@@ -544,121 +597,140 @@ fn arm_timer(rc: &Shared, inner: &mut Inner) {
 }
 
 /// Send what the session wants sent, then hand its events to the
-/// application, until both are drained.
+/// application one at a time (taking one may queue its acknowledgement),
+/// until both are drained or events are held.
 fn pump(rc: &Shared) {
     loop {
-        let events: Vec<Event> = {
+        let event = {
             let mut inner = rc.borrow_mut();
             flush(&mut inner);
             arm_timer(rc, &mut inner);
-            std::iter::from_fn(|| inner.session.poll_event()).collect()
+            if inner.holding {
+                return;
+            }
+            inner.session.poll_event()
         };
-        if events.is_empty() {
-            return;
+        match event {
+            Some(event) => dispatch(rc, event),
+            None => return,
         }
-        dispatch(rc, events);
     }
 }
 
-fn dispatch(rc: &Shared, events: Vec<Event>) {
-    let mut listeners: Option<Vec<Function>> = None;
-    for ev in events {
-        match ev {
-            Event::Message(m) => {
-                let (all, handlers) = {
-                    let inner = rc.borrow();
-                    let all = listeners
-                        .get_or_insert_with(|| listeners_of(&inner, EventKind::Message))
-                        .clone();
-                    let handlers: Vec<Handler> = inner
-                        .handlers
-                        .iter()
-                        .filter(|(f, _)| topic::matches(f, &m.topic))
-                        .map(|(_, h)| h.clone())
-                        .collect();
-                    (all, handlers)
-                };
-                if !all.is_empty() {
-                    let (t, p, info) = super::js::message_args(&m);
-                    emit(&all, &[&t, &p, &info]);
-                }
-                for h in handlers {
-                    h(&m);
-                }
+/// Stop taking events until the tasks queued now (the code awaiting
+/// `connect()`) have run.
+fn hold_for_one_task(rc: &Shared) {
+    rc.borrow_mut().holding = true;
+    let weak = Rc::downgrade(rc);
+    Timeout::new(0, move || {
+        if let Some(rc) = weak.upgrade() {
+            rc.borrow_mut().holding = false;
+            pump(&rc);
+        }
+    })
+    .forget();
+}
+
+fn dispatch(rc: &Shared, event: Event) {
+    match event {
+        Event::Message(m) => {
+            let (all, handlers) = {
+                let inner = rc.borrow();
+                let all = listeners_of(&inner, EventKind::Message);
+                let handlers: Vec<Handler> = inner
+                    .handlers
+                    .iter()
+                    .filter(|(f, _)| topic::matches(f, &m.topic))
+                    .map(|(_, h)| h.clone())
+                    .collect();
+                (all, handlers)
+            };
+            if !all.is_empty() {
+                let (t, p, info) = super::js::message_args(&m);
+                emit(&all, &[&t, &p, &info]);
             }
-            Event::Published { pkid, reason } => {
-                let reply = rc.borrow_mut().publishes.remove(pkid);
-                if let Some(r) = reply {
-                    if reason < 0x80 {
-                        r.ok(&JsValue::UNDEFINED);
-                    } else {
-                        r.fail(&refused(
-                            "PUBLISH_REFUSED",
-                            "the server refused the publish",
-                            reason,
-                        ));
-                    }
-                }
+            for h in handlers {
+                h(&m);
             }
-            Event::Subscribed { pkid, codes } => {
-                let pending = {
-                    let mut inner = rc.borrow_mut();
-                    let pending = inner.subscribes.remove(pkid);
-                    if let Some(PendingSub {
-                        filters,
-                        handler: Some(h),
-                        ..
-                    }) = &pending
-                    {
-                        // A refused filter gets no messages: forget its handler (only
-                        // this subscribe's; an earlier one of the same filter stays).
-                        let refused: Vec<&String> = filters
-                            .iter()
-                            .zip(&codes)
-                            .filter(|(_, c)| **c >= 0x80)
-                            .map(|(f, _)| f)
-                            .collect();
-                        inner
-                            .handlers
-                            .retain(|(f, x)| !(Rc::ptr_eq(x, h) && refused.contains(&f)));
-                    }
-                    pending
-                };
-                if let Some(p) = pending {
-                    match codes.iter().position(|c| *c >= 0x80) {
-                        Some(i) => {
-                            let mut what = String::from("the server refused the subscription to ");
-                            what.push_str(p.filters.get(i).map_or("?", String::as_str));
-                            let code = codes.get(i).copied().unwrap_or(0x80);
-                            p.reply.fail(&refused("SUBSCRIBE_REFUSED", &what, code));
-                        }
-                        None => p.reply.ok(&super::js::granted(&p.filters, &codes)),
-                    }
-                }
-            }
-            Event::Unsubscribed { pkid, .. } => {
-                let reply = rc.borrow_mut().unsubscribes.remove(pkid);
-                if let Some(r) = reply {
+        }
+        Event::Published { pkid, reason } => {
+            let reply = rc.borrow_mut().publishes.remove(pkid);
+            if let Some(r) = reply {
+                if reason < 0x80 {
                     r.ok(&JsValue::UNDEFINED);
+                } else {
+                    r.fail(&refused(
+                        "PUBLISH_REFUSED",
+                        "the server refused the publish",
+                        reason,
+                    ));
                 }
             }
-            Event::Connected {
-                session_present, ..
-            } => {
-                let reply = {
-                    let mut inner = rc.borrow_mut();
-                    inner.attempt = 0;
-                    inner.connected_once = true;
-                    inner.connect_reply.take()
-                };
-                if let Some((reply, client)) = reply {
+        }
+        Event::Subscribed { pkid, codes } => {
+            let pending = {
+                let mut inner = rc.borrow_mut();
+                let pending = inner.subscribes.remove(pkid);
+                if let Some(PendingSub {
+                    filters,
+                    handler: Some(h),
+                    ..
+                }) = &pending
+                {
+                    // A refused filter gets no messages: forget its handler (only
+                    // this subscribe's; an earlier one of the same filter stays).
+                    let refused: Vec<&String> = filters
+                        .iter()
+                        .zip(&codes)
+                        .filter(|(_, c)| **c >= 0x80)
+                        .map(|(f, _)| f)
+                        .collect();
+                    inner
+                        .handlers
+                        .retain(|(f, x)| !(Rc::ptr_eq(x, h) && refused.contains(&f)));
+                }
+                pending
+            };
+            if let Some(p) = pending {
+                match codes.iter().position(|c| *c >= 0x80) {
+                    Some(i) => {
+                        let mut what = String::from("the server refused the subscription to ");
+                        what.push_str(p.filters.get(i).map_or("?", String::as_str));
+                        let code = codes.get(i).copied().unwrap_or(0x80);
+                        p.reply.fail(&refused("SUBSCRIBE_REFUSED", &what, code));
+                    }
+                    None => p.reply.ok(&super::js::granted(&p.filters, &codes)),
+                }
+            }
+        }
+        Event::Unsubscribed { pkid, .. } => {
+            let reply = rc.borrow_mut().unsubscribes.remove(pkid);
+            if let Some(r) = reply {
+                r.ok(&JsValue::UNDEFINED);
+            }
+        }
+        Event::Connected {
+            session_present, ..
+        } => {
+            let (replies, client) = {
+                let mut inner = rc.borrow_mut();
+                inner.attempt = 0;
+                inner.connected_once = true;
+                inner.session_present = session_present;
+                (
+                    std::mem::take(&mut inner.connect_replies),
+                    inner.wrapped.clone().unwrap_or(JsValue::UNDEFINED),
+                )
+            };
+            if !replies.is_empty() {
+                for reply in replies {
                     reply.ok(&client);
                 }
-                let info = js_sys::Object::new();
-                let _ =
-                    js_sys::Reflect::set(&info, &"sessionPresent".into(), &session_present.into());
-                emit_kind(rc, EventKind::Connect, &[&info]);
+                hold_for_one_task(rc);
             }
+            let info = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&info, &"sessionPresent".into(), &session_present.into());
+            emit_kind(rc, EventKind::Connect, &[&info]);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The JS API (`MqttClient`), shaped like MQTT.js where it makes sense:
-//! `MqttClient.connect(url, options)` returns a Promise, `publish`,
+//! `MqttClient.connect(url, options)` returns a Promise (or `new
+//! MqttClient(url, options)`, listeners, then `client.open()`), `publish`,
 //! `subscribe` and `unsubscribe` return Promises settled by the broker's
 //! acknowledgements, `on(event, cb)` registers listeners, `end()` closes.
 //! The TypeScript declarations are written by hand below because
@@ -136,11 +137,27 @@ pub struct MqttClient {
 
 #[wasm_bindgen]
 impl MqttClient {
+    /// A client for `url` that is not connected yet: register listeners
+    /// with `on`, then call `open()`. Throws an `MqttError` for invalid
+    /// options.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        url: &str,
+        #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
+    ) -> Result<MqttClient, JsValue> {
+        let opts = ClientOptions::from_js(&or_undefined(options)).map_err(|e| e.to_js())?;
+        Ok(MqttClient {
+            client: Client::new(url, opts),
+        })
+    }
+
     /// Connect to `url` (`ws://` or `wss://`, subprotocol `mqtt`). Resolves
     /// once the broker accepted the connection; rejects with an `MqttError`
-    /// if the first attempt fails.
-    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
-    pub fn connect(
+    /// if the first attempt fails. Messages of a resumed session are
+    /// delivered (and acknowledged) after the code awaiting this promise has
+    /// run, so a `message` listener registered right after `await` gets them.
+    #[wasm_bindgen(js_name = connect, unchecked_return_type = "Promise<MqttClient>")]
+    pub fn connect_to(
         url: &str,
         #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
     ) -> Promise {
@@ -148,6 +165,15 @@ impl MqttClient {
             Ok(opts) => Client::connect(url, opts, |client| MqttClient { client }.into()),
             Err(e) => Promise::reject(&e.to_js()),
         }
+    }
+
+    /// Open the connection of a client made with `new MqttClient(url,
+    /// options)`. Resolves with the client once the broker accepted the
+    /// first connection; rejects if that attempt fails or the client was
+    /// ended. Calling it again waits for the same connection.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
+    pub fn open(&self) -> Promise {
+        self.client.open(self.handle().into())
     }
 
     /// Publish `payload` (string = UTF-8, or bytes). Resolves when the QoS
@@ -244,6 +270,13 @@ impl MqttClient {
     #[wasm_bindgen(getter)]
     pub fn connected(&self) -> bool {
         self.client.is_connected()
+    }
+
+    /// `sessionPresent` of the last CONNACK: the broker resumed the session
+    /// (false before the first connection).
+    #[wasm_bindgen(getter, js_name = sessionPresent)]
+    pub fn session_present(&self) -> bool {
+        self.client.session_present()
     }
 }
 

@@ -7,6 +7,24 @@
 //! The session outlives connections: publishes not yet acknowledged,
 //! subscriptions and pending (un)subscribe requests are kept across
 //! [`Session::connection_lost`] and replayed after the next CONNACK.
+//!
+//! A received QoS 1/2 message is acknowledged (PUBACK / PUBREC) when the
+//! application takes it with [`Session::poll_event`], never before: a driver
+//! that holds events (say, until the application had a chance to register
+//! its listeners) holds the acknowledgements with them, so the server keeps
+//! what nobody received. Acknowledgements leave in the order the messages
+//! arrived, and only on the connection they arrived on (after a reconnection
+//! the server resends what was not acknowledged).
+//!
+//! # Call order
+//! 1. [`Session::start_connection`] once the transport is open;
+//! 2. [`Session::handle_bytes`] for every chunk received, [`Session::handle_timeout`]
+//!    when [`Session::poll_deadline`] is reached, application requests at any time;
+//! 3. after each of those: drain [`Session::poll_transmit`] into the transport
+//!    and [`Session::poll_event`] into the application (taking an event may
+//!    queue its acknowledgement: drain `poll_transmit` again afterwards), then
+//!    re-arm the timer from [`Session::poll_deadline`];
+//! 4. [`Session::connection_lost`] when the transport closes, then back to 1.
 
 use std::collections::VecDeque;
 
@@ -196,7 +214,35 @@ pub struct Session {
     last_tx: u64,
     ping_sent: Option<u64>,
     transmit: VecDeque<Bytes>,
-    events: VecDeque<Event>,
+    events: VecDeque<Pending>,
+    /// Connections started so far: an acknowledgement is only sent on the
+    /// connection its message arrived on.
+    connection: u32,
+}
+
+/// An entry of the event queue: an event for the application, the
+/// acknowledgement its taking releases, or both.
+#[derive(Debug)]
+struct Pending {
+    event: Option<Event>,
+    ack: Option<Ack>,
+}
+
+/// A PUBACK or PUBREC owed for a received message.
+#[derive(Debug, Clone, Copy)]
+struct Ack {
+    pkid: u16,
+    qos: QoS,
+    connection: u32,
+}
+
+impl Pending {
+    fn event(event: Event) -> Self {
+        Pending {
+            event: Some(event),
+            ack: None,
+        }
+    }
 }
 
 impl Session {
@@ -224,6 +270,7 @@ impl Session {
             ping_sent: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
+            connection: 0,
         }
     }
 
@@ -268,6 +315,7 @@ impl Session {
             return Err(Error::Ended);
         }
         self.now = now;
+        self.connection = self.connection.wrapping_add(1);
         self.framer = Framer::new(self.opts.max_packet_size as usize);
         self.transmit.clear();
         self.aliases.clear();
@@ -338,9 +386,31 @@ impl Session {
         self.transmit.pop_front()
     }
 
-    /// Next application event.
+    /// Next application event. Taking a received QoS 1/2 message queues its
+    /// acknowledgement (if its connection is still the current one).
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        while let Some(Pending { event, ack }) = self.events.pop_front() {
+            if let Some(ack) = ack {
+                self.acknowledge(ack);
+            }
+            if event.is_some() {
+                return event;
+            }
+        }
+        None
+    }
+
+    fn acknowledge(&mut self, ack: Ack) {
+        if ack.connection != self.connection || self.state != State::Connected {
+            return;
+        }
+        let packet = match ack.qos {
+            QoS::AtMostOnce => return,
+            QoS::AtLeastOnce => Packet::PubAck(v5::PubAck::new(ack.pkid)),
+            QoS::ExactlyOnce => Packet::PubRec(v5::PubRec::new(ack.pkid)),
+        };
+        // Acks are a few bytes and always encodable.
+        let _ = self.send(&packet);
     }
 
     /// When [`Session::handle_timeout`] must be called next (ms), if ever.
@@ -433,10 +503,10 @@ impl Session {
                             self.subscriptions.push(filter);
                         }
                     }
-                    self.events.push_back(Event::Subscribed {
+                    self.events.push_back(Pending::event(Event::Subscribed {
                         pkid: ack.pkid,
                         codes,
-                    });
+                    }));
                 }
                 Ok(())
             }
@@ -446,10 +516,10 @@ impl Session {
                     codes.resize(unsub.filters.len(), 0);
                     self.subscriptions
                         .retain(|f| !unsub.filters.contains(&f.path));
-                    self.events.push_back(Event::Unsubscribed {
+                    self.events.push_back(Pending::event(Event::Unsubscribed {
                         pkid: ack.pkid,
                         codes,
-                    });
+                    }));
                 }
                 Ok(())
             }
@@ -488,17 +558,35 @@ impl Session {
         if !session_present {
             self.incoming_qos2.clear();
         }
-        self.events.push_back(Event::Connected {
+        self.events.push_back(Pending::event(Event::Connected {
             session_present,
             properties: ack.properties,
-        });
+        }));
         self.replay(session_present)
     }
 
-    /// After CONNACK: resend unacknowledged publishes and PUBRELs in their
-    /// original order, resubscribe if the session was lost, resend pending
-    /// requests, then flush the queue.
+    /// After CONNACK, in this order:
+    /// 1. when the server lost the session, one SUBSCRIBE with every granted
+    ///    filter (before anything is resent, so the client's own
+    ///    subscriptions see its resent publishes);
+    /// 2. the (un)subscribe requests still waiting for their ack;
+    /// 3. unacknowledged publishes and PUBRELs, in their original order (DUP
+    ///    set when the session was kept);
+    /// 4. the queue of publishes never sent.
     fn replay(&mut self, session_present: bool) -> Result<(), Error> {
+        if !session_present && self.opts.resubscribe && !self.subscriptions.is_empty() {
+            let pkid = self.alloc_pkid()?;
+            let sub = v5::Subscribe {
+                pkid,
+                filters: self.subscriptions.clone(),
+                properties: None,
+            };
+            self.requests.push_front(pkid, Packet::Subscribe(sub));
+        }
+        let pending: Vec<Packet> = self.requests.iter().map(|(_, p)| p.clone()).collect();
+        for packet in &pending {
+            self.send(packet)?;
+        }
         let mut resend = Vec::new();
         for (pkid, o) in self.outgoing.iter() {
             match o.stage {
@@ -513,20 +601,6 @@ impl Session {
         }
         self.sent_count = resend.len();
         for packet in &resend {
-            self.send(packet)?;
-        }
-        if !session_present && self.opts.resubscribe && !self.subscriptions.is_empty() {
-            let pkid = self.alloc_pkid()?;
-            let sub = v5::Subscribe {
-                pkid,
-                filters: self.subscriptions.clone(),
-                properties: None,
-            };
-            // Sent with the pending requests below, before them.
-            self.requests.push_front(pkid, Packet::Subscribe(sub));
-        }
-        let pending: Vec<Packet> = self.requests.iter().map(|(_, p)| p.clone()).collect();
-        for packet in &pending {
             self.send(packet)?;
         }
         self.flush_queue()
@@ -562,27 +636,25 @@ impl Session {
         } else if p.topic.is_empty() {
             return Err(Error::Protocol("PUBLISH with an empty topic and no alias"));
         }
-        let fresh = match p.qos {
-            QoS::AtMostOnce => true,
-            QoS::AtLeastOnce => {
-                self.send(&Packet::PubAck(v5::PubAck::new(p.pkid)))?;
-                true
-            }
-            QoS::ExactlyOnce => {
-                self.send(&Packet::PubRec(v5::PubRec::new(p.pkid)))?;
-                self.incoming_qos2.insert(p.pkid)
-            }
-        };
-        if fresh {
-            self.events.push_back(Event::Message(Message {
+        let ack = (p.qos != QoS::AtMostOnce).then_some(Ack {
+            pkid: p.pkid,
+            qos: p.qos,
+            connection: self.connection,
+        });
+        // A QoS 2 message is delivered once: a resent one only gets its PUBREC
+        // (after the first copy was taken).
+        let fresh = p.qos != QoS::ExactlyOnce || self.incoming_qos2.insert(p.pkid);
+        let event = fresh.then(|| {
+            Event::Message(Message {
                 topic: p.topic,
                 payload: p.payload,
                 qos: p.qos,
                 retain: p.retain,
                 dup: p.dup,
                 properties: p.properties,
-            }));
-        }
+            })
+        });
+        self.events.push_back(Pending { event, ack });
         Ok(())
     }
 
@@ -615,7 +687,8 @@ impl Session {
         self.outgoing.remove(pkid);
         self.in_use.remove(pkid);
         self.sent_count = self.sent_count.saturating_sub(1);
-        self.events.push_back(Event::Published { pkid, reason });
+        self.events
+            .push_back(Pending::event(Event::Published { pkid, reason }));
         // Errors here concern queued publishes, which report their own failure.
         let _ = self.flush_queue();
     }
@@ -714,7 +787,7 @@ impl Session {
                 self.in_use.remove(pkid);
                 self.sent_count = self.sent_count.saturating_sub(1);
                 self.events
-                    .push_back(Event::Published { pkid, reason: 0x95 });
+                    .push_back(Pending::event(Event::Published { pkid, reason: 0x95 }));
             }
             return Ok(());
         }
