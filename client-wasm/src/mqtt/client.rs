@@ -23,6 +23,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use backoff_core::Backoff;
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Promise};
 use mqtt_session::ids::ById;
@@ -112,7 +113,8 @@ struct Inner {
     /// `sessionPresent` of the last CONNACK.
     session_present: bool,
     ended: bool,
-    attempt: u32,
+    /// Delays between reconnection attempts.
+    backoff: Backoff,
     publishes: ById<Reply>,
     subscribes: ById<PendingSub>,
     unsubscribes: ById<Reply>,
@@ -141,6 +143,7 @@ impl Client {
     /// A client that is not connected yet: register listeners, then call
     /// [`Client::open`].
     pub fn new(url: &str, opts: ClientOptions) -> Client {
+        let backoff = Backoff::from_millis(opts.reconnect_period_ms, opts.max_reconnect_delay_ms);
         Client {
             inner: Rc::new(RefCell::new(Inner {
                 url: url.to_string(),
@@ -154,7 +157,7 @@ impl Client {
                 holding: false,
                 session_present: false,
                 ended: false,
-                attempt: 0,
+                backoff,
                 publishes: ById::default(),
                 subscribes: ById::default(),
                 unsubscribes: ById::default(),
@@ -527,18 +530,14 @@ fn connection_closed(rc: &Shared, err: Option<ClientError>) {
     emit_kind(rc, EventKind::Close, &[&info]);
 }
 
-/// Exponential backoff with jitter: period * 2^attempt, capped, times
-/// 0.5-1.0. Returns the delay, or None when the client will not reconnect.
+/// Arm the next reconnection attempt after [`Backoff`]'s delay. Returns the
+/// delay, or None when the client will not reconnect.
 fn schedule_reconnect(rc: &Shared) -> Option<u32> {
     let mut inner = rc.borrow_mut();
-    let period = inner.opts.reconnect_period_ms;
-    if inner.ended || period == 0 {
+    if inner.ended || inner.opts.reconnect_period_ms == 0 {
         return None;
     }
-    let exp = u64::from(period) << inner.attempt.min(16);
-    let capped = exp.min(u64::from(inner.opts.max_reconnect_delay_ms.max(period)));
-    let delay = (capped as f64 * (0.5 + js_sys::Math::random() * 0.5)) as u32;
-    inner.attempt = inner.attempt.saturating_add(1);
+    let delay = inner.backoff.next_delay_ms(js_sys::Math::random());
     // Strong: a reconnecting client stays alive until it is ended.
     let rc = rc.clone();
     inner.reconnect_timer = Some(Timeout::new(delay, move || {
@@ -714,7 +713,7 @@ fn dispatch(rc: &Shared, event: Event) {
         } => {
             let (replies, client) = {
                 let mut inner = rc.borrow_mut();
-                inner.attempt = 0;
+                inner.backoff.reset();
                 inner.connected_once = true;
                 inner.session_present = session_present;
                 (

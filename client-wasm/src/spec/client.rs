@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 
+use backoff_core::Backoff;
 use gloo_timers::callback::Timeout;
 use js_sys::{Function, Object, Promise, Reflect, JSON};
 use mqttspec_client::live::LiveChange;
@@ -39,18 +40,24 @@ const RETRY_FIRST_MS: u32 = 500;
 const RETRY_MAX_MS: u32 = 10_000;
 
 /// Backoff of something retried until it succeeds.
-#[derive(Default)]
 pub struct Retry {
     timer: Option<Timeout>,
-    next_ms: u32,
+    backoff: Backoff,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            timer: None,
+            backoff: Backoff::from_millis(RETRY_FIRST_MS, RETRY_MAX_MS),
+        }
+    }
 }
 
 impl Retry {
-    /// The delay before the next attempt (0.5 s, 1 s, 2 s... 10 s).
+    /// The delay before the next attempt (about 0.5 s, 1 s, 2 s... 10 s).
     fn next_delay(&mut self) -> u32 {
-        let delay = self.next_ms.max(RETRY_FIRST_MS);
-        self.next_ms = (delay * 2).min(RETRY_MAX_MS);
-        delay
+        self.backoff.next_delay_ms(js_sys::Math::random())
     }
 }
 
