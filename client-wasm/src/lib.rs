@@ -3,11 +3,13 @@
 //!
 //! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket (`MqttClient` in JS).
 //! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
+//! - `timer`: timers kept in a Worker so a background tab keeps its keepalive.
 
 pub mod mqtt;
 mod reply;
 #[cfg(feature = "spec")]
 pub mod spec;
+mod timer;
 
 use wasm_bindgen::prelude::*;
 

@@ -292,6 +292,99 @@ test('messages that arrive with CONNACK are delivered before they are acknowledg
   }
 });
 
+// Hidden tabs: Chromium delays main-thread timers of a hidden page (to one wake-up a
+// minute after five minutes). Headless Chromium never hides a page, so the page's
+// setTimeout is made to behave that way (every delay >= 60 s): the keepalive pings,
+// timed in a Worker, must still leave on time and the broker must keep the connection.
+test('keepalive pings leave on time when the page\'s timers are throttled', async () => {
+  const relay = await startRelay(env.broker.tcpPort);
+  const topic = unique('throttled');
+  try {
+    await env.page.evaluate(async ({ url, topic }) => {
+      window.throttledGot = [];
+      window.throttledEvents = [];
+      const c = await MqttClient.connect(url, { keepalive: 1, reconnectPeriod: 0 });
+      for (const e of ['offline', 'close', 'error']) c.on(e, () => window.throttledEvents.push(e));
+      c.on('message', (t, p) => window.throttledGot.push(new TextDecoder().decode(p)));
+      await c.subscribe(topic, { qos: 1 });
+      window.throttledClient = c;
+      window.realSetTimeout = window.setTimeout;
+      window.setTimeout = (f, d, ...a) => window.realSetTimeout(f, d > 0 ? Math.max(d, 60000) : d, ...a);
+    }, { url: relay.url, topic });
+    // Keepalive 1 s, the broker drops a client silent for 1.5 s: five pings prove
+    // five keepalive periods passed with the connection kept.
+    const deadline = Date.now() + 30000;
+    while (relay.pings < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(relay.pings >= 5, `only ${relay.pings} PINGREQs`);
+    const js = await mqttjs();
+    await js.publishAsync(topic, 'still connected', { qos: 1 });
+    await js.endAsync();
+    await env.page.waitForFunction(() => window.throttledGot.length === 1, null, { timeout: 20000 });
+    const out = await env.page.evaluate(() => {
+      window.setTimeout = window.realSetTimeout;
+      window.throttledClient.end();
+      return { events: window.throttledEvents, got: window.throttledGot };
+    });
+    assert.deepEqual(out.events.filter((e) => e !== 'close'), [], 'the connection never dropped');
+    assert.deepEqual(out.got, ['still connected']);
+    assert.equal(relay.connections, 1);
+  } finally {
+    await env.page.evaluate(() => { if (window.realSetTimeout) window.setTimeout = window.realSetTimeout; });
+    await relay.stop();
+  }
+});
+
+// A tab shown again after its clock jumped past the keepalive (a sleeping laptop,
+// a frozen tab) replaces its presumably dead connection at once; a tab that comes
+// back online reconnects at once instead of after its backoff delay.
+test('visible again after a long silence, or online again: reconnect at once', async () => {
+  const relay = await startRelay(env.broker.tcpPort);
+  const context = env.page.context();
+  try {
+    const out = await env.page.evaluate(async ({ url }) => {
+      const events = [];
+      // reconnectPeriod 60 s: a reconnection within this test can only be the immediate one.
+      const c = await MqttClient.connect(url, { keepalive: 30, reconnectPeriod: 60000 });
+      for (const e of ['offline', 'reconnect', 'connect']) c.on(e, () => events.push(e));
+      c.on('error', (e) => events.push(e.code));
+      window.tabClient = c;
+      window.tabEvents = events;
+      const back = new Promise((resolve) => c.on('connect', resolve));
+      // 2 minutes pass while the tab is hidden; then it is shown.
+      const realNow = Date.now;
+      Date.now = () => realNow() + 120000;
+      Object.defineProperty(document, 'visibilityState', { get: () => 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+      await back;
+      Date.now = realNow;
+      delete document.visibilityState;
+      return events.slice();
+    }, { url: relay.url });
+    assert.deepEqual(out, ['KEEPALIVE_TIMEOUT', 'offline', 'reconnect', 'connect']);
+    assert.equal(relay.connections, 2);
+
+    // The network goes away (the relay cuts the socket): the next attempt is due in
+    // 30-60 s. The browser reports `online` again: the client reconnects now.
+    await env.page.evaluate(() => { window.tabClosed = new Promise((resolve) => window.tabClient.on('close', resolve)); });
+    relay.cut();
+    const info = await env.page.evaluate(() => window.tabClosed);
+    assert.ok(info.reconnectInMs >= 30000, JSON.stringify(info));
+    await env.page.evaluate(() => {
+      window.tabBack = new Promise((resolve) => window.tabClient.on('connect', () => resolve('connect')));
+      window.wentOffline = new Promise((resolve) => window.addEventListener('offline', resolve, { once: true }));
+    });
+    await context.setOffline(true);
+    await env.page.evaluate(() => window.wentOffline);
+    await context.setOffline(false);
+    assert.equal(await env.page.evaluate(() => window.tabBack), 'connect');
+    assert.equal(relay.connections, 3);
+    await env.page.evaluate(() => window.tabClient.end());
+  } finally {
+    await context.setOffline(false);
+    await relay.stop();
+  }
+});
+
 test('the package ships precise TypeScript declarations', () => {
   const dts = readFileSync(join(env.pkg, 'mqttspec_mqtt.d.ts'), 'utf8');
   for (const needle of [

@@ -29,11 +29,12 @@ use js_sys::{Function, Promise};
 use mqtt_session::ids::ById;
 use mqtt_session::{topic, v5, Event, Message, QoS, Session, SubscribeFilter};
 use wasm_bindgen::prelude::*;
-use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+use web_sys::{BinaryType, CloseEvent, MessageEvent, VisibilityState, WebSocket, Window};
 
 use super::error::ClientError;
 use super::options::ClientOptions;
 use crate::reply::Reply;
+use crate::timer::Timer;
 
 /// A message handler registered with [`Client::subscribe`].
 pub type Handler = Rc<dyn Fn(&Message)>;
@@ -87,6 +88,60 @@ impl Socket {
     }
 }
 
+/// The page events a client reacts to: `online` (the browser has a network
+/// again) and `visibilitychange` (a hidden tab is shown). Absent where there
+/// is no `window` (in a Worker).
+struct PageEvents {
+    window: Window,
+    on_online: Closure<dyn FnMut()>,
+    on_visible: Closure<dyn FnMut()>,
+}
+
+impl PageEvents {
+    fn listen(rc: &Shared) -> Option<PageEvents> {
+        let window = web_sys::window()?;
+        let document = window.document()?;
+        let weak = Rc::downgrade(rc);
+        let on_online = Closure::<dyn FnMut()>::new(move || {
+            if let Some(rc) = weak.upgrade() {
+                wake(&rc);
+            }
+        });
+        let weak = Rc::downgrade(rc);
+        let shown = document.clone();
+        let on_visible = Closure::<dyn FnMut()>::new(move || {
+            if shown.visibility_state() == VisibilityState::Visible {
+                if let Some(rc) = weak.upgrade() {
+                    wake(&rc);
+                }
+            }
+        });
+        let _ =
+            window.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        let _ = document.add_event_listener_with_callback(
+            "visibilitychange",
+            on_visible.as_ref().unchecked_ref(),
+        );
+        Some(PageEvents {
+            window,
+            on_online,
+            on_visible,
+        })
+    }
+
+    fn detach(&self) {
+        let _ = self
+            .window
+            .remove_event_listener_with_callback("online", self.on_online.as_ref().unchecked_ref());
+        if let Some(document) = self.window.document() {
+            let _ = document.remove_event_listener_with_callback(
+                "visibilitychange",
+                self.on_visible.as_ref().unchecked_ref(),
+            );
+        }
+    }
+}
+
 /// What a finished SUBSCRIBE resolves to.
 struct PendingSub {
     reply: Reply,
@@ -120,11 +175,13 @@ struct Inner {
     unsubscribes: ById<Reply>,
     handlers: Vec<(String, Handler)>,
     listeners: Vec<(EventKind, Function)>,
-    timer: Option<Timeout>,
+    timer: Option<Timer>,
     timer_at: u64,
-    reconnect_timer: Option<Timeout>,
+    reconnect_timer: Option<Timer>,
     /// Timers whose callback is running (dropped at the next firing).
-    fired: Vec<Timeout>,
+    fired: Vec<Timer>,
+    /// `online` / `visibilitychange` listeners, from [`Client::open`] to the end.
+    page: Option<PageEvents>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -167,6 +224,7 @@ impl Client {
                 timer_at: 0,
                 reconnect_timer: None,
                 fired: Vec::new(),
+                page: None,
             })),
         }
     }
@@ -195,6 +253,8 @@ impl Client {
                 .then(|| inner.wrapped = Some(wrapped))
         };
         if start.is_some() {
+            let page = PageEvents::listen(&self.inner);
+            self.inner.borrow_mut().page = page;
             open_socket(&self.inner);
         }
         promise
@@ -348,6 +408,9 @@ fn shutdown(inner: &mut Inner, err: &ClientError) {
     }
     inner.timer = None;
     inner.reconnect_timer = None;
+    if let Some(page) = &inner.page {
+        page.detach();
+    }
     for reply in inner.connect_replies.drain(..) {
         reply.fail(err);
     }
@@ -374,6 +437,7 @@ fn release_later(rc: &Shared) {
                 (
                     std::mem::take(&mut inner.retired),
                     std::mem::take(&mut inner.fired),
+                    inner.page.take(),
                 )
             };
             drop(garbage);
@@ -540,7 +604,7 @@ fn schedule_reconnect(rc: &Shared) -> Option<u32> {
     let delay = inner.backoff.next_delay_ms(js_sys::Math::random());
     // Strong: a reconnecting client stays alive until it is ended.
     let rc = rc.clone();
-    inner.reconnect_timer = Some(Timeout::new(delay, move || {
+    inner.reconnect_timer = Some(Timer::new(delay, move || {
         {
             let mut inner = rc.borrow_mut();
             if let Some(t) = inner.reconnect_timer.take() {
@@ -550,12 +614,45 @@ fn schedule_reconnect(rc: &Shared) -> Option<u32> {
                 return;
             }
         }
-        emit_kind(&rc, EventKind::Reconnect, &[]);
-        if !rc.borrow().ended {
-            open_socket(&rc);
-        }
+        reconnect(&rc);
     }));
     Some(delay)
+}
+
+/// The page is back (online again, or shown after being hidden): a
+/// connection that heard nothing for longer than the keep alive is presumed
+/// dead and replaced, and a client waiting to reconnect does so now instead
+/// of after its backoff delay (which a hidden tab's throttled timers may
+/// stretch further).
+fn wake(rc: &Shared) {
+    if rc.borrow().session.is_stale(now()) {
+        fail_connection(
+            rc,
+            ClientError::new(
+                "KEEPALIVE_TIMEOUT",
+                "nothing from the broker for longer than the keep alive while the page was hidden or offline: reconnecting now",
+            ),
+        );
+    }
+    let due = {
+        let mut inner = rc.borrow_mut();
+        let due = !inner.ended && inner.reconnect_timer.take().is_some();
+        if due {
+            inner.backoff.reset();
+        }
+        due
+    };
+    if due {
+        reconnect(rc);
+    }
+}
+
+/// A reconnection attempt starts: tell the application, open a socket.
+fn reconnect(rc: &Shared) {
+    emit_kind(rc, EventKind::Reconnect, &[]);
+    if !rc.borrow().ended {
+        open_socket(rc);
+    }
 }
 
 /// Write every packet the session produced, one per WebSocket message.
@@ -578,7 +675,7 @@ fn arm_timer(rc: &Shared, inner: &mut Inner) {
     let delay = deadline.saturating_sub(now()).min(u64::from(u32::MAX >> 1)) as u32;
     let weak = Rc::downgrade(rc);
     inner.timer_at = deadline;
-    inner.timer = Some(Timeout::new(delay, move || {
+    inner.timer = Some(Timer::new(delay, move || {
         let Some(rc) = weak.upgrade() else { return };
         let result = {
             let mut inner = rc.borrow_mut();

@@ -212,6 +212,8 @@ pub struct Session {
     server_max_packet: usize,
     keep_alive_ms: u64,
     last_tx: u64,
+    /// When bytes last arrived from the server.
+    last_rx: u64,
     ping_sent: Option<u64>,
     transmit: VecDeque<Bytes>,
     events: VecDeque<Pending>,
@@ -267,6 +269,7 @@ impl Session {
             receive_max: usize::from(u16::MAX),
             server_max_packet: usize::MAX,
             last_tx: 0,
+            last_rx: 0,
             ping_sent: None,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -425,6 +428,18 @@ impl Session {
         }
     }
 
+    /// Whether a connected session heard nothing from the server for longer
+    /// than the keep alive: a working connection answers pings well within
+    /// it, so the transport is probably dead (a laptop that slept, a tab the
+    /// browser froze, a network that changed). The driver may reconnect at
+    /// once instead of waiting for the keep-alive timeout. False when not
+    /// connected or with keep alive 0.
+    pub fn is_stale(&self, now: u64) -> bool {
+        self.state == State::Connected
+            && self.keep_alive_ms > 0
+            && now.saturating_sub(self.last_rx) > self.keep_alive_ms
+    }
+
     /// Time passed: send PINGREQ when idle, fail when the server is silent.
     /// An error means the connection must be closed.
     pub fn handle_timeout(&mut self, now: u64) -> Result<(), Error> {
@@ -452,6 +467,7 @@ impl Session {
     /// session state (in-flight publishes, subscriptions) is kept.
     pub fn handle_bytes(&mut self, data: &[u8], now: u64) -> Result<(), Error> {
         self.now = now;
+        self.last_rx = now;
         self.framer.push(data);
         let result = self.drain_framer();
         if result.is_err() {

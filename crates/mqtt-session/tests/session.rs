@@ -1018,3 +1018,20 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_connection_silent_past_the_keep_alive_is_stale() {
+    let mut o = Options::new("c1", Protocol::V4);
+    o.keep_alive = 10;
+    let mut p = Peer::with(o);
+    assert!(!p.s.is_stale(p.now + 1_000_000), "not connected: not stale");
+    p.connect(false);
+    let heard = p.now;
+    assert!(!p.s.is_stale(heard + 10_000));
+    assert!(p.s.is_stale(heard + 10_001));
+    p.now = heard + 9_000;
+    p.feed(v5::Packet::PingResp).unwrap();
+    assert!(!p.s.is_stale(heard + 10_001), "bytes arrived since");
+    p.s.connection_lost();
+    assert!(!p.s.is_stale(heard + 1_000_000));
+}

@@ -193,7 +193,7 @@ export async function setup(brokerConfig = []) {
 
 /**
  * A WebSocket-to-TCP relay in front of a broker's TCP listener (for the
- * benchmarks). While holding (`holdFor(marker?)`) it keeps what the broker
+ * benchmarks and the tests that need to merge, count or cut traffic). While holding (`holdFor(marker?)`) it keeps what the broker
  * sends; `release(bytes?)` waits until that many bytes are held (without
  * `bytes`: until the held bytes contain `marker`) and then sends it all in 64 KiB
  * WebSocket messages of many MQTT packets each (as MQTT over WebSocket
@@ -204,9 +204,11 @@ export async function setup(brokerConfig = []) {
 export async function startRelay(tcpPort) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
   await new Promise((r) => wss.once('listening', r));
-  const relay = { hold: false, held: [], heldBytes: 0, ws: null, marker: null, seen: false, tail: Buffer.alloc(0) };
+  const relay = { hold: false, held: [], heldBytes: 0, ws: null, marker: null, seen: false, tail: Buffer.alloc(0),
+    connections: 0, pings: 0 };
   wss.on('connection', (ws) => {
     relay.ws = ws;
+    relay.connections += 1;
     const sock = tcpConnect(tcpPort, '127.0.0.1');
     sock.on('data', (d) => {
       if (!relay.hold) return ws.send(d);
@@ -220,7 +222,11 @@ export async function startRelay(tcpPort) {
     });
     sock.on('close', () => ws.close());
     sock.on('error', () => ws.close());
-    ws.on('message', (d) => sock.write(d));
+    ws.on('message', (d) => {
+      // The client sends one MQTT packet per message: count its PINGREQs.
+      if (d[0] === 0xc0) relay.pings += 1;
+      sock.write(d);
+    });
     ws.on('close', () => sock.destroy());
   });
   relay.url = `ws://127.0.0.1:${wss.address().port}`;
@@ -236,6 +242,8 @@ export async function startRelay(tcpPort) {
     Object.assign(relay, { held: [], heldBytes: 0, hold: false, marker: null });
     for (let i = 0; i < all.length; i += 65536) relay.ws.send(all.subarray(i, i + 65536));
   };
-  relay.stop = () => new Promise((r) => wss.close(r));
+  /** Close the client's connection, as a network failure would (no DISCONNECT reaches the broker). */
+  relay.cut = () => relay.ws?.terminate();
+  relay.stop = () => new Promise((r) => { for (const ws of wss.clients) ws.terminate(); wss.close(r); });
   return relay;
 }
