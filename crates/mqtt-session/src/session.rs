@@ -132,6 +132,13 @@ pub enum Event {
         /// MQTT 5 reason code (always 0 with 3.1.1).
         reason: u8,
     },
+    /// PUBREC accepted QoS 2 publish `pkid`: the server owns the message, and
+    /// only PUBREL is left to send (a persisted outbox records that, so a
+    /// restored session sends PUBREL, not the message again).
+    Released {
+        /// Packet identifier returned by [`Session::publish`].
+        pkid: u16,
+    },
     /// SUBACK: one code per filter (granted QoS 0-2, or >= 0x80 failure).
     Subscribed {
         /// Packet identifier returned by [`Session::subscribe`].
@@ -151,6 +158,8 @@ pub enum Event {
 /// Where an outgoing QoS 1/2 publish stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Waiting for [`Session::release`] (the driver is persisting it).
+    Held,
     /// Not sent on the current connection yet.
     Queued,
     /// QoS 1 sent, waiting for PUBACK.
@@ -606,7 +615,7 @@ impl Session {
         let mut resend = Vec::new();
         for (pkid, o) in self.outgoing.iter() {
             match o.stage {
-                Stage::Queued => {}
+                Stage::Held | Stage::Queued => {}
                 Stage::WaitComp => resend.push(Packet::PubRel(v5::PubRel::new(pkid))),
                 Stage::WaitAck | Stage::WaitRec => {
                     let mut p = o.publish.clone();
@@ -689,6 +698,10 @@ impl Session {
                 Ok(())
             }
             Some(o) if matches!(o.stage, Stage::WaitRec | Stage::WaitComp) => {
+                if o.stage == Stage::WaitRec {
+                    self.events
+                        .push_back(Pending::event(Event::Released { pkid }));
+                }
                 o.stage = Stage::WaitComp;
                 // The payload is no longer needed: the server owns the message.
                 o.publish.payload = Bytes::new();
@@ -713,7 +726,57 @@ impl Session {
     /// [`Event::Published`] with it follows when the flow completes), None
     /// for QoS 0 (sent or queued). While disconnected publishes wait in a
     /// bounded queue.
-    pub fn publish(&mut self, mut publish: v5::Publish) -> Result<Option<u16>, Error> {
+    pub fn publish(&mut self, publish: v5::Publish) -> Result<Option<u16>, Error> {
+        self.enqueue(publish, Stage::Queued)
+    }
+
+    /// [`Session::publish`] for a persisted outbox: a QoS 1/2 message gets its
+    /// packet identifier but is not sent until [`Session::release`], so the
+    /// driver can store it with that identifier first (a message resent after
+    /// a page reload must keep it for the server to recognize a duplicate).
+    /// QoS 0 messages are not held.
+    pub fn publish_held(&mut self, publish: v5::Publish) -> Result<Option<u16>, Error> {
+        self.enqueue(publish, Stage::Held)
+    }
+
+    /// Send held publish `pkid` (in the order of the calls).
+    pub fn release(&mut self, pkid: u16) -> Result<(), Error> {
+        match self.outgoing.get_mut(pkid) {
+            Some(o) if o.stage == Stage::Held => o.stage = Stage::Queued,
+            _ => return Ok(()),
+        }
+        self.queue.push_back(Queued::Pkid(pkid));
+        self.flush_queue()
+    }
+
+    /// Re-enter a QoS 1/2 publish a previous session persisted (before the
+    /// first connection, e.g. after a page reload), with its packet
+    /// identifier: it is resent after CONNACK (with DUP if the server kept
+    /// the session), or only its PUBREL when `released` (PUBREC was
+    /// received). Completion is reported with [`Event::Published`] as usual.
+    pub fn restore(&mut self, mut publish: v5::Publish, released: bool) -> Result<(), Error> {
+        if self.state == State::Ended {
+            return Err(Error::Ended);
+        }
+        let pkid = publish.pkid;
+        if publish.qos == QoS::AtMostOnce || pkid == 0 || !self.in_use.insert(pkid) {
+            return Err(Error::Protocol(
+                "a restored publish needs QoS 1 or 2 and a packet identifier not in use",
+            ));
+        }
+        let stage = match publish.qos {
+            QoS::ExactlyOnce if released => {
+                publish.payload = Bytes::new();
+                Stage::WaitComp
+            }
+            QoS::ExactlyOnce => Stage::WaitRec,
+            _ => Stage::WaitAck,
+        };
+        self.outgoing.push(pkid, Outgoing { publish, stage });
+        Ok(())
+    }
+
+    fn enqueue(&mut self, mut publish: v5::Publish, stage: Stage) -> Result<Option<u16>, Error> {
         if self.state == State::Ended {
             return Err(Error::Ended);
         }
@@ -748,16 +811,12 @@ impl Session {
         }
         let pkid = self.alloc_pkid()?;
         publish.pkid = pkid;
-        self.outgoing.push(
-            pkid,
-            Outgoing {
-                publish,
-                stage: Stage::Queued,
-            },
-        );
-        self.queue.push_back(Queued::Pkid(pkid));
-        if connected {
-            self.flush_queue()?;
+        self.outgoing.push(pkid, Outgoing { publish, stage });
+        if stage == Stage::Queued {
+            self.queue.push_back(Queued::Pkid(pkid));
+            if connected {
+                self.flush_queue()?;
+            }
         }
         Ok(Some(pkid))
     }

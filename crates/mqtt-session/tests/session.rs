@@ -298,7 +298,11 @@ fn qos2_both_directions() {
         );
         p.feed(v5::Packet::PubRec(v5::PubRec::new(pkid))).unwrap();
         assert!(matches!(&p.sent()[..], [v5::Packet::PubRel(r)] if r.pkid == pkid));
-        assert!(p.events().is_empty(), "not complete before PUBCOMP");
+        assert_eq!(
+            p.events(),
+            vec![Event::Released { pkid }],
+            "not complete before PUBCOMP"
+        );
         p.feed(v5::Packet::PubComp(v5::PubComp::new(pkid))).unwrap();
         assert_eq!(p.events(), vec![Event::Published { pkid, reason: 0 }]);
 
@@ -360,6 +364,7 @@ fn resend_with_dup_when_session_present() {
             done,
             vec![
                 Event::Published { pkid: a, reason: 0 },
+                Event::Released { pkid: b },
                 Event::Published { pkid: b, reason: 0 },
                 Event::Published { pkid: c, reason: 0 }
             ]
@@ -1034,4 +1039,106 @@ fn a_connection_silent_past_the_keep_alive_is_stale() {
     assert!(!p.s.is_stale(heard + 10_001), "bytes arrived since");
     p.s.connection_lost();
     assert!(!p.s.is_stale(heard + 1_000_000));
+}
+
+#[test]
+fn held_publishes_leave_only_when_released_in_release_order() {
+    for proto in BOTH {
+        let mut p = Peer::new(proto);
+        p.connect(false);
+        let a =
+            p.s.publish_held(publish("a", QoS::AtLeastOnce, b"a"))
+                .unwrap()
+                .unwrap();
+        let b =
+            p.s.publish_held(publish("b", QoS::ExactlyOnce, b"b"))
+                .unwrap()
+                .unwrap();
+        assert!(p.sent().is_empty(), "held");
+        assert_eq!(
+            p.s.publish_held(publish("z", QoS::AtMostOnce, b"z"))
+                .unwrap(),
+            None
+        );
+        assert_eq!(p.sent().len(), 1, "QoS 0 is not held");
+        // A reconnection does not send held publishes either.
+        p.s.connection_lost();
+        assert!(p.connect(true).is_empty());
+        p.s.release(a).unwrap();
+        p.s.release(b).unwrap();
+        p.s.release(b).unwrap(); // twice: no effect
+        let sent: Vec<u16> = p
+            .sent()
+            .iter()
+            .map(|x| match x {
+                v5::Packet::Publish(x) => x.pkid,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, vec![a, b]);
+        p.feed(v5::Packet::PubRec(v5::PubRec::new(b))).unwrap();
+        assert_eq!(p.events(), vec![Event::Released { pkid: b }]);
+    }
+}
+
+#[test]
+fn restored_publishes_are_resent_with_their_ids_or_only_released() {
+    for proto in BOTH {
+        // A page persisted these before it was reloaded: 3 (QoS 1, sent),
+        // 9 (QoS 2, not yet received by the server), 12 (QoS 2, PUBREC seen).
+        let mut p = Peer::new(proto);
+        let restored = |pkid, qos, payload: &[u8]| {
+            let mut x = publish("t", qos, payload);
+            x.pkid = pkid;
+            x
+        };
+        p.s.restore(restored(3, QoS::AtLeastOnce, b"one"), false)
+            .unwrap();
+        p.s.restore(restored(9, QoS::ExactlyOnce, b"two"), false)
+            .unwrap();
+        p.s.restore(restored(12, QoS::ExactlyOnce, b"three"), true)
+            .unwrap();
+        assert!(
+            p.s.restore(restored(9, QoS::AtLeastOnce, b"dup"), false)
+                .is_err(),
+            "an id in use"
+        );
+        assert!(p
+            .s
+            .restore(restored(4, QoS::AtMostOnce, b"q0"), false)
+            .is_err());
+        let replay = p.connect(true);
+        match &replay[..] {
+            [v5::Packet::Publish(one), v5::Packet::Publish(two), v5::Packet::PubRel(rel)] => {
+                assert_eq!(
+                    (one.pkid, one.dup, &one.payload[..]),
+                    (3, true, &b"one"[..])
+                );
+                assert_eq!(
+                    (two.pkid, two.dup, &two.payload[..]),
+                    (9, true, &b"two"[..])
+                );
+                assert_eq!(rel.pkid, 12);
+            }
+            other => panic!("unexpected replay {other:?}"),
+        }
+        // New publishes do not reuse a restored identifier.
+        let fresh =
+            p.s.publish(publish("n", QoS::AtLeastOnce, b"n"))
+                .unwrap()
+                .unwrap();
+        assert!(![3, 9, 12].contains(&fresh));
+        p.feed(v5::Packet::PubAck(v5::PubAck::new(3))).unwrap();
+        p.feed(v5::Packet::PubComp(v5::PubComp::new(12))).unwrap();
+        assert_eq!(
+            p.events(),
+            vec![
+                Event::Published { pkid: 3, reason: 0 },
+                Event::Published {
+                    pkid: 12,
+                    reason: 0
+                }
+            ]
+        );
+    }
 }
