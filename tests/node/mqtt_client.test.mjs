@@ -385,6 +385,78 @@ test('visible again after a long silence, or online again: reconnect at once', a
   }
 });
 
+// store: 'indexeddb': publishes in flight when the page reloads (sent, their acks
+// not yet received) are resent by the next page with their packet ids: each QoS 2
+// message reaches the subscriber exactly once, each QoS 1 at least once.
+test('a persistent outbox survives a page reload mid-flight', async () => {
+  const relay = await startRelay(env.broker.tcpPort);
+  try {
+    for (const version of [4, 5]) {
+      const topic = unique(`outbox-v${version}`);
+      const opts = { protocolVersion: version, clientId: `outbox${version}${Math.random().toString(36).slice(2, 8)}`,
+        clean: false, store: 'indexeddb', ...(version === 5 ? { sessionExpiryInterval: 300 } : {}) };
+      const seen = [];
+      const js = await mqttjs(version);
+      js.on('message', (t, p) => seen.push(p.toString()));
+      await js.subscribeAsync(`${topic}/#`, { qos: 2 });
+      const got = (n) => new Promise((resolve) => {
+        const check = () => (seen.length >= n ? resolve() : setTimeout(check, 10));
+        check();
+      });
+      await env.page.evaluate(async ({ url, opts }) => {
+        window.outboxClient = await MqttClient.connect(url, opts);
+      }, { url: relay.url, opts });
+      // From now on the broker's acks are held: every publish stays in flight.
+      relay.holdFor();
+      await env.page.evaluate(({ topic }) => {
+        for (let i = 0; i < 10; i++) {
+          window.outboxClient.publish(`${topic}/m`, `q${i % 2 ? 1 : 2}-${i}`, { qos: i % 2 ? 1 : 2 }).catch(() => {});
+        }
+      }, { topic });
+      // The five QoS 1 messages reached the subscriber; the five QoS 2 ones wait for
+      // PUBREL at the broker (mosquitto forwards QoS 2 on PUBREL), which never comes.
+      await got(5);
+      while (relay.publishes < 10) await new Promise((r) => setTimeout(r, 10));
+      relay.discard();
+      await env.page.reload();
+      await env.page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+      const restoredDone = await env.page.evaluate(async ({ url, opts, topic }) => {
+        const c = await MqttClient.connect(url, opts);
+        // Published after the restored ones: the broker handles them first.
+        await c.publish(`${topic}/done`, 'done', { qos: 2 });
+        await c.end();
+        const db = await new Promise((resolve, reject) => {
+          const r = indexedDB.open(`mqttspec-outbox ${opts.clientId} ${url}`);
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
+        const left = await new Promise((resolve) => {
+          const r = db.transaction('publishes').objectStore('publishes').count();
+          r.onsuccess = () => resolve(r.result);
+        });
+        db.close();
+        return left;
+      }, { url: relay.url, opts, topic });
+      await got(5 + 10 + 1);
+      await js.endAsync();
+      const count = (m) => seen.filter((x) => x === m).length;
+      for (let i = 0; i < 10; i += 2) assert.equal(count(`q2-${i}`), 1, `v${version}: QoS 2 message ${i} exactly once: ${seen}`);
+      for (let i = 1; i < 10; i += 2) assert.ok(count(`q1-${i}`) >= 1, `v${version}: QoS 1 message ${i} at least once`);
+      assert.equal(count('done'), 1);
+      assert.equal(restoredDone, 0, 'the outbox is empty once every flow completed');
+    }
+  } finally {
+    await relay.stop();
+  }
+});
+
+test('store: indexeddb needs a fixed clientId', async () => {
+  const out = await env.page.evaluate(async (url) => {
+    try { await MqttClient.connect(url, { store: 'indexeddb' }); return 'connected'; } catch (e) { return e.code + ': ' + e.message; }
+  }, env.broker.wsUrl);
+  assert.match(out, /^INVALID_OPTIONS: store: 'indexeddb' needs a fixed clientId/);
+});
+
 test('the package ships precise TypeScript declarations', () => {
   const dts = readFileSync(join(env.pkg, 'mqttspec_mqtt.d.ts'), 'utf8');
   for (const needle of [

@@ -13,13 +13,23 @@ import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackage, freePort, openPage, pkgDir } from './mqtt_client/harness.mjs';
+import { ensurePackage, freePort, openPage, pkgDir, startRelay } from './mqtt_client/harness.mjs';
 import { WebSocketServer } from 'ws';
 import { binary, startServer, rawClient, startSpecStatic } from './spec_client/harness.mjs';
 
 const SECRET = 'spec-client-test-secret';
 
 let dir, server, web, browser, page, errors, writer, ports;
+
+/** Helpers the tests call in the page (again after a reload). */
+async function installHelpers() {
+  await page.evaluate(() => {
+    window.connectSpec = (url, options) => window.spec.SpecClient.connect(url, options);
+    window.errorOf = async (promise) => {
+      try { await promise; return null; } catch (e) { return { name: e.name, code: e.code, message: e.message }; }
+    };
+  });
+}
 
 before(async () => {
   assert.ok(existsSync(binary), `${binary} is missing: run cargo build --bins first`);
@@ -34,12 +44,7 @@ before(async () => {
   await server.ready;
   web = await startSpecStatic();
   ({ browser, page, errors } = await openPage(web.url));
-  await page.evaluate(async () => {
-    window.connectSpec = (url, options) => window.spec.SpecClient.connect(url, options);
-    window.errorOf = async (promise) => {
-      try { await promise; return null; } catch (e) { return { name: e.name, code: e.code, message: e.message }; }
-    };
-  });
+  await installHelpers();
   writer = await rawClient(server.wsUrl, 'node-writer');
 });
 
@@ -405,4 +410,85 @@ test('reconnect: requests made while the server is down complete after it return
   await page.waitForFunction(() => window.survivorNotes.some((n) => n.data.device_id === 'dev-n'), null, { timeout: 10_000 });
   await page.evaluate(() => window.survivor.end());
   assert.deepEqual(errors, [], 'no uncaught page errors');
+});
+
+// store: 'indexeddb': a create whose response had not arrived when the page
+// reloaded is resent by the next page (same request id) and runs once: the
+// server deduplicates by client id and request id.
+test('a create in flight when the page reloads runs once with a persistent outbox', async () => {
+  const relay = await startRelay(ports.mqttPort);
+  const clientId = `reload${Math.random().toString(36).slice(2, 8)}`;
+  const email = `${clientId}@example.com`;
+  const rows = async () => (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
+    options: { filters: [{ column: 'email', operator: 'eq', value: email }] } })).data;
+  try {
+    await page.evaluate(async ({ url, clientId }) => {
+      window.reloading = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
+    }, { url: relay.url, clientId });
+    relay.holdFor(); // the response never reaches the page
+    await page.evaluate(({ email }) => {
+      window.reloading.create('public.users', { name: 'Reload Rita', email, status: 'active' }).catch(() => {});
+    }, { email });
+    while ((await rows()).length === 0) await new Promise((r) => setTimeout(r, 20));
+    relay.discard();
+    await page.reload();
+    await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+    const seenByPage = await page.evaluate(async ({ url, clientId, email }) => {
+      const c = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
+      // Sent after the restored create: the server answers them in order.
+      const r = await c.read('public.users', { options: { filters: [{ column: 'email', operator: 'eq', value: email }] } });
+      await c.end();
+      return r.data.length;
+    }, { url: relay.url, clientId, email });
+    assert.equal(seenByPage, 1);
+    assert.equal((await rows()).length, 1, 'the resent create ran once');
+  } finally {
+    await relay.stop();
+    await installHelpers(); // the reload dropped them
+  }
+});
+
+test('a create made offline survives a page reload with a persistent outbox and runs once', async () => {
+  const relay = await startRelay(ports.mqttPort);
+  const clientId = `offline${Math.random().toString(36).slice(2, 8)}`;
+  const email = `${clientId}@example.com`;
+  const rows = async () => (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
+    options: { filters: [{ column: 'email', operator: 'eq', value: email }] } })).data;
+  try {
+    await page.evaluate(async ({ url, clientId }) => {
+      window.offlineSpec = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb', reconnect: false });
+      window.offlineSpec.on('offline', () => { window.wentOffline = true; });
+    }, { url: relay.url, clientId });
+    relay.cut();
+    await page.waitForFunction(() => window.wentOffline === true);
+    // Made while offline (and no reconnection): only the outbox has it.
+    const stored = await page.evaluate(async ({ url, clientId, email }) => {
+      window.offlineSpec.create('public.users', { name: 'Offline Olga', email, status: 'active' }).catch(() => {});
+      const count = () => new Promise((resolve, reject) => {
+        const r = indexedDB.open(`mqttspec-outbox ${clientId} ${url}`);
+        r.onerror = () => reject(r.error);
+        r.onsuccess = () => {
+          const q = r.result.transaction('publishes').objectStore('publishes').count();
+          q.onsuccess = () => { r.result.close(); resolve(q.result); };
+        };
+      });
+      while ((await count()) === 0) await new Promise((r) => setTimeout(r, 10));
+      return count();
+    }, { url: relay.url, clientId, email });
+    assert.equal(stored, 1);
+    assert.equal((await rows()).length, 0, 'not sent before the reload');
+    await page.reload();
+    await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+    const seenByPage = await page.evaluate(async ({ url, clientId, email }) => {
+      const c = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
+      const r = await c.read('public.users', { options: { filters: [{ column: 'email', operator: 'eq', value: email }] } });
+      await c.end();
+      return r.data.length;
+    }, { url: relay.url, clientId, email });
+    assert.equal(seenByPage, 1, 'the stored create was sent after the reload, before the read');
+    assert.equal((await rows()).length, 1);
+  } finally {
+    await relay.stop();
+    await installHelpers(); // the reload dropped them
+  }
 });

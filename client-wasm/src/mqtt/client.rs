@@ -33,6 +33,7 @@ use web_sys::{BinaryType, CloseEvent, MessageEvent, VisibilityState, WebSocket, 
 
 use super::error::ClientError;
 use super::options::ClientOptions;
+use super::outbox::Outbox;
 use crate::reply::Reply;
 use crate::timer::Timer;
 
@@ -182,6 +183,10 @@ struct Inner {
     fired: Vec<Timer>,
     /// `online` / `visibilitychange` listeners, from [`Client::open`] to the end.
     page: Option<PageEvents>,
+    /// The IndexedDB outbox (`store: 'indexeddb'`), once open.
+    outbox: Option<Outbox>,
+    /// Held publishes made before the outbox was open, written once it is.
+    unstored: Vec<v5::Publish>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -225,6 +230,8 @@ impl Client {
                 reconnect_timer: None,
                 fired: Vec::new(),
                 page: None,
+                outbox: None,
+                unstored: Vec::new(),
             })),
         }
     }
@@ -254,8 +261,16 @@ impl Client {
         };
         if start.is_some() {
             let page = PageEvents::listen(&self.inner);
-            self.inner.borrow_mut().page = page;
-            open_socket(&self.inner);
+            let persistent = {
+                let mut inner = self.inner.borrow_mut();
+                inner.page = page;
+                inner.opts.persistent
+            };
+            if persistent {
+                open_outbox(&self.inner);
+            } else {
+                open_socket(&self.inner);
+            }
         }
         promise
     }
@@ -297,16 +312,48 @@ impl Client {
     /// Publish; the promise resolves when the QoS flow completes (QoS 0:
     /// when sent or queued) and rejects with the reason otherwise.
     pub fn publish(&self, publish: v5::Publish) -> Promise {
+        self.publish_keeping(publish, true)
+    }
+
+    /// The client keeps QoS 1/2 publishes in IndexedDB (`store: 'indexeddb'`).
+    pub fn is_persistent(&self) -> bool {
+        self.inner.borrow().opts.persistent
+    }
+
+    /// [`Client::publish`]; with `persist` false the publish is not written
+    /// to the IndexedDB outbox even if the client has one (a read that is
+    /// pointless to resend after a reload).
+    pub fn publish_keeping(&self, publish: v5::Publish, persist: bool) -> Promise {
         let (promise, reply) = Reply::new();
-        {
+        let to_store = {
             let mut inner = self.inner.borrow_mut();
-            match inner.session.publish(publish) {
+            let persistent = persist && inner.opts.persistent;
+            let copy = persistent.then(|| publish.clone());
+            let published = if persistent {
+                inner.session.publish_held(publish)
+            } else {
+                inner.session.publish(publish)
+            };
+            match published {
                 Ok(Some(pkid)) => {
                     inner.publishes.push(pkid, reply);
+                    copy.map(|mut p| {
+                        p.pkid = pkid;
+                        p
+                    })
                 }
-                Ok(None) => reply.ok(&JsValue::UNDEFINED),
-                Err(e) => reply.fail(&e.into()),
+                Ok(None) => {
+                    reply.ok(&JsValue::UNDEFINED);
+                    None
+                }
+                Err(e) => {
+                    reply.fail(&e.into());
+                    None
+                }
             }
+        };
+        if let Some(p) = to_store {
+            store_then_release(&self.inner, p);
         }
         pump(&self.inner);
         promise
@@ -397,6 +444,71 @@ impl Client {
             emit(&listeners, &[&js_sys::Object::new().into()]);
         }
     }
+}
+
+/// `store: 'indexeddb'`: open the outbox, give what a previous page left in
+/// it back to the session, write the publishes made meanwhile, then connect.
+/// Without IndexedDB the first connection fails with `STORE_FAILED`.
+fn open_outbox(rc: &Shared) {
+    let (url, client_id) = {
+        let inner = rc.borrow();
+        (inner.url.clone(), inner.opts.session.client_id.clone())
+    };
+    let me = rc.clone();
+    Outbox::open(&url, &client_id, move |opened| {
+        let (outbox, restored) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let unstored = std::mem::take(&mut me.borrow_mut().unstored);
+                shutdown(&mut me.borrow_mut(), &e);
+                release_later(&me);
+                drop(unstored);
+                emit_kind(&me, EventKind::Error, &[&e.to_js()]);
+                return;
+            }
+        };
+        let unstored = {
+            let mut inner = me.borrow_mut();
+            if inner.ended {
+                return;
+            }
+            for r in restored {
+                // A record whose id is taken (it cannot be, written by one
+                // session) is skipped rather than sent twice.
+                let _ = inner.session.restore(r.publish, r.released);
+            }
+            inner.outbox = Some(outbox);
+            std::mem::take(&mut inner.unstored)
+        };
+        for p in unstored {
+            store_then_release(&me, p);
+        }
+        open_socket(&me);
+    });
+}
+
+/// Write held publish `p` to the outbox, then let the session send it (also
+/// when the write failed: the publish goes out, unpersisted, and the
+/// application hears of it through an `error` event).
+fn store_then_release(rc: &Shared, p: v5::Publish) {
+    let pkid = p.pkid;
+    let weak = Rc::downgrade(rc);
+    let mut inner = rc.borrow_mut();
+    let Some(outbox) = &mut inner.outbox else {
+        inner.unstored.push(p);
+        return;
+    };
+    outbox.put(&p, move |written| {
+        let Some(rc) = weak.upgrade() else { return };
+        let released = rc.borrow_mut().session.release(pkid);
+        if let Err(e) = written {
+            emit_kind(&rc, EventKind::Error, &[&e.to_js()]);
+        }
+        match released {
+            Ok(()) => pump(&rc),
+            Err(e) => fail_connection(&rc, e.into()),
+        }
+    });
 }
 
 /// Everything stops: socket closed, timers cancelled, operations rejected.
@@ -749,8 +861,19 @@ fn dispatch(rc: &Shared, event: Event) {
                 h(&m);
             }
         }
+        Event::Released { pkid } => {
+            if let Some(outbox) = &rc.borrow().outbox {
+                outbox.mark_released(pkid);
+            }
+        }
         Event::Published { pkid, reason } => {
-            let reply = rc.borrow_mut().publishes.remove(pkid);
+            let reply = {
+                let mut inner = rc.borrow_mut();
+                if let Some(outbox) = &mut inner.outbox {
+                    outbox.remove(pkid);
+                }
+                inner.publishes.remove(pkid)
+            };
             if let Some(r) = reply {
                 if reason < 0x80 {
                     r.ok(&JsValue::UNDEFINED);

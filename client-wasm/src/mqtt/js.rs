@@ -38,6 +38,13 @@ export interface ConnectOptions {
   resubscribe?: boolean;
   /** Publishes kept while offline before `publish` rejects with QUEUE_FULL (default 1000). */
   maxOfflineQueue?: number;
+  /**
+   * `'indexeddb'`: QoS 1/2 publishes are written to IndexedDB before they are sent and
+   * resent after a page reload (QoS 2 exactly once, QoS 1 at least once, while the broker
+   * keeps the session: `clean: false`, and `sessionExpiryInterval` with MQTT 5). Needs a
+   * fixed `clientId`. Default: memory only.
+   */
+  store?: 'memory' | 'indexeddb';
   /** Largest packet accepted from the broker, in bytes (default 1 MiB). */
   maxPacketSize?: number;
   /** MQTT 5: topic aliases the broker may use (default 0). */
@@ -107,7 +114,8 @@ export interface MqttError extends Error {
     | "INVALID_OPTIONS" | "INVALID_URL" | "INVALID_TOPIC" | "INVALID_PAYLOAD" | "CONNECTION_FAILED"
     | "CONNECTION_REFUSED" | "CONNECT_TIMEOUT" | "KEEPALIVE_TIMEOUT" | "SERVER_DISCONNECT"
     | "MALFORMED_PACKET" | "PROTOCOL_ERROR" | "PACKET_TOO_LARGE" | "QUEUE_FULL"
-    | "PACKET_IDS_EXHAUSTED" | "ENCODE_ERROR" | "PUBLISH_REFUSED" | "SUBSCRIBE_REFUSED" | "ENDED";
+    | "PACKET_IDS_EXHAUSTED" | "ENCODE_ERROR" | "PUBLISH_REFUSED" | "SUBSCRIBE_REFUSED" | "ENDED"
+    | "STORE_FAILED";
 }
 
 /** Listener signatures of `MqttClient.on`. */
@@ -325,7 +333,7 @@ fn filter_list(v: &JsValue) -> Result<Vec<String>, ClientError> {
     }
 }
 
-fn build_publish(
+pub(crate) fn build_publish(
     topic: String,
     payload: &JsValue,
     o: &JsValue,
@@ -378,7 +386,7 @@ pub(crate) fn message_args(m: &Message) -> (JsValue, JsValue, JsValue) {
     )
 }
 
-fn properties_js(p: &v5::PublishProperties) -> JsValue {
+pub(crate) fn properties_js(p: &v5::PublishProperties) -> JsValue {
     let o = Object::new();
     if let Some(v) = &p.content_type {
         set(&o, "contentType", &v.into());

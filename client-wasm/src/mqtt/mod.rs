@@ -1,6 +1,6 @@
 //! MQTT over WebSocket for the browser: the web-sys driver ([`client`]) of
 //! the sans-IO session in `crates/mqtt-session`, its options ([`options`]),
-//! errors ([`error`]) and the JS API ([`js`]).
+//! errors ([`error`]), the persistent outbox (`outbox`) and the JS API ([`js`]).
 //!
 //! Rust code in this crate (the MQTTSpec client) uses [`Client`] directly:
 //! `subscribe` with a Rust [`Handler`], `publish` returning a `Promise`
@@ -10,6 +10,7 @@ pub mod client;
 pub mod error;
 pub mod js;
 pub mod options;
+mod outbox;
 
 pub use client::{Client, EventKind, Handler};
 pub use error::ClientError;

@@ -16,6 +16,8 @@ pub struct ClientOptions {
     pub reconnect_period_ms: u32,
     /// Upper bound of the reconnection delay in ms.
     pub max_reconnect_delay_ms: u32,
+    /// QoS 1/2 publishes are kept in IndexedDB across page reloads (`store: 'indexeddb'`).
+    pub persistent: bool,
 }
 
 impl ClientOptions {
@@ -26,6 +28,7 @@ impl ClientOptions {
             session: Options::new(random_client_id(), protocol),
             reconnect_period_ms: 1000,
             max_reconnect_delay_ms: 30_000,
+            persistent: false,
         }
     }
 
@@ -105,6 +108,16 @@ impl ClientOptions {
         }
         if let Some(p) = num(o, "maxReconnectDelay") {
             opts.max_reconnect_delay_ms = p.max(0.0) as u32;
+        }
+        match string(o, "store").as_deref() {
+            None | Some("memory") => {}
+            Some("indexeddb") if string(o, "clientId").is_some() => opts.persistent = true,
+            Some("indexeddb") => {
+                return Err(bad(
+                    "store: 'indexeddb' needs a fixed clientId: the outbox is found again by it after a reload",
+                ))
+            }
+            Some(_) => return Err(bad("store must be 'memory' or 'indexeddb'")),
         }
         Ok(opts)
     }

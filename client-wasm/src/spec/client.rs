@@ -197,7 +197,10 @@ impl Inner {
             id: Some(id),
             ..message
         };
-        let online = self.mqtt.is_connected();
+        // With a persistent MQTT outbox a write goes to it at once, offline
+        // or not, so that it survives a page reload (the server runs a
+        // resent request once: it deduplicates by client id and request id).
+        let online = self.mqtt.is_connected() || (is_write(&message) && self.mqtt.is_persistent());
         self.requests
             .submit(message, pending, now(), self.timeout_ms, online)
             .map(Effect::Publish)
@@ -235,8 +238,9 @@ fn publish(rc: &Shared, message: Message) {
         (inner.mqtt.clone(), topic, inner.qos)
     };
     let id = message.id.clone().unwrap_or_default();
+    let persist = is_write(&message);
     let payload = serde_json::to_vec(&message).unwrap_or_default();
-    let sent = mqtt.publish(v5::Publish::new(topic, qos, payload));
+    let sent = mqtt.publish_keeping(v5::Publish::new(topic, qos, payload), persist);
     // A publish the MQTT client refuses (queue full, ended...) fails its request at once.
     let weak = Rc::downgrade(rc);
     wasm_bindgen_futures::spawn_local(async move {
@@ -253,6 +257,14 @@ fn publish(rc: &Shared, message: Message) {
             run(&rc, effects);
         }
     });
+}
+
+/// A create, update or delete: what a persistent outbox keeps across reloads.
+fn is_write(message: &Message) -> bool {
+    matches!(
+        message.operation,
+        Some(Operation::Create | Operation::Update | Operation::Delete)
+    )
 }
 
 /// Try `of` again in `delay` ms (the timer lives in what it retries, so it

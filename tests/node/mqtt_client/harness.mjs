@@ -205,7 +205,7 @@ export async function startRelay(tcpPort) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
   await new Promise((r) => wss.once('listening', r));
   const relay = { hold: false, held: [], heldBytes: 0, ws: null, marker: null, seen: false, tail: Buffer.alloc(0),
-    connections: 0, pings: 0 };
+    connections: 0, pings: 0, publishes: 0 };
   wss.on('connection', (ws) => {
     relay.ws = ws;
     relay.connections += 1;
@@ -223,8 +223,9 @@ export async function startRelay(tcpPort) {
     sock.on('close', () => ws.close());
     sock.on('error', () => ws.close());
     ws.on('message', (d) => {
-      // The client sends one MQTT packet per message: count its PINGREQs.
+      // The client sends one MQTT packet per message: count its PINGREQs and PUBLISHes.
       if (d[0] === 0xc0) relay.pings += 1;
+      if (d[0] >> 4 === 3) relay.publishes += 1;
       sock.write(d);
     });
     ws.on('close', () => sock.destroy());
@@ -242,6 +243,8 @@ export async function startRelay(tcpPort) {
     Object.assign(relay, { held: [], heldBytes: 0, hold: false, marker: null });
     for (let i = 0; i < all.length; i += 65536) relay.ws.send(all.subarray(i, i + 65536));
   };
+  /** Stop holding and drop what was held (it never reaches the client). */
+  relay.discard = () => Object.assign(relay, { held: [], heldBytes: 0, hold: false, marker: null });
   /** Close the client's connection, as a network failure would (no DISCONNECT reaches the broker). */
   relay.cut = () => relay.ws?.terminate();
   relay.stop = () => new Promise((r) => { for (const ws of wss.clients) ws.terminate(); wss.close(r); });
