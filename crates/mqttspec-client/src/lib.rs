@@ -7,6 +7,10 @@
 //!   re-established after a reconnect that lost the session.
 //! - [`live`]: a sorted, filtered, limited result set kept current by
 //!   notifications (what a live table widget shows).
+//! - [`lifecycle`]: a whole client's state machine over the above:
+//!   re-subscribes and re-reads after reconnects, retries with backoff,
+//!   live queries from subscribe to close; the browser driver performs its
+//!   effects.
 //!
 //! Time is passed in as milliseconds; nothing here reads a clock or a socket.
 
@@ -24,11 +28,13 @@
 )]
 
 pub mod correlate;
+pub mod lifecycle;
 pub mod live;
 pub mod request;
 pub mod subscriptions;
 
 pub use correlate::{Completion, Correlator, SpecError};
+pub use lifecycle::{Answer, Effect, Lifecycle, LiveId, RetryOf, Routed};
 pub use live::{LiveChange, LiveQuery};
 pub use request::EntityRef;
 pub use subscriptions::Subscriptions;
