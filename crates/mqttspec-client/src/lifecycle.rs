@@ -668,10 +668,6 @@ mod tests {
             .collect()
     }
 
-    fn id_of(m: &Message) -> String {
-        m.id.clone().unwrap()
-    }
-
     fn answer(to: &Message, data: serde_json::Value) -> Message {
         Message {
             id: to.id.clone(),
