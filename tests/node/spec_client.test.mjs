@@ -355,13 +355,15 @@ INSERT INTO public_flaky_rows (label) SELECT 'first' WHERE NOT EXISTS (SELECT 1 
     await flaky.kill();
     flaky = startServer({ dbFile: join(dir, 'flaky-empty.db'), ...p });
     await flaky.ready;
-    // The live query's subscribe and read fail, each retried at 0.5, 1.5, 3.5 s...
+    // The live query's subscribe and read fail, each retried after 0.5 s, then 1 s, 2 s...,
+    // each delay scaled by a jitter factor in [0.5, 1] (backoff-core).
     await page.waitForFunction(() => window.flakyErrors.length >= 6 && window.flakySubErrors.length >= 2, null, { timeout: 20_000 });
     const errs = await page.evaluate(() => window.flakyErrors);
     assert.equal(errs[0].name, 'SpecError');
     assert.equal(errs[0].code, 'model_not_found');
     const span = errs[5].at - errs[0].at;
-    assert.ok(span >= 1300, `backoff grows: 6 failures over ${span} ms`);
+    // Three failures each: at least 0.25 + 0.5 s of waiting in between.
+    assert.ok(span >= 700, `backoff grows: 6 failures over ${span} ms`);
     assert.deepEqual([...new Set(await page.evaluate(() => window.flakySubErrors))], ['model_not_found']);
     // Back with the table and a new row: the view catches up by itself.
     await flaky.kill();

@@ -15,7 +15,7 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
-use super::client::{self, Inner, LiveId, Pending, Shared, Sink};
+use super::client::{self, Inner, LiveId, Shared, Sink};
 use super::json::{error_to_js, field, from_js};
 use crate::mqtt::{Client, ClientOptions, EventKind, Handler, QoS};
 use crate::reply::Reply;
@@ -422,11 +422,10 @@ impl SpecClient {
             Ok(p) => p,
             Err(e) => return Promise::reject(&error_to_js(&e)),
         };
-        let sink = Sink::Notify {
-            callback: on_notification,
-            on_error: field(&options, "onError").dyn_into::<Function>().ok(),
-            iter: Default::default(),
-        };
+        let sink = Sink::new(
+            on_notification,
+            field(&options, "onError").dyn_into::<Function>().ok(),
+        );
         let rc = self.rc.clone();
         client::subscribe(&self.rc, entity, sub_options, sink, move |handle| {
             let obj: JsValue = SubscriptionHandle { rc, handle }.into();
@@ -540,7 +539,7 @@ impl SpecClient {
         match built {
             Ok(message) => {
                 let (promise, d) = Reply::new();
-                client::send(&self.rc, message, Pending::Call(d));
+                client::call_request(&self.rc, message, d);
                 promise
             }
             Err(e) => Promise::reject(&error_to_js(&e)),
