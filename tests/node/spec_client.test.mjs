@@ -414,6 +414,27 @@ test('reconnect: requests made while the server is down complete after it return
   assert.deepEqual(errors, [], 'no uncaught page errors');
 });
 
+/** Users rows with `email`, read by the Node writer. */
+async function usersWithEmail(email) {
+  return (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
+    options: { filters: [{ column: 'email', operator: 'eq', value: email }] } })).data;
+}
+
+/** Reload the page, then connect `clientId` with its IndexedDB outbox and
+ * count the users with `email` (read after the restored requests went out). */
+async function reloadAndCount(url, clientId, email) {
+  await page.reload();
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
+  await installHelpers();
+  return page.evaluate(async ({ url, clientId, email }) => {
+    const c = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
+    // Sent after the restored requests: the server answers them in order.
+    const r = await c.read('public.users', { options: { filters: [{ column: 'email', operator: 'eq', value: email }] } });
+    await c.end();
+    return r.data.length;
+  }, { url, clientId, email });
+}
+
 // store: 'indexeddb': a create whose response had not arrived when the page
 // reloaded is resent by the next page (same request id) and runs once: the
 // server deduplicates by client id and request id.
@@ -421,8 +442,7 @@ test('a create in flight when the page reloads runs once with a persistent outbo
   const relay = await startRelay(ports.mqttPort);
   const clientId = `reload${Math.random().toString(36).slice(2, 8)}`;
   const email = `${clientId}@example.com`;
-  const rows = async () => (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
-    options: { filters: [{ column: 'email', operator: 'eq', value: email }] } })).data;
+  const rows = () => usersWithEmail(email);
   try {
     await page.evaluate(async ({ url, clientId }) => {
       window.reloading = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
@@ -433,20 +453,10 @@ test('a create in flight when the page reloads runs once with a persistent outbo
     }, { email });
     while ((await rows()).length === 0) await new Promise((r) => setTimeout(r, 20));
     relay.discard();
-    await page.reload();
-    await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
-    const seenByPage = await page.evaluate(async ({ url, clientId, email }) => {
-      const c = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
-      // Sent after the restored create: the server answers them in order.
-      const r = await c.read('public.users', { options: { filters: [{ column: 'email', operator: 'eq', value: email }] } });
-      await c.end();
-      return r.data.length;
-    }, { url: relay.url, clientId, email });
-    assert.equal(seenByPage, 1);
+    assert.equal(await reloadAndCount(relay.url, clientId, email), 1);
     assert.equal((await rows()).length, 1, 'the resent create ran once');
   } finally {
     await relay.stop();
-    await installHelpers(); // the reload dropped them
   }
 });
 
@@ -454,8 +464,7 @@ test('a create made offline survives a page reload with a persistent outbox and 
   const relay = await startRelay(ports.mqttPort);
   const clientId = `offline${Math.random().toString(36).slice(2, 8)}`;
   const email = `${clientId}@example.com`;
-  const rows = async () => (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
-    options: { filters: [{ column: 'email', operator: 'eq', value: email }] } })).data;
+  const rows = () => usersWithEmail(email);
   try {
     await page.evaluate(async ({ url, clientId }) => {
       window.offlineSpec = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb', reconnect: false });
@@ -479,18 +488,10 @@ test('a create made offline survives a page reload with a persistent outbox and 
     }, { url: relay.url, clientId, email });
     assert.equal(stored, 1);
     assert.equal((await rows()).length, 0, 'not sent before the reload');
-    await page.reload();
-    await page.waitForFunction(() => window.ready === true, null, { timeout: 60000 });
-    const seenByPage = await page.evaluate(async ({ url, clientId, email }) => {
-      const c = await window.spec.SpecClient.connect(url, { clientId, store: 'indexeddb' });
-      const r = await c.read('public.users', { options: { filters: [{ column: 'email', operator: 'eq', value: email }] } });
-      await c.end();
-      return r.data.length;
-    }, { url: relay.url, clientId, email });
-    assert.equal(seenByPage, 1, 'the stored create was sent after the reload, before the read');
+    assert.equal(await reloadAndCount(relay.url, clientId, email), 1,
+      'the stored create was sent after the reload, before the read');
     assert.equal((await rows()).length, 1);
   } finally {
     await relay.stop();
-    await installHelpers(); // the reload dropped them
   }
 });
