@@ -16,7 +16,6 @@
     )
 )]
 
-mod backoff;
 mod cli;
 mod console;
 mod local;

@@ -5,7 +5,7 @@
 //! `streams`; heartbeat pings; reconnect with backoff when the socket is
 //! lost; close cleanly on Ctrl-C.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +18,6 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{names, ErrorCode, Message};
 
-use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
 use crate::local::{Local, Relayed};
@@ -26,6 +25,7 @@ use crate::resume_store::ResumeStore;
 use crate::routes::{Routes, Target};
 use crate::stop::Stop;
 use crate::streams::{Out, Streams};
+use backoff_core::{random_unit, Backoff};
 
 /// How a session ended without a fatal error.
 enum End {
@@ -77,12 +77,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let stop = Stop::install().context("cannot install the Ctrl-C handler")?;
     let routes = args.routes().map_err(|e| anyhow!(e))?;
     let local = Local::new(args.request_timeout());
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ u64::from(std::process::id());
-    let mut backoff = Backoff::new(seed);
+    // Reconnect delays: from 1 s, doubling to 60 s, with jitter.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     // Resume token of the current tunnel: presented on reconnect to keep the
     // id; with --name also kept on disk for a restarted ttf.
     let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
@@ -96,7 +92,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(End::Lost(reason)) => {
                 backoff.reset();
                 eprintln!("Connection to the edge lost ({reason}); reconnecting");
-                backoff.next_delay()
+                backoff.next_delay(random_unit())
             }
             Err(Failure::Fatal(e)) => return Err(e),
             Err(Failure::Busy(e)) => {
@@ -104,7 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 BUSY_RETRY
             }
             Err(Failure::Retry(e)) => {
-                let delay = backoff.next_delay();
+                let delay = backoff.next_delay(random_unit());
                 eprintln!(
                     "Cannot reach the edge: {e:#}; retrying in {:.1} s",
                     delay.as_secs_f64()

@@ -7,8 +7,8 @@
 //! by a jitter factor in [0.5, 1.0] so that many clients cut off together do
 //! not come back in lockstep ("equal jitter"). Like the other cores here it
 //! reads no clock and owns no random generator: the driver passes a uniform
-//! random number in [0, 1) (`Math.random()` in the browser, `fastrand` or the
-//! clock's nanoseconds natively) to [`Backoff::next_delay`].
+//! random number in [0, 1) (`Math.random()` in the browser, [`random_unit`]
+//! natively) to [`Backoff::next_delay`].
 
 #![cfg_attr(
     not(test),
@@ -21,7 +21,16 @@
     )
 )]
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
+
+/// A uniform number in [0, 1) for jitter, from std's randomly keyed hasher
+/// (fresh keys per call on platforms with an OS random source): enough to
+/// spread reconnections, not for secrets. Browsers use `Math.random()`.
+pub fn random_unit() -> f64 {
+    let bits = RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// Backoff state: the nominal delay of the next attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +102,13 @@ mod tests {
         let mut b = Backoff::from_millis(500, 10);
         assert_eq!(b.next_delay_ms(1.0), 500);
         assert_eq!(b.next_delay_ms(1.0), 500);
+    }
+
+    #[test]
+    fn random_units_are_in_range_and_vary() {
+        let draws: Vec<f64> = (0..64).map(|_| random_unit()).collect();
+        assert!(draws.iter().all(|r| (0.0..1.0).contains(r)));
+        assert!(draws.windows(2).any(|w| w[0] != w[1]));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backoff_core::{random_unit, Backoff};
 use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
@@ -156,11 +157,11 @@ pub async fn start(
     let subscriber = client.clone();
     tokio::spawn(async move {
         let mut ready = Some(ready_tx);
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     tracing::info!(url = %config.url, "connected to the broker");
                     if let Err(e) = subscriber.try_subscribe(&filter, qos) {
                         tracing::error!(error = %e, "cannot subscribe to requests");
@@ -194,9 +195,9 @@ pub async fn start(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "broker connection lost");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    let delay = backoff.next_delay(random_unit());
+                    tracing::warn!(error = %e, retry_in = ?delay, "broker connection lost");
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
