@@ -43,6 +43,13 @@ pub fn server_request_filter(prefix: &str) -> String {
     format!("{prefix}/+/request")
 }
 
+/// `$share/{group}/{filter}`: an MQTT 5 shared subscription (mosquitto
+/// also grants it to 3.1.1 clients); the broker gives each message to one
+/// subscriber of the group.
+pub fn shared_filter(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
 /// Client id of a request topic (`{prefix}/{client_id}/request`), if the
 /// topic is one under `prefix`.
 pub fn client_id_of_request(prefix: &str, topic: &str) -> Option<String> {
@@ -67,6 +74,10 @@ mod tests {
         assert_eq!(client_id_of_request("spec", "other/c1/request"), None);
         assert_eq!(client_id_of_request("spec", "spec//request"), None);
         assert_eq!(notify_filter("spec", "c1"), "spec/c1/notify/+");
+        assert_eq!(
+            shared_filter("g", &server_request_filter("spec")),
+            "$share/g/spec/+/request"
+        );
     }
 
     #[test]
