@@ -4,22 +4,26 @@
 //! response. Writes run once per `(client id, request id)`: a duplicate
 //! delivery gets the first answer again ([`crate::dedup`]).
 
+use std::collections::HashMap;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mqttspec_proto::filter::between_bounds;
-use mqttspec_proto::response::{failure, notification, pong, success};
+use mqttspec_proto::response::{failure, notification, pong, success, Resume, SubscribeData};
 use mqttspec_proto::topic::{notify_topic, response_topic};
 use mqttspec_proto::{
     require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row,
 };
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::clock::now_rfc3339;
+use crate::db::capture;
 use crate::db::sql::{SqlBuilder, Statement};
 use crate::db::{Database, Entity};
 use crate::dedup::{Dedup, Limits};
+use crate::feed::{Change, ChangeOp};
 use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
 use crate::registry::Registry;
 use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
@@ -106,6 +110,11 @@ pub struct HandlerConfig {
     /// Most rows one read returns (`None`: no cap). A larger or missing
     /// `limit` is lowered to it; `metadata.total` still counts every match.
     pub max_rows: Option<u64>,
+    /// Several instances share the requests (`$share/...`): an unsubscribe
+    /// for a subscription another instance holds, and a client's activity
+    /// (for the idle expiry, every this often), go through the change log
+    /// to every instance. `None`: this instance is alone.
+    pub shared_alive: Option<std::time::Duration>,
 }
 
 /// Answers requests of all clients.
@@ -121,6 +130,10 @@ pub struct Handler {
     /// Answers of recent writes, for duplicates.
     dedup: Mutex<Dedup>,
     out: mpsc::Sender<Outgoing>,
+    /// Wakes the change feed ([`crate::feed`]) after this server's writes.
+    feed_wake: Arc<Notify>,
+    /// When each client's activity was last told to the other instances.
+    alive_told: Mutex<HashMap<String, Instant>>,
 }
 
 /// Data of a successful operation: response data and metadata.
@@ -144,7 +157,24 @@ impl Handler {
             write_lock: tokio::sync::Mutex::new(()),
             dedup: Mutex::new(Dedup::new(Limits::default())),
             out,
+            feed_wake: Arc::new(Notify::new()),
+            alive_told: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What wakes the change feed (the database watcher holds it weakly).
+    pub fn feed_wake(&self) -> &Arc<Notify> {
+        &self.feed_wake
+    }
+
+    /// The database.
+    pub(crate) fn db(&self) -> &dyn Database {
+        self.db.as_ref()
+    }
+
+    /// The served entities.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn subs(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
@@ -227,6 +257,10 @@ impl Handler {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
         let dropped = self.subs().remove_client(client_id);
+        self.alive_told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(client_id);
         tracing::info!(client_id, subscriptions = dropped.len(), "client gone");
         if let Err(e) = self.hooks.run(HookPoint::AfterDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "AfterDisconnect hook failed");
@@ -272,7 +306,13 @@ impl Handler {
                     return self.publish(topic, first, Some(caller.request_qos)).await;
                 }
                 let keep = is_write(&message);
-                (message.id.clone(), self.answer(caller, message).await, keep)
+                let id = message.id.clone();
+                let answer = self.answer(caller, message).await;
+                if keep {
+                    // Its change (if any) is in the log: deliver it now.
+                    self.feed_wake.notify_one();
+                }
+                (id, answer, keep)
             }
         };
         let payload: Arc<[u8]> = match serde_json::to_vec(&answer) {
@@ -312,6 +352,7 @@ impl Handler {
     async fn answer(&self, caller: &Caller, message: Message) -> Message {
         let client_id = caller.client_id.as_str();
         let failed = |id, f: Failure| f.into_response(id);
+        self.tell_alive(client_id).await;
         if self.subs().touch(client_id) {
             let mut ctx = self.base_context(caller);
             let first = self
@@ -370,7 +411,7 @@ impl Handler {
             (Some(op), false) => op,
         };
         if operation == Operation::Unsubscribe {
-            return self.unsubscribe(caller, &message);
+            return self.unsubscribe(caller, &message).await;
         }
         let entity_name = message.entity.as_deref().unwrap_or("");
         if entity_name.is_empty() {
@@ -411,7 +452,7 @@ impl Handler {
             Operation::Create => self.create(&entity, &ctx).await?,
             Operation::Update => self.update(&entity, &ctx).await?,
             Operation::Delete => self.delete(&entity, &ctx).await?,
-            _ => self.subscribe(client_id, &entity, &ctx)?,
+            _ => self.subscribe(client_id, &entity, &ctx).await?,
         };
         ctx.result = Some(result.0);
         if let Err(refused) = self.hooks.run(after, &mut ctx) {
@@ -511,8 +552,6 @@ impl Handler {
         let row = self.query_one(stmt, ErrorCode::CreateError).await?;
         let row =
             row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
-        self.notify(entity, Operation::Create, None, Some(&row))
-            .await;
         Ok((Value::Object(row), None))
     }
 
@@ -540,12 +579,11 @@ impl Handler {
             .update(&pairs, &filters)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query_one(read_old, ErrorCode::UpdateError).await?;
-        let old = old.ok_or_else(|| not_found(entity, id))?;
+        self.query_one(read_old, ErrorCode::UpdateError)
+            .await?
+            .ok_or_else(|| not_found(entity, id))?;
         let new = self.query_one(write, ErrorCode::UpdateError).await?;
         let new = new.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Update, Some(&old), Some(&new))
-            .await;
         Ok((Value::Object(new), None))
     }
 
@@ -557,19 +595,31 @@ impl Handler {
             .delete(&filters)
             .map_err(|e| fail(ErrorCode::DeleteError, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query_one(stmt, ErrorCode::DeleteError).await?;
-        let old = old.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Delete, Some(&old), None)
-            .await;
+        self.query_one(stmt, ErrorCode::DeleteError)
+            .await?
+            .ok_or_else(|| not_found(entity, id))?;
         Ok((json!({"deleted": true}), None))
     }
 
-    fn subscribe(
+    /// A new subscription. With `options.since` (the last change sequence
+    /// the client applied) it resumes: the feed first sends the changes after
+    /// `since`, or the answer says `reset` when the log no longer holds them.
+    async fn subscribe(
         &self,
         client_id: &str,
         entity: &Entity,
         ctx: &HookContext,
     ) -> Result<Answer, Failure> {
+        let since = ctx.options.since;
+        let (floor, head) = self.log_bounds().await?;
+        let resume = since.map(|s| {
+            if (floor..=head).contains(&s) {
+                Resume::Replayed
+            } else {
+                Resume::Reset
+            }
+        });
+        let replay = since.filter(|_| resume == Some(Resume::Replayed));
         let mut subs = self.subs();
         let id = subs.next_id();
         subs.add(Subscription {
@@ -579,16 +629,75 @@ impl Handler {
             entity: entity.name.clone(),
             filters: ctx.options.filters.clone(),
             options: ctx.options.clone(),
+            after: replay.unwrap_or(0),
+            replay,
         });
-        tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), "subscribed");
-        let notify_topic = notify_topic(&self.config.prefix, client_id, &id);
-        Ok((
-            json!({"subscription_id": id, "schema": entity.schema, "entity": entity.name, "notify_topic": notify_topic}),
-            None,
-        ))
+        drop(subs);
+        if replay.is_some() {
+            self.feed_wake.notify_one();
+        }
+        tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), ?since, ?resume, "subscribed");
+        let data = SubscribeData {
+            notify_topic: notify_topic(&self.config.prefix, client_id, &id),
+            subscription_id: id,
+            schema: entity.schema.clone(),
+            entity: entity.name.clone(),
+            seq: Some(head),
+            resume,
+        };
+        let data = serde_json::to_value(data)
+            .map_err(|e| fail(ErrorCode::InvalidSubscription, e.to_string()))?;
+        Ok((data, None))
     }
 
-    fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
+    /// `(floor, head)` of the change log: every change after `floor` is
+    /// still there; `head` is the newest.
+    async fn log_bounds(&self) -> Result<(u64, u64), Failure> {
+        let row = self
+            .query_one(
+                capture::bounds(self.db.dialect()),
+                ErrorCode::InvalidSubscription,
+            )
+            .await?;
+        let get = |name: &str| {
+            row.as_ref()
+                .and_then(|r| r.get(name))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        Ok((get("floor"), get("head")))
+    }
+
+    /// Shared mode: tell the other instances that `client_id` is active (at
+    /// most every `shared_alive`), so none expires its subscriptions.
+    async fn tell_alive(&self, client_id: &str) {
+        let Some(every) = self.config.shared_alive else {
+            return;
+        };
+        let now = Instant::now();
+        {
+            let mut told = self.alive_told.lock().unwrap_or_else(|p| p.into_inner());
+            match told.get(client_id) {
+                Some(at) if now.duration_since(*at) < every => return,
+                _ => told.insert(client_id.to_string(), now),
+            };
+        }
+        self.log_control(ChangeOp::Alive, client_id, None).await;
+    }
+
+    /// Write a control entry for every instance's feed.
+    async fn log_control(&self, op: ChangeOp, client_id: &str, subscription_id: Option<&str>) {
+        let payload = json!({"client_id": client_id, "subscription_id": subscription_id});
+        let stmt = capture::control(self.db.dialect(), op.as_str(), &payload.to_string());
+        match self.query(stmt, ErrorCode::InvalidSubscription).await {
+            Ok(_) => self.feed_wake.notify_one(),
+            Err(f) => {
+                tracing::warn!(client_id, error = %f.message, "cannot write to the change log")
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
         let client_id = caller.client_id.as_str();
         let sub_id = message
             .subscription_id
@@ -608,7 +717,12 @@ impl Handler {
         ctx.data = message.data.clone();
         self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
         self.hooks.run(HookPoint::BeforeUnsubscribe, &mut ctx)?;
-        if self.subs().remove(client_id, &sub_id).is_none() {
+        let held_here = self.subs().remove(client_id, &sub_id).is_some();
+        if !held_here && self.config.shared_alive.is_some() {
+            // Another instance may hold it: its feed drops it.
+            self.log_control(ChangeOp::Unsubscribe, client_id, Some(&sub_id))
+                .await;
+        } else if !held_here {
             return Err(fail(
                 ErrorCode::InvalidSubscription,
                 format!("no subscription {sub_id:?} of this client"),
@@ -619,37 +733,80 @@ impl Handler {
         Ok((ctx.result.take().unwrap_or(Value::Null), None))
     }
 
-    /// Publish the notifications of one change (called under the write lock).
-    async fn notify(
-        &self,
-        entity: &Entity,
-        operation: Operation,
-        old: Option<&Row>,
-        new: Option<&Row>,
-    ) {
+    /// Publish the notifications of one logged change: to every live
+    /// subscription on its entity, or (a resume's replay) to `only`.
+    pub(crate) async fn deliver(&self, entity: &Entity, change: &Change, only: Option<&str>) {
         let ts = now_rfc3339();
+        let operation = change.op.operation();
         let messages: Vec<(String, Message)> = self
             .subs()
             .on_entity(&entity.schema, &entity.name)
+            .filter(|sub| match only {
+                Some(id) => sub.id == id,
+                None => sub.replay.is_none() && change.seq > sub.after,
+            })
             .filter_map(|sub| {
-                let row = notification_for(&sub.filters, operation, old, new)?;
+                let row = notification_for(
+                    &sub.filters,
+                    operation?,
+                    change.old.as_ref(),
+                    change.new.as_ref(),
+                )?;
                 let data = Value::Object(project(row, &sub.options));
                 let message = notification(
-                    operation,
+                    operation?,
                     &sub.id,
                     &entity.schema,
                     &entity.name,
                     data,
                     ts.clone(),
+                    NonZeroU64::new(change.seq),
                 );
                 let topic = notify_topic(&self.config.prefix, &sub.client_id, &sub.id);
                 Some((topic, message))
             })
             .collect();
-        tracing::debug!(entity = %entity.full_name(), ?operation, notifications = messages.len(), "change");
+        tracing::debug!(entity = %entity.full_name(), seq = change.seq, op = ?change.op, notifications = messages.len(), "change");
         for (topic, message) in messages {
             self.send(topic, &message, None).await;
         }
+    }
+
+    /// A control entry from the log (any instance wrote it).
+    pub(crate) fn control(&self, change: &Change) {
+        let payload = change.new.as_ref();
+        let field = |name: &str| payload.and_then(|p| p.get(name)).and_then(Value::as_str);
+        let Some(client_id) = field("client_id") else {
+            return;
+        };
+        match (change.op, field("subscription_id")) {
+            (ChangeOp::Alive, _) => self.subs().refresh(client_id),
+            (ChangeOp::Unsubscribe, Some(id)) if self.subs().remove(client_id, id).is_some() => {
+                tracing::debug!(
+                    client_id,
+                    subscription_id = id,
+                    "unsubscribed through another instance"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Subscriptions waiting for their replay: `(id, since)`.
+    pub(crate) fn pending_replays(&self) -> Vec<(String, u64)> {
+        self.subs().pending_replays()
+    }
+
+    /// The replay of subscription `id` is done: it is live from now on.
+    pub(crate) fn replayed(&self, id: &str) {
+        self.subs().replayed(id);
+    }
+
+    /// The entity of subscription `id`, if it still exists.
+    pub(crate) fn entity_of(&self, id: &str) -> Option<Arc<Entity>> {
+        let subs = self.subs();
+        let sub = subs.get(id)?;
+        self.registry.find(Some(&sub.schema), &sub.entity)
     }
 }
 

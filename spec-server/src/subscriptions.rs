@@ -20,6 +20,11 @@ pub struct Subscription {
     pub filters: Vec<Filter>,
     /// `columns` / `omit_columns` applied to notification data.
     pub options: Options,
+    /// Changes up to this sequence are not sent (the client has them).
+    pub after: u64,
+    /// A resume waiting for the feed to replay the changes after this
+    /// sequence; no live change is sent to it before.
+    pub replay: Option<u64>,
 }
 
 /// The notification a change produces for a subscription, if any:
@@ -68,6 +73,33 @@ impl Subscriptions {
         self.last_seen
             .insert(client_id.to_string(), Instant::now())
             .is_none()
+    }
+
+    /// Note activity of a client already known (another instance heard of it).
+    pub fn refresh(&mut self, client_id: &str) {
+        if let Some(seen) = self.last_seen.get_mut(client_id) {
+            *seen = Instant::now();
+        }
+    }
+
+    /// The subscription `id`.
+    pub fn get(&self, id: &str) -> Option<&Subscription> {
+        self.by_id.get(id)
+    }
+
+    /// Subscriptions waiting for a replay: `(id, since)`.
+    pub fn pending_replays(&mut self) -> Vec<(String, u64)> {
+        self.by_id
+            .values()
+            .filter_map(|s| Some((s.id.clone(), s.replay?)))
+            .collect()
+    }
+
+    /// Subscription `id` has had its replay: live from now on.
+    pub fn replayed(&mut self, id: &str) {
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.replay = None;
+        }
     }
 
     /// Whether `client_id` has been seen (and not dropped since).
@@ -187,6 +219,8 @@ mod tests {
             entity: "users".into(),
             filters: vec![],
             options: Options::default(),
+            after: 0,
+            replay: None,
         });
         assert!(subs.remove("b", &id).is_none());
         assert_eq!(subs.on_entity("public", "users").count(), 1);

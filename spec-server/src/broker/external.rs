@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
+use mqttspec_proto::topic::{client_id_of_request, server_request_filter, shared_filter};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
@@ -32,6 +32,10 @@ pub struct ExternalConfig {
     pub qos: QoS,
     /// Largest packet accepted or sent (bytes).
     pub max_packet: usize,
+    /// Share the request subscription with other instances
+    /// (`$share/{group}/{prefix}/+/request`): the broker gives each request
+    /// to one of them.
+    pub share_group: Option<String>,
 }
 
 /// Parts of a broker URL.
@@ -149,7 +153,10 @@ pub async fn start(
     connect_timeout: Duration,
 ) -> anyhow::Result<()> {
     let (client, mut eventloop) = AsyncClient::new(options(&config)?, 1024);
-    let filter = server_request_filter(prefix);
+    let filter = match &config.share_group {
+        Some(group) => shared_filter(group, &server_request_filter(prefix)),
+        None => server_request_filter(prefix),
+    };
     let prefix = prefix.to_string();
     let qos = config.qos;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();

@@ -1,0 +1,408 @@
+//! Live data at scale (issue 16), against real peers: writes of other
+//! processes (`sqlite3`, `psql`) notify through the change log; several
+//! instances behind one mosquitto share the requests and the change feed;
+//! a live query resumes after a reconnect from its last change sequence.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{client, ok, start_server, Server};
+use e2e::postgres::Postgres;
+use e2e::Mosquitto;
+use mqttspec_client::request::{resume, subscribe, EntityRef};
+use mqttspec_client::LiveQuery;
+use mqttspec_proto::response::{Resume, SubscribeData};
+use mqttspec_proto::{Message, Operation, Row};
+use serde_json::json;
+use spec_server::client::SpecClient;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn sqlite3(db: &std::path::Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("sqlite3 runs (install the `sqlite3` package)");
+    assert!(
+        out.status.success(),
+        "sqlite3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn subscribe_to(c: &SpecClient, entity: &str, since: Option<u64>) -> SubscribeData {
+    let entity = EntityRef::parse(entity, None);
+    let message = match since {
+        Some(since) => resume(String::new(), &entity, None, since),
+        None => subscribe(String::new(), &entity, None),
+    };
+    let mut value = serde_json::to_value(message).unwrap();
+    value.as_object_mut().unwrap().remove("id");
+    let answer = c.request(value).await.unwrap();
+    serde_json::from_value(ok(&answer)).unwrap()
+}
+
+async fn next_notification(c: &mut SpecClient) -> Message {
+    c.notification(WAIT)
+        .await
+        .expect("a notification within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite3_writes_of_another_process_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let url = format!("sqlite:{}", db.display());
+    let server = start_server(&["--database", &url, "--demo"], None).unwrap();
+    let mut c = client(server.port, "watcher").await;
+    let sub = subscribe_to(&c, "public.users", None).await;
+    let head = sub.seq.expect("the answer carries the log's head");
+
+    let mut latencies = Vec::new();
+    let mut last = head;
+    for (sql, op) in [
+        (
+            "INSERT INTO public_users (name, email) VALUES ('outside', 'o@example.com')",
+            Operation::Create,
+        ),
+        (
+            "UPDATE public_users SET status = 'gone' WHERE name = 'outside'",
+            Operation::Update,
+        ),
+        (
+            "DELETE FROM public_users WHERE name = 'outside'",
+            Operation::Delete,
+        ),
+    ] {
+        sqlite3(&db, sql);
+        let committed = Instant::now();
+        let n = next_notification(&mut c).await;
+        latencies.push(committed.elapsed());
+        assert_eq!(n.operation, Some(op), "{n:?}");
+        assert_eq!(n.data.as_ref().unwrap()["name"], "outside");
+        let seq = n.seq.expect("notifications carry a sequence").get();
+        assert!(seq > last, "sequences increase: {seq} after {last}");
+        last = seq;
+    }
+    eprintln!("sqlite3 commit to notification: {latencies:?}");
+    // 250 ms is the goal (docs/BENCHMARKS.md measures it); the bound here
+    // leaves room for a machine busy compiling.
+    assert!(latencies.iter().all(|l| *l < Duration::from_secs(2)));
+}
+
+fn pg_schema(pg: &Postgres) -> String {
+    let path = pg.dir().join("items.sql");
+    std::fs::write(
+        &path,
+        "CREATE TABLE IF NOT EXISTS public.items (id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, n BIGINT NOT NULL DEFAULT 0);",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+fn instance(pg_url: &str, schema: &str, mqtt_port: u16, name: &str) -> Server {
+    let broker = format!("mqtt://127.0.0.1:{mqtt_port}");
+    start_server(
+        &[
+            "--broker-url",
+            &broker,
+            "--client-id",
+            name,
+            "--share-group",
+            "spec",
+            "--database",
+            pg_url,
+            "--schema",
+            schema,
+        ],
+        Some(mqtt_port),
+    )
+    .unwrap()
+}
+
+/// Notifications by sequence (a change seen through two subscriptions, or
+/// twice, counts once); panics on a sequence that names two changes.
+fn collect(into: &mut BTreeMap<u64, Message>, n: Message) {
+    let seq = n.seq.expect("notifications carry a sequence").get();
+    let key = |m: &Message| (m.operation, m.data.as_ref().map(|d| d["id"].clone()));
+    if let Some(seen) = into.get(&seq) {
+        assert_eq!(key(seen), key(&n), "sequence {seq} names two changes");
+    }
+    into.insert(seq, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_one_system_on_postgres() {
+    let pg =
+        Postgres::start("scale").expect("PostgreSQL starts (install the `postgresql` package)");
+    let mosquitto = Mosquitto::start("").unwrap();
+    let (url, schema, port) = (pg.url(), pg_schema(&pg), mosquitto.tcp_port);
+    let mut servers: Vec<Server> = ["srv-a", "srv-b", "srv-c"]
+        .iter()
+        .map(|name| instance(&url, &schema, port, name))
+        .collect();
+
+    let mut watcher = client(port, "watcher").await;
+    let sub = subscribe_to(&watcher, "public.items", None).await;
+    let writer = client(port, "writer").await;
+
+    // Each request runs once: 30 creates of unique names all succeed (a
+    // second run would fail on the unique name) and leave 30 rows.
+    for i in 0..30 {
+        let answer = writer
+            .request(
+                json!({"type": "request", "operation": "create", "entity": "items",
+                            "data": {"name": format!("item-{i}")}}),
+            )
+            .await
+            .unwrap();
+        ok(&answer);
+    }
+    // Writes from outside the servers notify too.
+    pg.psql("INSERT INTO public.items (name) VALUES ('from-psql')")
+        .unwrap();
+    pg.psql("UPDATE public.items SET n = 7 WHERE name = 'item-0'")
+        .unwrap();
+    let mut seen = BTreeMap::new();
+    for _ in 0..32 {
+        collect(&mut seen, next_notification(&mut watcher).await);
+    }
+    assert_eq!(seen.len(), 32, "one notification per change");
+    assert_eq!(pg.psql("SELECT count(*) FROM public.items").unwrap(), "31");
+    let ops: Vec<_> = seen.values().filter_map(|m| m.operation).collect();
+    assert_eq!(ops.iter().filter(|o| **o == Operation::Update).count(), 1);
+    let mut last_seq = *seen.keys().last().unwrap();
+
+    // Unsubscribe works whichever instance takes it.
+    let other = subscribe_to(&watcher, "public.items", None).await;
+    let gone = watcher
+        .request(json!({"type": "subscription", "operation": "unsubscribe",
+                        "subscription_id": other.subscription_id}))
+        .await
+        .unwrap();
+    ok(&gone);
+
+    // Steady writes while one instance is killed and started again: no
+    // request runs twice, and the watcher, resubscribing from its last
+    // sequence, hears of every row.
+    let load = tokio::spawn(async move {
+        let mut writer = writer;
+        writer.timeout = Duration::from_secs(3);
+        let mut created = 0;
+        for i in 0..150 {
+            let id = format!("load-{i}");
+            let create = json!({"id": id, "type": "request", "operation": "create",
+                                "entity": "items", "data": {"name": id}});
+            // A request the killed instance held is lost with it: send it
+            // again with the same id.
+            for _attempt in 0..5 {
+                match writer.request(create.clone()).await {
+                    Ok(answer) => {
+                        assert_eq!(answer.success, Some(true), "ran twice? {answer:?}");
+                        created += 1;
+                        break;
+                    }
+                    Err(_) => continue,
+                }
+            }
+        }
+        created
+    });
+    let killed = servers.remove(0);
+    drop(killed);
+    servers.push(instance(&url, &schema, port, "srv-a"));
+    let created = load.await.unwrap();
+    assert_eq!(created, 150, "every create answered once");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM public.items WHERE name LIKE 'load-%'")
+            .unwrap(),
+        "150"
+    );
+
+    // The watcher resubscribes from its last sequence (its subscription may
+    // have lived on the killed instance) and drops the old one.
+    // (What arrived meanwhile is applied; the replay repeats some of it,
+    // which counts once by sequence.)
+    if let Some(seq) = seen.keys().last() {
+        last_seq = last_seq.max(*seq);
+    }
+    let again = subscribe_to(&watcher, "public.items", Some(last_seq)).await;
+    assert_eq!(again.resume, Some(Resume::Replayed));
+    let _ = watcher
+        .request(json!({"type": "subscription", "operation": "unsubscribe",
+                        "subscription_id": sub.subscription_id}))
+        .await;
+    let ids: HashSet<i64> = pg
+        .psql("SELECT id FROM public.items WHERE name LIKE 'load-%'")
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let notified = |seen: &BTreeMap<u64, Message>| -> HashSet<i64> {
+        seen.values()
+            .filter(|m| m.operation == Some(Operation::Create))
+            .filter_map(|m| m.data.as_ref()?["id"].as_i64())
+            .filter(|id| ids.contains(id))
+            .collect()
+    };
+    while notified(&seen).len() < ids.len() {
+        collect(&mut seen, next_notification(&mut watcher).await);
+    }
+    assert_eq!(notified(&seen), ids, "every created row was notified");
+}
+
+/// A live view of `entity` driven natively: subscribe (or resume), read
+/// when the answer says so, apply notifications by sequence.
+struct View {
+    query: LiveQuery,
+    entity: &'static str,
+}
+
+impl View {
+    async fn read(&self, c: &SpecClient) -> (Vec<Row>, Option<u64>, usize) {
+        let answer = c
+            .request(
+                json!({"type": "request", "operation": "read", "entity": self.entity,
+                            "options": self.query.read_options()}),
+            )
+            .await
+            .unwrap();
+        let bytes = serde_json::to_vec(&answer).unwrap().len();
+        let total = answer.metadata.as_ref().and_then(|m| m["total"].as_u64());
+        let rows = ok(&answer)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_object().unwrap().clone())
+            .collect();
+        (rows, total, bytes)
+    }
+
+    /// Subscribe (from `since`), read if needed; returns the bytes read.
+    async fn start(&mut self, c: &SpecClient, since: Option<u64>) -> (SubscribeData, usize) {
+        let answer = subscribe_to(c, self.entity, since).await;
+        if !self.query.subscribed(&answer) {
+            return (answer, 0);
+        }
+        self.query.begin_reload();
+        let (rows, total, bytes) = self.read(c).await;
+        self.query.load(rows, total);
+        (answer, bytes)
+    }
+
+    fn apply(&mut self, n: Message) {
+        let row = n.data.and_then(|d| d.as_object().cloned()).unwrap();
+        self.query
+            .apply_seq(n.operation.unwrap(), row, n.seq.map(|s| s.get()));
+    }
+}
+
+fn rows_schema(dir: &std::path::Path, rows: usize) -> String {
+    let path = dir.join("rows.sql");
+    std::fs::write(
+        &path,
+        format!(
+            "CREATE TABLE public_rows (id INTEGER PRIMARY KEY, label TEXT NOT NULL, n INTEGER NOT NULL);\n\
+             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {rows})\n\
+             INSERT INTO public_rows SELECT i, 'row-' || i, i FROM s;"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_query_resumes_with_only_the_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = rows_schema(dir.path(), 10_000);
+    let server = start_server(&["--schema", &schema], None).unwrap();
+    let mut view = View {
+        query: LiveQuery::new("id", vec![], vec![], None),
+        entity: "public.rows",
+    };
+    let c = client(server.port, "live").await;
+    let started = Instant::now();
+    let (_, full_bytes) = view.start(&c, None).await;
+    let full_time = started.elapsed();
+    assert_eq!(view.query.rows().len(), 10_000);
+    let since = view.query.last_seq().expect("a sequence to resume from");
+    c.disconnect().await.unwrap();
+
+    // While the client is away: 100 changes (updates, creates, deletes).
+    let w = client(server.port, "writer").await;
+    for i in 0..100i64 {
+        let request = match i % 4 {
+            0 | 1 => json!({"operation": "update", "record_id": i * 50 + 1, "data": {"n": -i}}),
+            2 => json!({"operation": "create", "data": {"id": 20_000 + i, "label": "new", "n": i}}),
+            _ => json!({"operation": "delete", "record_id": i * 50 + 3}),
+        };
+        let mut request = request;
+        let o = request.as_object_mut().unwrap();
+        o.insert("type".into(), json!("request"));
+        o.insert("entity".into(), json!("public.rows"));
+        ok(&w.request(request).await.unwrap());
+    }
+
+    let mut c = client(server.port, "live").await;
+    let started = Instant::now();
+    let (answer, read_bytes) = view.start(&c, Some(since)).await;
+    assert_eq!(answer.resume, Some(Resume::Replayed));
+    assert_eq!(read_bytes, 0, "a resume reads nothing");
+    let mut resume_bytes = serde_json::to_vec(&answer).unwrap().len();
+    for _ in 0..100 {
+        let n = next_notification(&mut c).await;
+        resume_bytes += serde_json::to_vec(&n).unwrap().len();
+        view.apply(n);
+    }
+    let resume_time = started.elapsed();
+    assert_eq!(view.query.last_seq(), Some(since + 100));
+    let (fresh, _, _) = view.read(&c).await;
+    let mut fresh = fresh;
+    fresh.sort_by_key(|r| r["id"].as_i64());
+    assert_eq!(
+        view.query.rows(),
+        fresh.as_slice(),
+        "the view equals a fresh read"
+    );
+    eprintln!(
+        "10,000-row view, 100 changes: resume {resume_bytes} bytes in {resume_time:?}; full read {full_bytes} bytes in {full_time:?}"
+    );
+    assert!(
+        resume_bytes * 10 < full_bytes,
+        "a resume sends a fraction of a read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_older_than_the_log_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = rows_schema(dir.path(), 10);
+    let server = start_server(&["--schema", &schema, "--change-log-retain", "5"], None).unwrap();
+    let away = client(server.port, "away").await;
+    let since = subscribe_to(&away, "public.rows", None).await.seq.unwrap();
+    away.disconnect().await.unwrap();
+    let mut w = client(server.port, "writer").await;
+    subscribe_to(&w, "public.rows", None).await;
+    // One change at a time, each seen by a live subscriber: the feed has
+    // pruned past `since` by the last one.
+    for i in 0..20 {
+        ok(&w
+            .request(
+                json!({"type": "request", "operation": "update", "entity": "public.rows",
+                            "record_id": 1, "data": {"n": i}}),
+            )
+            .await
+            .unwrap());
+        next_notification(&mut w).await;
+    }
+    let back = client(server.port, "away").await;
+    let answer = subscribe_to(&back, "public.rows", Some(since)).await;
+    assert_eq!(answer.resume, Some(Resume::Reset), "{answer:?}");
+    // A resume inside the log replays.
+    let answer = subscribe_to(&back, "public.rows", Some(answer.seq.unwrap() - 2)).await;
+    assert_eq!(answer.resume, Some(Resume::Replayed), "{answer:?}");
+}
