@@ -406,3 +406,201 @@ async fn resume_older_than_the_log_is_reset() {
     let answer = subscribe_to(&back, "public.rows", Some(answer.seq.unwrap() - 2)).await;
     assert_eq!(answer.resume, Some(Resume::Replayed), "{answer:?}");
 }
+
+/// One write of the model test: who makes it, on which row, what.
+#[derive(Debug, Clone)]
+struct Step {
+    /// 0, 1: a client through the shared group; 2: `psql`, outside the servers.
+    writer: u8,
+    id: i64,
+    active: bool,
+    score: i64,
+    delete: bool,
+}
+
+fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (
+            0u8..3,
+            0i64..12,
+            any::<bool>(),
+            0i64..6,
+            proptest::bool::weighted(0.25),
+        )
+            .prop_map(|(writer, id, active, score, delete)| Step {
+                writer,
+                id,
+                active,
+                score,
+                delete,
+            }),
+        25,
+    )
+}
+
+/// Apply what has arrived until `view` equals a fresh read (a refill when
+/// the view asks for one); fails if it does not within 10 s.
+async fn converge(view: &mut View, c: &mut SpecClient, step: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (mut fresh, _, _) = view.read(c).await;
+        if view.query.rows() == fresh.as_mut_slice() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(n) = c.notification(left).await else {
+            panic!(
+                "step {step}: view of {:?} is {:?}, a fresh read {:?}",
+                view.query.read_options(),
+                view.query.rows(),
+                fresh
+            );
+        };
+        let row = n.data.and_then(|d| d.as_object().cloned()).unwrap();
+        let change = view
+            .query
+            .apply_seq(n.operation.unwrap(), row, n.seq.map(|s| s.get()));
+        if change.needs_refill {
+            view.query.begin_reload();
+            let (rows, total, _) = view.read(c).await;
+            view.query.load(rows, total);
+        }
+    }
+}
+
+/// The model-based live-query test with real peers: writes arrive through
+/// two instances and from `psql`; after every step every live view (with
+/// filters, sorts and limits) equals a fresh read.
+#[test]
+fn live_views_equal_fresh_reads_across_instances_and_outside_writes() {
+    use mqttspec_proto::{Direction, Filter, FilterOp, Sort};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pg =
+        Postgres::start("model").expect("PostgreSQL starts (install the `postgresql` package)");
+    let mosquitto = Mosquitto::start("").unwrap();
+    let schema = pg.dir().join("scores.sql");
+    std::fs::write(
+        &schema,
+        "CREATE TABLE IF NOT EXISTS public.scores (id BIGINT PRIMARY KEY, status TEXT NOT NULL, score BIGINT NOT NULL);",
+    )
+    .unwrap();
+    let schema = schema.display().to_string();
+    let (url, port) = (pg.url(), mosquitto.tcp_port);
+    let _servers: Vec<Server> = ["model-a", "model-b"]
+        .iter()
+        .map(|name| instance(&url, &schema, port, name))
+        .collect();
+    let active = || vec![Filter::new("status", FilterOp::Eq, json!("active"))];
+    let by_score = || {
+        vec![Sort {
+            column: "score".into(),
+            direction: Direction::Desc,
+        }]
+    };
+    let mut config = proptest::test_runner::Config::with_cases(2);
+    config.failure_persistence = None;
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&steps(), |steps| {
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rt.block_on(async {
+                pg.psql("DELETE FROM public.scores").unwrap();
+                let mut views = Vec::new();
+                for (i, (filters, sort, limit)) in [
+                    (active(), by_score(), None),
+                    (active(), by_score(), Some(4)),
+                    (vec![], vec![], Some(3)),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let mut c = client(port, &format!("view-{case}-{i}")).await;
+                    let mut view = View {
+                        query: LiveQuery::new("id", filters, sort, limit),
+                        entity: "public.scores",
+                    };
+                    let entity = EntityRef::parse(view.entity, None);
+                    let mut sub = serde_json::to_value(subscribe(
+                        String::new(),
+                        &entity,
+                        Some(view.query.subscribe_options()),
+                    ))
+                    .unwrap();
+                    sub.as_object_mut().unwrap().remove("id");
+                    let answer: SubscribeData =
+                        serde_json::from_value(ok(&c.request(sub).await.unwrap())).unwrap();
+                    assert!(view.query.subscribed(&answer));
+                    let (rows, total, _) = view.read(&c).await;
+                    view.query.load(rows, total);
+                    converge(&mut view, &mut c, 0).await;
+                    views.push((view, c));
+                }
+                let writers = [
+                    client(port, &format!("model-w{case}-0")).await,
+                    client(port, &format!("model-w{case}-1")).await,
+                ];
+                let mut exists = HashSet::new();
+                for (n, s) in steps.iter().enumerate() {
+                    let status = if s.active { "active" } else { "inactive" };
+                    let present = exists.contains(&s.id);
+                    let (request, sql) = match (present, s.delete) {
+                        (true, true) => {
+                            exists.remove(&s.id);
+                            (
+                                json!({"operation": "delete", "record_id": s.id}),
+                                format!("DELETE FROM public.scores WHERE id = {}", s.id),
+                            )
+                        }
+                        (true, false) => (
+                            json!({"operation": "update", "record_id": s.id,
+                                   "data": {"status": status, "score": s.score}}),
+                            format!(
+                                "UPDATE public.scores SET status = '{status}', score = {} WHERE id = {}",
+                                s.score, s.id
+                            ),
+                        ),
+                        (false, _) => {
+                            exists.insert(s.id);
+                            (
+                                json!({"operation": "create",
+                                       "data": {"id": s.id, "status": status, "score": s.score}}),
+                                format!(
+                                    "INSERT INTO public.scores VALUES ({}, '{status}', {})",
+                                    s.id, s.score
+                                ),
+                            )
+                        }
+                    };
+                    match writers.get(usize::from(s.writer)) {
+                        Some(w) => {
+                            let mut request = request;
+                            let o = request.as_object_mut().unwrap();
+                            o.insert("type".into(), json!("request"));
+                            o.insert("entity".into(), json!("public.scores"));
+                            ok(&w.request(request).await.unwrap());
+                        }
+                        None => {
+                            pg.psql(&sql).unwrap();
+                        }
+                    }
+                    for (view, c) in views.iter_mut() {
+                        converge(view, c, n + 1).await;
+                    }
+                }
+                for (_, c) in views {
+                    c.disconnect().await.unwrap();
+                }
+                for w in writers {
+                    w.disconnect().await.unwrap();
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+}
