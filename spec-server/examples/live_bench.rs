@@ -1,0 +1,322 @@
+//! Benchmark of live data at scale (issue 16; loopback, bounded counts,
+//! stops by itself). Run by `bench/live_scale.sh`, which builds the server
+//! binary and passes it in `MQTTSPEC_SERVER_BIN`. Real peers: PostgreSQL and
+//! mosquitto started here (the `e2e` harness), servers as processes.
+//!
+//! 1. Notifications/s end to end: 8 writers create rows through the shared
+//!    group while 20 subscribers each receive every create; 1 instance, then
+//!    3 instances (`--share-group`), same database and broker, one run.
+//! 2. Direct-write-to-subscriber latency: a row inserted by another
+//!    application (tokio-postgres; rusqlite on an SQLite file) until a
+//!    subscriber receives its notification, p50/p99.
+//! 3. Resume vs full re-read of a 10,000-row live query after 100 changes:
+//!    bytes and time.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use e2e::postgres::Postgres;
+use e2e::{Mosquitto, Proc};
+use mqttspec_proto::Message;
+use serde_json::{json, Value};
+use spec_server::client::{ClientOptions, SpecClient};
+
+const WRITERS: usize = 8;
+const CREATES_PER_WRITER: usize = 250;
+const SUBSCRIBERS: usize = 20;
+const LATENCY_SAMPLES: usize = 200;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn server_bin() -> String {
+    std::env::var("MQTTSPEC_SERVER_BIN").expect(
+        "MQTTSPEC_SERVER_BIN names the mqttspec-server binary (bench/live_scale.sh sets it)",
+    )
+}
+
+/// Start one server process with `args`; returns it once ready, and the
+/// MQTT port of its embedded broker (if it runs one).
+fn start(args: &[&str]) -> (Proc, Option<u16>) {
+    let mut cmd = Command::new(server_bin());
+    cmd.args(["--mqtt-listen", "127.0.0.1:0", "--ws-listen", "off"])
+        .args(args)
+        .env("RUST_LOG", "warn,spec_server=info,mqttspec_server=info");
+    let mut proc = Proc::spawn("mqttspec-server", &mut cmd).expect("server starts");
+    let ready = proc
+        .wait_for_line("mqttspec-server ready", Duration::from_secs(60))
+        .expect("server ready");
+    let port = ready
+        .split("mqtt=Some(")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok());
+    (proc, port)
+}
+
+async fn connect(port: u16, id: &str) -> SpecClient {
+    let mut c = SpecClient::connect(ClientOptions::local(port, id))
+        .await
+        .expect("client connects");
+    c.timeout = WAIT;
+    c
+}
+
+fn ok(m: &Message) -> Value {
+    assert_eq!(m.success, Some(true), "{m:?}");
+    m.data.clone().unwrap_or(Value::Null)
+}
+
+async fn subscribe(c: &SpecClient, entity: &str, options: Value) -> Value {
+    ok(&c
+        .request(
+            json!({"type": "subscription", "operation": "subscribe", "entity": entity,
+                        "options": options}),
+        )
+        .await
+        .expect("subscribed"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted
+        .get(idx.min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+/// Notifications/s with `instances` servers on one broker and database.
+async fn fan_out(pg: &Postgres, broker: u16, instances: usize, round: usize) -> f64 {
+    let url = pg.url();
+    let broker_url = format!("mqtt://127.0.0.1:{broker}");
+    let servers: Vec<Proc> = (0..instances)
+        .map(|i| {
+            start(&[
+                "--database",
+                &url,
+                "--broker-url",
+                &broker_url,
+                "--client-id",
+                &format!("bench-{round}-{i}"),
+                "--share-group",
+                &format!("bench{round}"),
+            ])
+            .0
+        })
+        .collect();
+    let mut subscribers = Vec::new();
+    for s in 0..SUBSCRIBERS {
+        let c = connect(broker, &format!("sub-{round}-{s}")).await;
+        subscribe(&c, "items", json!({})).await;
+        subscribers.push(c);
+    }
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        writers.push(Arc::new(connect(broker, &format!("w-{round}-{w}")).await));
+    }
+    let expected = WRITERS * CREATES_PER_WRITER;
+    let started = Instant::now();
+    let receivers: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                for _ in 0..expected {
+                    c.notification(WAIT).await.expect("every notification");
+                }
+            })
+        })
+        .collect();
+    let tasks: Vec<_> = writers
+        .iter()
+        .enumerate()
+        .map(|(w, c)| {
+            let c = Arc::clone(c);
+            tokio::spawn(async move {
+                for i in 0..CREATES_PER_WRITER {
+                    let r = c
+                        .request(
+                            json!({"type": "request", "operation": "create", "entity": "items",
+                                        "data": {"name": format!("r{round}-w{w}-{i}")}}),
+                        )
+                        .await
+                        .expect("answered");
+                    ok(&r);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    for r in receivers {
+        r.await.expect("subscriber");
+    }
+    let rate = (expected * SUBSCRIBERS) as f64 / started.elapsed().as_secs_f64();
+    drop(servers);
+    rate
+}
+
+/// One write of another application (boxed: the two databases differ).
+type Write<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+async fn direct_write_latency<'a>(
+    subscriber: &mut SpecClient,
+    mut write: impl FnMut(usize) -> Write<'a>,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for i in 0..LATENCY_SAMPLES {
+        write(i).await;
+        let committed = Instant::now();
+        subscriber
+            .notification(WAIT)
+            .await
+            .expect("the direct write is notified");
+        samples.push(committed.elapsed());
+    }
+    samples.sort();
+    samples
+}
+
+async fn resume_vs_read() -> (usize, Duration, usize, Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let schema = dir.path().join("rows.sql");
+    std::fs::write(
+        &schema,
+        "CREATE TABLE public_rows (id INTEGER PRIMARY KEY, label TEXT NOT NULL, n INTEGER NOT NULL);\n\
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 10000)\n\
+         INSERT INTO public_rows SELECT i, 'row-' || i, i FROM s;",
+    )
+    .expect("schema written");
+    let (_server, port) = start(&["--schema", &schema.display().to_string()]);
+    let port = port.expect("embedded broker port");
+    let read = json!({"type": "request", "operation": "read", "entity": "public.rows",
+                      "options": {"sort": [{"column": "id"}]}});
+    let c = connect(port, "live").await;
+    let data = subscribe(&c, "public.rows", json!({})).await;
+    let since = data["seq"].as_u64().expect("seq");
+    let started = Instant::now();
+    let full = c.request(read.clone()).await.expect("read");
+    let full_time = started.elapsed();
+    let full_bytes = serde_json::to_vec(&full).map_or(0, |b| b.len());
+    c.disconnect().await.expect("disconnect");
+    let w = connect(port, "writer").await;
+    for i in 0..100i64 {
+        ok(&w
+            .request(
+                json!({"type": "request", "operation": "update", "entity": "public.rows",
+                            "record_id": i * 97 + 1, "data": {"n": -i}}),
+            )
+            .await
+            .expect("update"));
+    }
+    let mut c = connect(port, "live").await;
+    let started = Instant::now();
+    let data = subscribe(&c, "public.rows", json!({"since": since})).await;
+    assert_eq!(data["resume"], "replayed");
+    let mut bytes = data.to_string().len();
+    for _ in 0..100 {
+        let n = c.notification(WAIT).await.expect("replayed change");
+        bytes += serde_json::to_vec(&n).map_or(0, |b| b.len());
+    }
+    (bytes, started.elapsed(), full_bytes, full_time)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let pg = Postgres::start("bench").expect("PostgreSQL starts");
+    pg.psql("CREATE TABLE public.items (id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, n BIGINT NOT NULL DEFAULT 0)")
+        .expect("table");
+    let mosquitto = Mosquitto::start("max_queued_messages 100000").expect("mosquitto starts");
+    let broker = mosquitto.tcp_port;
+    eprintln!(
+        "PostgreSQL and mosquitto up; {WRITERS} writers x {CREATES_PER_WRITER} creates, {SUBSCRIBERS} subscribers"
+    );
+    let one = fan_out(&pg, broker, 1, 1).await;
+    eprintln!("1 instance: {one:.0} notifications/s");
+    let three = fan_out(&pg, broker, 3, 3).await;
+    eprintln!("3 instances: {three:.0} notifications/s");
+
+    // Direct writes: PostgreSQL through another application's connection.
+    let url = pg.url();
+    let (_pg_server, _) = start(&[
+        "--database",
+        &url,
+        "--broker-url",
+        &format!("mqtt://127.0.0.1:{broker}"),
+        "--client-id",
+        "bench-direct",
+    ]);
+    let mut sub = connect(broker, "direct-sub").await;
+    subscribe(&sub, "items", json!({})).await;
+    let (app, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("application connects");
+    tokio::spawn(connection);
+    let app = &app;
+    let pg_latency = direct_write_latency(&mut sub, |i| {
+        Box::pin(async move {
+            app.execute(
+                "INSERT INTO public.items (name) VALUES ($1)",
+                &[&format!("direct-{i}")],
+            )
+            .await
+            .expect("insert");
+        })
+    })
+    .await;
+
+    // SQLite: another process's connection on the server's file.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("direct.db");
+    let (_sqlite_server, port) = start(&[
+        "--database",
+        &format!("sqlite:{}", file.display()),
+        "--demo",
+    ]);
+    let mut sub = connect(port.expect("embedded port"), "direct-sqlite").await;
+    subscribe(&sub, "users", json!({})).await;
+    let db = rusqlite::Connection::open(&file).expect("open the file");
+    let db = &db;
+    let sqlite_latency = direct_write_latency(&mut sub, |i| {
+        Box::pin(async move {
+            db.execute(
+                "INSERT INTO public_users (name, email) VALUES (?1, ?2)",
+                [format!("direct-{i}"), format!("d{i}@example.com")],
+            )
+            .expect("insert");
+        })
+    })
+    .await;
+
+    let (resume_bytes, resume_time, read_bytes, read_time) = resume_vs_read().await;
+
+    println!("## Live data at scale (`bench/live_scale.sh`)\n");
+    println!("| measure | value |\n|---|---|");
+    println!(
+        "| notifications/s, 1 instance ({WRITERS} writers, {SUBSCRIBERS} subscribers, PostgreSQL, mosquitto) | {one:.0} |"
+    );
+    println!("| notifications/s, 3 instances (`--share-group`) | {three:.0} |");
+    println!("| ratio 3 / 1 | {:.2} |", three / one);
+    println!(
+        "| PostgreSQL direct INSERT to subscriber, p50 / p99 ({LATENCY_SAMPLES} samples) | {:.1} / {:.1} ms |",
+        percentile(&pg_latency, 0.5),
+        percentile(&pg_latency, 0.99)
+    );
+    println!(
+        "| SQLite direct INSERT (other connection) to subscriber, p50 / p99 | {:.1} / {:.1} ms |",
+        percentile(&sqlite_latency, 0.5),
+        percentile(&sqlite_latency, 0.99)
+    );
+    println!(
+        "| 10,000-row view after 100 changes: resume | {resume_bytes} bytes, {:.1} ms |",
+        resume_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| 10,000-row view: full re-read | {read_bytes} bytes, {:.1} ms |",
+        read_time.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| resume / re-read | {:.3} of the bytes, {:.2} of the time |",
+        resume_bytes as f64 / read_bytes as f64,
+        resume_time.as_secs_f64() / read_time.as_secs_f64()
+    );
+}
