@@ -134,6 +134,8 @@ pub struct Handler {
     feed_wake: Arc<Notify>,
     /// When each client's activity was last told to the other instances.
     alive_told: Mutex<HashMap<String, Instant>>,
+    /// Claims made in the shared answers (prunes them every 1,000).
+    claims: std::sync::atomic::AtomicU64,
 }
 
 /// Data of a successful operation: response data and metadata.
@@ -159,6 +161,7 @@ impl Handler {
             out,
             feed_wake: Arc::new(Notify::new()),
             alive_told: Mutex::new(HashMap::new()),
+            claims: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -307,23 +310,103 @@ impl Handler {
                 }
                 let keep = is_write(&message);
                 let id = message.id.clone();
+                let shared = match id.as_deref() {
+                    Some(id) if keep && self.config.shared_alive.is_some() => {
+                        match self.claim(client_id, id).await {
+                            Claim::Mine => true,
+                            Claim::Unknown => false,
+                            Claim::Answered(first) => {
+                                tracing::debug!(
+                                    client_id,
+                                    id,
+                                    "duplicate request: another instance's answer sent again"
+                                );
+                                return self.publish(topic, first, Some(caller.request_qos)).await;
+                            }
+                            Claim::Running => {
+                                let reason = format!("request {id:?} is running on another instance: send it again with the same id for its answer");
+                                let f = fail(ErrorCode::TooManyRequests, reason);
+                                return self.respond_failure(caller, Some(id.to_string()), f).await;
+                            }
+                        }
+                    }
+                    _ => false,
+                };
                 let answer = self.answer(caller, message).await;
                 if keep {
                     // Its change (if any) is in the log: deliver it now.
                     self.feed_wake.notify_one();
                 }
-                (id, answer, keep)
+                let payload = serde_json::to_string(&answer).unwrap_or_default();
+                if let (true, Some(id)) = (shared, id.as_deref()) {
+                    let kept = (answer.success == Some(true)).then_some(payload.as_str());
+                    self.settle(client_id, id, kept).await;
+                }
+                (id, payload, keep && answer.success == Some(true))
             }
         };
-        let payload: Arc<[u8]> = match serde_json::to_vec(&answer) {
-            Ok(p) => p.into(),
-            Err(e) => return tracing::error!(error = %e, "cannot encode a message"),
-        };
-        if let (Some(id), true) = (id, keep && answer.success == Some(true)) {
+        let payload: Arc<[u8]> = answer.into_bytes().into();
+        if let (Some(id), true) = (id, keep) {
             self.dedup()
                 .record(client_id, &id, Arc::clone(&payload), Instant::now());
         }
         self.publish(topic, payload, Some(caller.request_qos)).await;
+    }
+
+    /// Shared mode: claim a write in the answers every instance sees, so a
+    /// resend that reaches another instance is not run twice.
+    async fn claim(&self, client_id: &str, id: &str) -> Claim {
+        let dialect = self.db.dialect();
+        let now = crate::clock::unix_millis();
+        if self
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 1000
+            == 999
+        {
+            let before = now.saturating_sub(ANSWERS_KEPT_MS);
+            if let Err(f) = self
+                .query(
+                    capture::prune_answers(dialect, before),
+                    ErrorCode::CreateError,
+                )
+                .await
+            {
+                tracing::warn!(error = %f.message, "cannot prune the shared answers");
+            }
+        }
+        let claim = capture::claim(dialect, client_id, id, now, CLAIM_STALE_MS);
+        match self.query(claim, ErrorCode::CreateError).await {
+            Ok(rows) if !rows.is_empty() => return Claim::Mine,
+            Ok(_) => {}
+            Err(f) => {
+                tracing::warn!(client_id, error = %f.message, "cannot claim a request in the shared answers");
+                return Claim::Unknown;
+            }
+        }
+        match self
+            .query_one(
+                capture::answer(dialect, client_id, id),
+                ErrorCode::CreateError,
+            )
+            .await
+        {
+            Ok(Some(row)) => match row.get("answer").and_then(Value::as_str) {
+                Some(answer) => Claim::Answered(answer.as_bytes().into()),
+                None => Claim::Running,
+            },
+            // Settled as failed and dropped in between: run it.
+            Ok(None) => Claim::Mine,
+            Err(_) => Claim::Unknown,
+        }
+    }
+
+    /// Keep the answer of a claimed write (`None`: it failed; drop the claim).
+    async fn settle(&self, client_id: &str, id: &str, answer: Option<&str>) {
+        let stmt = capture::settle(self.db.dialect(), client_id, id, answer);
+        if let Err(f) = self.query(stmt, ErrorCode::CreateError).await {
+            tracing::warn!(client_id, error = %f.message, "cannot keep an answer in the shared answers");
+        }
     }
 
     /// The message in `payload`, or why it cannot be read (with its id if
@@ -809,6 +892,25 @@ impl Handler {
         self.registry.find(Some(&sub.schema), &sub.entity)
     }
 }
+
+/// What the shared answers say about a write.
+enum Claim {
+    /// This instance runs it.
+    Mine,
+    /// Another instance answered it: this is the answer.
+    Answered(Arc<[u8]>),
+    /// Another instance is running it.
+    Running,
+    /// The answers could not be read (the database is down): run it.
+    Unknown,
+}
+
+/// How long shared answers are kept (as the local window: 10 minutes).
+const ANSWERS_KEPT_MS: u64 = 600_000;
+
+/// A claim without an answer this old is taken over: its instance died
+/// (a write it committed before dying then runs again; see SPEC_SERVER.md).
+const CLAIM_STALE_MS: u64 = 30_000;
 
 /// Does `message` change something, so that running it twice would differ
 /// from running it once?

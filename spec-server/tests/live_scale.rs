@@ -162,17 +162,25 @@ async fn three_instances_one_system_on_postgres() {
             .unwrap();
         ok(&answer);
     }
+    // The same request sent again reaches other instances (the broker
+    // rotates the group) and gets the first answer: it ran once.
+    let again = json!({"id": "same-create", "type": "request", "operation": "create",
+                       "entity": "items", "data": {"name": "once"}});
+    let first = ok(&writer.request(again.clone()).await.unwrap());
+    for _ in 0..5 {
+        assert_eq!(ok(&writer.request(again.clone()).await.unwrap()), first);
+    }
     // Writes from outside the servers notify too.
     pg.psql("INSERT INTO public.items (name) VALUES ('from-psql')")
         .unwrap();
     pg.psql("UPDATE public.items SET n = 7 WHERE name = 'item-0'")
         .unwrap();
     let mut seen = BTreeMap::new();
-    for _ in 0..32 {
+    for _ in 0..33 {
         collect(&mut seen, next_notification(&mut watcher).await);
     }
-    assert_eq!(seen.len(), 32, "one notification per change");
-    assert_eq!(pg.psql("SELECT count(*) FROM public.items").unwrap(), "31");
+    assert_eq!(seen.len(), 33, "one notification per change");
+    assert_eq!(pg.psql("SELECT count(*) FROM public.items").unwrap(), "32");
     let ops: Vec<_> = seen.values().filter_map(|m| m.operation).collect();
     assert_eq!(ops.iter().filter(|o| **o == Operation::Update).count(), 1);
     let mut last_seq = *seen.keys().last().unwrap();

@@ -66,7 +66,10 @@ fn sqlite_script(entities: &[&Entity]) -> String {
         "BEGIN IMMEDIATE;\n\
          CREATE TABLE IF NOT EXISTS _mqttspec_changes (\n\
            seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op TEXT NOT NULL,\n\
-           old TEXT, new TEXT);\n",
+           old TEXT, new TEXT);\n\
+         CREATE TABLE IF NOT EXISTS _mqttspec_answers (\n\
+           client_id TEXT NOT NULL, request_id TEXT NOT NULL, answer TEXT, at INTEGER NOT NULL,\n\
+           PRIMARY KEY (client_id, request_id));\n",
     );
     for entity in entities {
         let table = ident(&entity.table);
@@ -111,6 +114,9 @@ fn postgres_script(entities: &[&Entity]) -> String {
          CREATE SCHEMA IF NOT EXISTS mqttspec;\n\
          CREATE TABLE IF NOT EXISTS mqttspec.changes (\n\
            seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, old text, new text);\n\
+         CREATE TABLE IF NOT EXISTS mqttspec.answers (\n\
+           client_id text NOT NULL, request_id text NOT NULL, answer text, at bigint NOT NULL,\n\
+           PRIMARY KEY (client_id, request_id));\n\
          CREATE OR REPLACE FUNCTION mqttspec.capture() RETURNS trigger LANGUAGE plpgsql AS $f$\n\
          DECLARE s bigint;\n\
          BEGIN\n\
@@ -222,6 +228,110 @@ pub fn control(dialect: Dialect, op: &str, payload: &str) -> Statement {
         sql,
         vec![Param::Text(op.into()), Param::Text(payload.into())],
     )
+}
+
+/// The answers table: writes' answers shared by the instances, so a
+/// request resent to another instance is not run twice.
+fn answers_table(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "_mqttspec_answers",
+        Dialect::Postgres => "mqttspec.answers",
+    }
+}
+
+fn text_param(dialect: Dialect, n: usize) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}::text"),
+    }
+}
+
+/// Claim `(client_id, request_id)` at `now_ms` (milliseconds since the
+/// epoch); a claim without an answer older than `stale_ms` is taken over
+/// (its instance died). Returns a row when this instance may run it.
+pub fn claim(
+    dialect: Dialect,
+    client_id: &str,
+    request_id: &str,
+    now_ms: u64,
+    stale_ms: u64,
+) -> Statement {
+    let t = answers_table(dialect);
+    let sql = format!(
+        "INSERT INTO {t} AS a (client_id, request_id, at) VALUES ({}, {}, {}) \
+         ON CONFLICT (client_id, request_id) DO UPDATE SET at = excluded.at \
+         WHERE a.answer IS NULL AND a.at < {} RETURNING a.client_id",
+        text_param(dialect, 1),
+        text_param(dialect, 2),
+        placeholder(dialect, 3),
+        placeholder(dialect, 4)
+    );
+    (
+        sql,
+        vec![
+            Param::Text(client_id.into()),
+            Param::Text(request_id.into()),
+            number(now_ms),
+            number(now_ms.saturating_sub(stale_ms)),
+        ],
+    )
+}
+
+/// The answer kept for `(client_id, request_id)`: column `answer` (NULL
+/// while the claiming instance runs it).
+pub fn answer(dialect: Dialect, client_id: &str, request_id: &str) -> Statement {
+    let sql = format!(
+        "SELECT answer FROM {} WHERE client_id = {} AND request_id = {}",
+        answers_table(dialect),
+        text_param(dialect, 1),
+        text_param(dialect, 2)
+    );
+    (
+        sql,
+        vec![
+            Param::Text(client_id.into()),
+            Param::Text(request_id.into()),
+        ],
+    )
+}
+
+/// Keep `answer` for a claimed request; `None` drops the claim (a failed
+/// request may run again).
+pub fn settle(
+    dialect: Dialect,
+    client_id: &str,
+    request_id: &str,
+    answer: Option<&str>,
+) -> Statement {
+    let t = answers_table(dialect);
+    let (c, r) = (text_param(dialect, 1), text_param(dialect, 2));
+    let mut params = vec![
+        Param::Text(client_id.into()),
+        Param::Text(request_id.into()),
+    ];
+    let sql = match answer {
+        Some(a) => {
+            params.push(Param::Text(a.into()));
+            format!(
+                "UPDATE {t} SET answer = {} WHERE client_id = {c} AND request_id = {r} RETURNING client_id",
+                text_param(dialect, 3)
+            )
+        }
+        None => format!(
+            "DELETE FROM {t} WHERE client_id = {c} AND request_id = {r} AND answer IS NULL RETURNING client_id"
+        ),
+    };
+    (sql, params)
+}
+
+/// Forget answers older than `before_ms`.
+pub fn prune_answers(dialect: Dialect, before_ms: u64) -> Statement {
+    let sql = format!(
+        "DELETE FROM {} WHERE at < {} RETURNING client_id",
+        answers_table(dialect),
+        placeholder(dialect, 1)
+    );
+    (sql, vec![number(before_ms)])
 }
 
 #[cfg(test)]
