@@ -5,14 +5,7 @@
 # application's INSERT (PostgreSQL, SQLite) to a subscriber, and resume vs
 # full re-read of a 10,000-row live query. Prints a markdown report.
 # Results: docs/BENCHMARKS.md. Needs mosquitto and postgresql (Debian), root.
-set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
-export PATH="$HOME/.cargo/bin:$PATH"
-ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-# Same optimised build settings and target dir as bench/spec_server.sh.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/spec-bench"
-export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+source "$(dirname "$0")/../scripts/spec-bench-env.sh"
 echo "building mqttspec-server and live_bench (release) into $CARGO_TARGET_DIR ..." >&2
 cargo build --release -q -p spec-server --bin mqttspec-server --example live_bench
 export MQTTSPEC_SERVER_BIN="$CARGO_TARGET_DIR/release/mqttspec-server"
