@@ -70,6 +70,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// The handler it feeds.
+    pub fn handler(&self) -> &Arc<Handler> {
+        &self.handler
+    }
+
     /// A dispatcher feeding `handler`; spawns the refusal task.
     pub fn new(handler: Arc<Handler>, limits: ClientLimits) -> Arc<Self> {
         let (refusals, mut rx) = mpsc::channel::<Refusal>(REFUSALS_QUEUED);

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mqttspec_proto::filter::between_bounds;
-use mqttspec_proto::response::{failure, notification, pong, success, Resume, SubscribeData};
+use mqttspec_proto::response::{
+    failure, notification, pong, subscription_lost, success, Resume, SubscribeData,
+};
 use mqttspec_proto::topic::{notify_topic, response_topic};
 use mqttspec_proto::{
     require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row,
@@ -110,11 +112,20 @@ pub struct HandlerConfig {
     /// Most rows one read returns (`None`: no cap). A larger or missing
     /// `limit` is lowered to it; `metadata.total` still counts every match.
     pub max_rows: Option<u64>,
-    /// Several instances share the requests (`$share/...`): an unsubscribe
-    /// for a subscription another instance holds, and a client's activity
-    /// (for the idle expiry, every this often), go through the change log
-    /// to every instance. `None`: this instance is alone.
-    pub shared_alive: Option<std::time::Duration>,
+    /// Several instances share the requests (`$share/...`); `None`: this
+    /// instance is alone.
+    pub shared: Option<SharedMode>,
+}
+
+/// How an instance works with the others of its group.
+#[derive(Debug, Clone)]
+pub struct SharedMode {
+    /// This instance's name (its broker client id): owner of the
+    /// subscriptions it holds, and the name its will carries.
+    pub instance: String,
+    /// A client's activity is told to the other instances (through the
+    /// change log, for their idle expiry) at most this often.
+    pub alive_every: std::time::Duration,
 }
 
 /// Answers requests of all clients.
@@ -260,6 +271,16 @@ impl Handler {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
         let dropped = self.subs().remove_client(client_id);
+        if let (Some(_), Ok(runtime)) = (&self.config.shared, tokio::runtime::Handle::try_current())
+        {
+            let db = Arc::clone(&self.db);
+            let stmt = capture::subscriptions_dropped(db.dialect(), client_id, None);
+            runtime.spawn(async move {
+                if let Err(e) = db.query(stmt.0, stmt.1).await {
+                    tracing::warn!(error = %e, "cannot forget the shared subscriptions of a client");
+                }
+            });
+        }
         self.alive_told
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -311,7 +332,7 @@ impl Handler {
                 let keep = is_write(&message);
                 let id = message.id.clone();
                 let shared = match id.as_deref() {
-                    Some(id) if keep && self.config.shared_alive.is_some() => {
+                    Some(id) if keep && self.config.shared.is_some() => {
                         match self.claim(client_id, id).await {
                             Claim::Mine => true,
                             Claim::Unknown => false,
@@ -547,6 +568,11 @@ impl Handler {
                     .and_then(|r| r["subscription_id"].as_str());
                 if let Some(id) = id {
                     self.subs().remove(client_id, id);
+                    if self.config.shared.is_some() {
+                        let stmt =
+                            capture::subscriptions_dropped(self.db.dialect(), client_id, Some(id));
+                        let _ = self.query(stmt, ErrorCode::InvalidSubscription).await;
+                    }
                 }
             }
             return Err(refused.into());
@@ -703,19 +729,29 @@ impl Handler {
             }
         });
         let replay = since.filter(|_| resume == Some(Resume::Replayed));
-        let mut subs = self.subs();
-        let id = subs.next_id();
-        subs.add(Subscription {
-            id: id.clone(),
-            client_id: client_id.to_string(),
-            schema: entity.schema.clone(),
-            entity: entity.name.clone(),
-            filters: ctx.options.filters.clone(),
-            options: ctx.options.clone(),
-            after: replay.unwrap_or(0),
-            replay,
-        });
-        drop(subs);
+        let id = {
+            let mut subs = self.subs();
+            let id = subs.next_id();
+            subs.add(Subscription {
+                id: id.clone(),
+                client_id: client_id.to_string(),
+                schema: entity.schema.clone(),
+                entity: entity.name.clone(),
+                filters: ctx.options.filters.clone(),
+                options: ctx.options.clone(),
+                after: replay.unwrap_or(0),
+                replay,
+            });
+            id
+        };
+        if let Some(shared) = &self.config.shared {
+            let stmt =
+                capture::subscription_held(self.db.dialect(), &id, client_id, &shared.instance);
+            if let Err(f) = self.query(stmt, ErrorCode::InvalidSubscription).await {
+                self.subs().remove(client_id, &id);
+                return Err(f);
+            }
+        }
         if replay.is_some() {
             self.feed_wake.notify_one();
         }
@@ -752,9 +788,9 @@ impl Handler {
     }
 
     /// Shared mode: tell the other instances that `client_id` is active (at
-    /// most every `shared_alive`), so none expires its subscriptions.
+    /// most every `alive_every`), so none expires its subscriptions.
     async fn tell_alive(&self, client_id: &str) {
-        let Some(every) = self.config.shared_alive else {
+        let Some(every) = self.config.shared.as_ref().map(|s| s.alive_every) else {
             return;
         };
         let now = Instant::now();
@@ -801,7 +837,13 @@ impl Handler {
         self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
         self.hooks.run(HookPoint::BeforeUnsubscribe, &mut ctx)?;
         let held_here = self.subs().remove(client_id, &sub_id).is_some();
-        if !held_here && self.config.shared_alive.is_some() {
+        if self.config.shared.is_some() {
+            let stmt = capture::subscriptions_dropped(self.db.dialect(), client_id, Some(&sub_id));
+            if let Err(f) = self.query(stmt, ErrorCode::InvalidSubscription).await {
+                tracing::warn!(client_id, error = %f.message, "cannot forget a shared subscription");
+            }
+        }
+        if !held_here && self.config.shared.is_some() {
             // Another instance may hold it: its feed drops it.
             self.log_control(ChangeOp::Unsubscribe, client_id, Some(&sub_id))
                 .await;
@@ -872,6 +914,33 @@ impl Handler {
                 );
             }
             _ => {}
+        }
+    }
+
+    /// Instance `owner` died (its will arrived), or this instance starts
+    /// again under the name of an earlier one: tell each client whose
+    /// subscription it held (`subscription_lost` on the notify topic), so
+    /// the client subscribes again with `since` and misses nothing.
+    pub async fn instance_gone(&self, owner: &str) {
+        let stmt = capture::subscriptions_of(self.db.dialect(), owner);
+        let rows = match self.query(stmt, ErrorCode::InvalidSubscription).await {
+            Ok(rows) => rows,
+            Err(f) => {
+                return tracing::warn!(owner, error = %f.message, "cannot read the subscriptions of a stopped instance")
+            }
+        };
+        tracing::info!(
+            owner,
+            subscriptions = rows.len(),
+            "instance gone: telling its subscribers"
+        );
+        for row in rows {
+            let field = |name: &str| row.get(name).and_then(Value::as_str);
+            if let (Some(id), Some(client_id)) = (field("id"), field("client_id")) {
+                let topic = notify_topic(&self.config.prefix, client_id, id);
+                self.send(topic, &subscription_lost(id, now_rfc3339()), None)
+                    .await;
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use crate::broker::external::{self, ExternalConfig};
 use crate::db::{self, capture, Database};
 use crate::dispatch::{ClientLimits, Dispatcher};
 use crate::feed;
-use crate::handler::{Handler, HandlerConfig};
+use crate::handler::{Handler, HandlerConfig, SharedMode};
 use crate::hooks::Hooks;
 use crate::registry::{ModelsConfig, Registry};
 
@@ -120,12 +120,13 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         .first()
         .and_then(|r| r.get("head").and_then(serde_json::Value::as_u64))
         .unwrap_or(0);
-    let shared_alive = match &config.broker {
-        BrokerMode::External(e) if e.share_group.is_some() => Some(
-            config
+    let shared = match &config.broker {
+        BrokerMode::External(e) if e.share_group.is_some() => Some(SharedMode {
+            instance: e.client_id.clone(),
+            alive_every: config
                 .subscription_ttl
                 .map_or(Duration::from_secs(30), |ttl| ttl / 4),
-        ),
+        }),
         _ => None,
     };
     let (out_tx, out_rx) = mpsc::channel(OUTBOX);
@@ -138,7 +139,7 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
             prefix: config.prefix.clone(),
             max_payload: config.max_payload,
             max_rows: config.max_rows,
-            shared_alive,
+            shared,
         },
         out_tx,
     ));
@@ -153,6 +154,15 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         head,
         config.change_log_retain,
     ));
+    if let BrokerMode::External(ExternalConfig {
+        share_group: Some(_),
+        client_id,
+        ..
+    }) = &config.broker
+    {
+        // Subscriptions an earlier run under this name held are gone.
+        handler.instance_gone(client_id).await;
+    }
     let dispatcher = Dispatcher::new(Arc::clone(&handler), config.client_limits);
     let (mut mqtt_addr, mut ws_addr) = (None, None);
     match config.broker {

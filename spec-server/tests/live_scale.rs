@@ -46,6 +46,17 @@ async fn subscribe_to(c: &SpecClient, entity: &str, since: Option<u64>) -> Subsc
     serde_json::from_value(ok(&answer)).unwrap()
 }
 
+async fn subscribe_to_with(
+    c: &SpecClient,
+    entity: &str,
+    options: serde_json::Value,
+) -> SubscribeData {
+    let entity = EntityRef::parse(entity, None);
+    let mut value = serde_json::to_value(subscribe(String::new(), &entity, Some(options))).unwrap();
+    value.as_object_mut().unwrap().remove("id");
+    serde_json::from_value(ok(&c.request(value).await.unwrap())).unwrap()
+}
+
 async fn next_notification(c: &mut SpecClient) -> Message {
     c.notification(WAIT)
         .await
@@ -126,7 +137,12 @@ fn instance(pg_url: &str, schema: &str, mqtt_port: u16, name: &str) -> Server {
 
 /// Notifications by sequence (a change seen through two subscriptions, or
 /// twice, counts once); panics on a sequence that names two changes.
+/// A `subscription_lost` (its holder died) is skipped: the watcher
+/// resubscribes from its last sequence in any case.
 fn collect(into: &mut BTreeMap<u64, Message>, n: Message) {
+    if n.error.as_ref().is_some_and(|e| e.code == "subscription_lost") {
+        return;
+    }
     let seq = n.seq.expect("notifications carry a sequence").get();
     let key = |m: &Message| (m.operation, m.data.as_ref().map(|d| d["id"].clone()));
     if let Some(seen) = into.get(&seq) {
@@ -194,6 +210,16 @@ async fn three_instances_one_system_on_postgres() {
         .unwrap();
     ok(&gone);
 
+    // Six subscriptions spread over the instances (the broker rotates the
+    // group), on a marker row only.
+    let mut lost_watch = client(port, "lost-watch").await;
+    let marker = json!({"filters": [{"column": "name", "operator": "eq", "value": "marker"}]});
+    let mut watched = HashSet::new();
+    for _ in 0..6 {
+        let s = subscribe_to_with(&lost_watch, "public.items", marker.clone()).await;
+        watched.insert(s.subscription_id);
+    }
+
     // Steady writes while one instance is killed and started again: no
     // request runs twice, and the watcher, resubscribing from its last
     // sequence, hears of every row.
@@ -230,6 +256,27 @@ async fn three_instances_one_system_on_postgres() {
             .unwrap(),
         "150"
     );
+
+    // Each marker subscription either still delivers, or was told by a
+    // surviving instance that its holder died (it would resubscribe).
+    ok(&watcher
+        .request(
+            json!({"type": "request", "operation": "create", "entity": "items",
+                        "data": {"name": "marker"}}),
+        )
+        .await
+        .unwrap());
+    let mut lost = 0;
+    while !watched.is_empty() {
+        let m = next_notification(&mut lost_watch).await;
+        let id = m.subscription_id.clone().unwrap();
+        assert!(watched.remove(&id), "one message per subscription: {m:?}");
+        if m.operation.is_none() {
+            assert_eq!(m.error.unwrap().code, "subscription_lost");
+            lost += 1;
+        }
+    }
+    assert!(lost > 0, "the killed instance held some of the six");
 
     // The watcher resubscribes from its last sequence (its subscription may
     // have lived on the killed instance) and drops the old one.

@@ -84,6 +84,24 @@ pub fn notification(
     }
 }
 
+/// Sent on a subscription's notify topic when the server instance holding
+/// it stopped: the client subscribes again, with `options.since` to get
+/// what it missed.
+pub fn subscription_lost(subscription_id: &str, timestamp: String) -> Message {
+    Message {
+        kind: Some(MessageType::Error),
+        subscription_id: Some(subscription_id.to_string()),
+        success: Some(false),
+        error: Some(ErrorBody {
+            code: ErrorCode::SubscriptionLost.as_str().to_string(),
+            message: "the server instance holding this subscription stopped: subscribe again with options.since set to the last seq applied".into(),
+            details: None,
+        }),
+        timestamp: Some(timestamp),
+        ..Message::default()
+    }
+}
+
 /// How a subscribe with `since` was honoured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,8 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqttspec_proto::topic::{client_id_of_request, server_request_filter, shared_filter};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use mqttspec_proto::topic::{
+    client_id_of_request, instance_gone_topic, instance_of_gone, server_request_filter,
+    shared_filter,
+};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::mpsc;
 
 use crate::dispatch::Dispatcher;
@@ -107,9 +112,18 @@ pub fn parse_broker_url(url: &str) -> anyhow::Result<BrokerUrl> {
     })
 }
 
-fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
+fn options(config: &ExternalConfig, prefix: &str) -> anyhow::Result<MqttOptions> {
     let url = parse_broker_url(&config.url)?;
     let mut options = MqttOptions::new(&config.client_id, &url.host, url.port);
+    if config.share_group.is_some() {
+        // The broker tells the other instances when this one dies.
+        options.set_last_will(LastWill::new(
+            instance_gone_topic(prefix, &config.client_id),
+            config.client_id.clone(),
+            QoS::AtLeastOnce,
+            false,
+        ));
+    }
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
@@ -152,7 +166,12 @@ pub async fn start(
     mut outgoing: mpsc::Receiver<Outgoing>,
     connect_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(options(&config)?, 1024);
+    let (client, mut eventloop) = AsyncClient::new(options(&config, prefix)?, 1024);
+    // Wills of the other instances of the group (one of us takes each).
+    let wills = config
+        .share_group
+        .as_ref()
+        .map(|group| shared_filter(group, &instance_gone_topic(prefix, "+")));
     let filter = match &config.share_group {
         Some(group) => shared_filter(group, &server_request_filter(prefix)),
         None => server_request_filter(prefix),
@@ -172,6 +191,11 @@ pub async fn start(
                     if let Err(e) = subscriber.try_subscribe(&filter, qos) {
                         tracing::error!(error = %e, "cannot subscribe to requests");
                     }
+                    if let Some(wills) = &wills {
+                        if let Err(e) = subscriber.try_subscribe(wills, QoS::AtLeastOnce) {
+                            tracing::error!(error = %e, "cannot subscribe to the instances' wills");
+                        }
+                    }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     let refused = ack
@@ -188,6 +212,14 @@ pub async fn start(
                     }
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(outcome);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish)))
+                    if instance_of_gone(&prefix, &publish.topic).is_some() =>
+                {
+                    if let Some(instance) = instance_of_gone(&prefix, &publish.topic) {
+                        let handler = Arc::clone(dispatcher.handler());
+                        tokio::spawn(async move { handler.instance_gone(&instance).await });
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

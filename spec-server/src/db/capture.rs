@@ -69,7 +69,9 @@ fn sqlite_script(entities: &[&Entity]) -> String {
            old TEXT, new TEXT);\n\
          CREATE TABLE IF NOT EXISTS _mqttspec_answers (\n\
            client_id TEXT NOT NULL, request_id TEXT NOT NULL, answer TEXT, at INTEGER NOT NULL,\n\
-           PRIMARY KEY (client_id, request_id));\n",
+           PRIMARY KEY (client_id, request_id));\n\
+         CREATE TABLE IF NOT EXISTS _mqttspec_subscriptions (\n\
+           id TEXT PRIMARY KEY, client_id TEXT NOT NULL, owner TEXT NOT NULL);\n",
     );
     for entity in entities {
         let table = ident(&entity.table);
@@ -117,6 +119,8 @@ fn postgres_script(entities: &[&Entity]) -> String {
          CREATE TABLE IF NOT EXISTS mqttspec.answers (\n\
            client_id text NOT NULL, request_id text NOT NULL, answer text, at bigint NOT NULL,\n\
            PRIMARY KEY (client_id, request_id));\n\
+         CREATE TABLE IF NOT EXISTS mqttspec.subscriptions (\n\
+           id text PRIMARY KEY, client_id text NOT NULL, owner text NOT NULL);\n\
          CREATE OR REPLACE FUNCTION mqttspec.capture() RETURNS trigger LANGUAGE plpgsql AS $f$\n\
          DECLARE s bigint;\n\
          BEGIN\n\
@@ -322,6 +326,62 @@ pub fn settle(
         ),
     };
     (sql, params)
+}
+
+fn subscriptions_table(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "_mqttspec_subscriptions",
+        Dialect::Postgres => "mqttspec.subscriptions",
+    }
+}
+
+/// Record that instance `owner` holds subscription `id` of `client_id`
+/// (so that another instance can tell the client when `owner` dies).
+pub fn subscription_held(dialect: Dialect, id: &str, client_id: &str, owner: &str) -> Statement {
+    let sql = format!(
+        "INSERT INTO {} (id, client_id, owner) VALUES ({}, {}, {}) RETURNING id",
+        subscriptions_table(dialect),
+        text_param(dialect, 1),
+        text_param(dialect, 2),
+        text_param(dialect, 3)
+    );
+    (
+        sql,
+        vec![
+            Param::Text(id.into()),
+            Param::Text(client_id.into()),
+            Param::Text(owner.into()),
+        ],
+    )
+}
+
+/// Forget the subscriptions of `client_id` (all, or only `id`).
+pub fn subscriptions_dropped(dialect: Dialect, client_id: &str, id: Option<&str>) -> Statement {
+    let t = subscriptions_table(dialect);
+    let mut params = vec![Param::Text(client_id.into())];
+    let one = match id {
+        Some(id) => {
+            params.push(Param::Text(id.into()));
+            format!(" AND id = {}", text_param(dialect, 2))
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "DELETE FROM {t} WHERE client_id = {}{one} RETURNING id",
+        text_param(dialect, 1)
+    );
+    (sql, params)
+}
+
+/// Take (delete and return: `id`, `client_id`) the subscriptions `owner`
+/// held; atomic, so one instance tells each client once.
+pub fn subscriptions_of(dialect: Dialect, owner: &str) -> Statement {
+    let sql = format!(
+        "DELETE FROM {} WHERE owner = {} RETURNING id, client_id",
+        subscriptions_table(dialect),
+        text_param(dialect, 1)
+    );
+    (sql, vec![Param::Text(owner.into())])
 }
 
 /// Forget answers older than `before_ms`.
