@@ -113,11 +113,16 @@ const BATCH: u64 = 1000;
 /// Tail the log from `position` (the newest sequence at start) forever.
 pub async fn run(handler: Arc<Handler>, wake: Arc<Notify>, mut position: u64, retain: u64) {
     let dialect = handler.db().dialect();
-    let mut since_prune = 0u64;
+    // Other programs may have filled the log while no server ran: prune once
+    // at start, then every BATCH (or `retain`) changes.
+    let mut since_prune = u64::MAX;
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if !std::mem::take(&mut first) {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
         }
         for (id, since) in handler.pending_replays() {
             replay(&handler, &id, since, position).await;
@@ -138,7 +143,7 @@ pub async fn run(handler: Arc<Handler>, wake: Arc<Notify>, mut position: u64, re
                     continue;
                 };
                 position = position.max(change.seq);
-                since_prune += 1;
+                since_prune = since_prune.saturating_add(1);
                 apply(&handler, &change).await;
             }
             if fetched < BATCH {

@@ -140,7 +140,10 @@ fn instance(pg_url: &str, schema: &str, mqtt_port: u16, name: &str) -> Server {
 /// A `subscription_lost` (its holder died) is skipped: the watcher
 /// resubscribes from its last sequence in any case.
 fn collect(into: &mut BTreeMap<u64, Message>, n: Message) {
-    if n.error.as_ref().is_some_and(|e| e.code == "subscription_lost") {
+    if n.error
+        .as_ref()
+        .is_some_and(|e| e.code == "subscription_lost")
+    {
         return;
     }
     let seq = n.seq.expect("notifications carry a sequence").get();
