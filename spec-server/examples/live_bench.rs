@@ -84,8 +84,94 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-/// Notifications/s with `instances` servers on one broker and database.
-async fn fan_out(pg: &Postgres, broker: u16, instances: usize, round: usize) -> f64 {
+/// `(busy, total)` jiffies of all cores since boot (`/proc/stat`).
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    // idle + iowait
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU jiffies (user + system) of process `pid` so far.
+fn proc_jiffies(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum()
+}
+
+/// CPU jiffies of every process whose command is `comm`.
+fn comm_jiffies(comm: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .map(proc_jiffies)
+        .sum()
+}
+
+/// Where the CPU went during a phase: jiffies of the servers, mosquitto,
+/// PostgreSQL and this process (subscribers and writers).
+#[derive(Default, Clone, Copy)]
+struct Split {
+    servers: u64,
+    mosquitto: u64,
+    postgres: u64,
+    bench: u64,
+}
+
+fn split(servers: &[u32], mosquitto: u32) -> Split {
+    Split {
+        servers: servers.iter().map(|p| proc_jiffies(*p)).sum(),
+        mosquitto: proc_jiffies(mosquitto),
+        postgres: comm_jiffies("postgres"),
+        bench: proc_jiffies(std::process::id()),
+    }
+}
+
+impl Split {
+    fn since(self, before: Split) -> String {
+        let all = (self.servers + self.mosquitto + self.postgres + self.bench)
+            .saturating_sub(before.servers + before.mosquitto + before.postgres + before.bench)
+            .max(1) as f64;
+        let pct = |a: u64, b: u64| a.saturating_sub(b) as f64 * 100.0 / all;
+        format!(
+            "servers {:.0} %, PostgreSQL {:.0} %, mosquitto {:.0} %, clients {:.0} %",
+            pct(self.servers, before.servers),
+            pct(self.postgres, before.postgres),
+            pct(self.mosquitto, before.mosquitto),
+            pct(self.bench, before.bench)
+        )
+    }
+}
+
+/// Notifications/s with `instances` servers on one broker and database,
+/// and how busy the machine's cores were meanwhile (0..1, all processes).
+async fn fan_out(
+    pg: &Postgres,
+    mosquitto: &Mosquitto,
+    instances: usize,
+    round: usize,
+) -> (f64, f64, String) {
+    let broker = mosquitto.tcp_port;
     let url = pg.url();
     let broker_url = format!("mqtt://127.0.0.1:{broker}");
     let servers: Vec<Proc> = (0..instances)
@@ -114,6 +200,9 @@ async fn fan_out(pg: &Postgres, broker: u16, instances: usize, round: usize) -> 
         writers.push(Arc::new(connect(broker, &format!("w-{round}-{w}")).await));
     }
     let expected = WRITERS * CREATES_PER_WRITER;
+    let cpu_before = cpu_jiffies();
+    let pids: Vec<u32> = servers.iter().map(Proc::pid).collect();
+    let split_before = split(&pids, mosquitto.proc.pid());
     let started = Instant::now();
     let receivers: Vec<_> = subscribers
         .into_iter()
@@ -151,8 +240,11 @@ async fn fan_out(pg: &Postgres, broker: u16, instances: usize, round: usize) -> 
         r.await.expect("subscriber");
     }
     let rate = (expected * SUBSCRIBERS) as f64 / started.elapsed().as_secs_f64();
+    let cpu_after = cpu_jiffies();
+    let where_to = split(&pids, mosquitto.proc.pid()).since(split_before);
+    let busy = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
     drop(servers);
-    rate
+    (rate, busy, where_to)
 }
 
 /// One write of another application (boxed: the two databases differ).
@@ -234,9 +326,9 @@ async fn main() {
     eprintln!(
         "PostgreSQL and mosquitto up; {WRITERS} writers x {CREATES_PER_WRITER} creates, {SUBSCRIBERS} subscribers"
     );
-    let one = fan_out(&pg, broker, 1, 1).await;
+    let (one, one_busy, one_split) = fan_out(&pg, &mosquitto, 1, 1).await;
     eprintln!("1 instance: {one:.0} notifications/s");
-    let three = fan_out(&pg, broker, 3, 3).await;
+    let (three, three_busy, three_split) = fan_out(&pg, &mosquitto, 3, 3).await;
     eprintln!("3 instances: {three:.0} notifications/s");
 
     // Direct writes: PostgreSQL through another application's connection.
@@ -295,11 +387,18 @@ async fn main() {
 
     println!("## Live data at scale (`bench/live_scale.sh`)\n");
     println!("| measure | value |\n|---|---|");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "| notifications/s, 1 instance ({WRITERS} writers, {SUBSCRIBERS} subscribers, PostgreSQL, mosquitto) | {one:.0} |"
+        "| notifications/s, 1 instance ({WRITERS} writers, {SUBSCRIBERS} subscribers, PostgreSQL, mosquitto) | {one:.0} (cores busy {:.0} % of {cores}) |",
+        one_busy * 100.0
     );
-    println!("| notifications/s, 3 instances (`--share-group`) | {three:.0} |");
+    println!(
+        "| notifications/s, 3 instances (`--share-group`) | {three:.0} (cores busy {:.0} % of {cores}) |",
+        three_busy * 100.0
+    );
     println!("| ratio 3 / 1 | {:.2} |", three / one);
+    println!("| CPU split, 1 instance | {one_split} |");
+    println!("| CPU split, 3 instances | {three_split} |");
     println!(
         "| PostgreSQL direct INSERT to subscriber, p50 / p99 ({LATENCY_SAMPLES} samples) | {:.1} / {:.1} ms |",
         percentile(&pg_latency, 0.5),
