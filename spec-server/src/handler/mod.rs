@@ -5,14 +5,11 @@
 //! delivery gets the first answer again ([`crate::dedup`]).
 
 use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mqttspec_proto::filter::between_bounds;
-use mqttspec_proto::response::{
-    failure, notification, pong, subscription_lost, success, Resume, SubscribeData,
-};
+use mqttspec_proto::response::{failure, pong, success, Resume, SubscribeData};
 use mqttspec_proto::topic::{notify_topic, response_topic};
 use mqttspec_proto::{
     require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row,
@@ -25,10 +22,16 @@ use crate::db::capture;
 use crate::db::sql::{SqlBuilder, Statement};
 use crate::db::{Database, Entity};
 use crate::dedup::{Dedup, Limits};
-use crate::feed::{Change, ChangeOp};
+use crate::feed::ChangeOp;
 use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
 use crate::registry::Registry;
-use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
+use crate::subscriptions::{Subscription, Subscriptions};
+
+mod changes;
+mod instances;
+
+use instances::Claim;
+pub use instances::SharedMode;
 
 /// A publish the server wants to make.
 #[derive(Debug, Clone)]
@@ -115,17 +118,6 @@ pub struct HandlerConfig {
     /// Several instances share the requests (`$share/...`); `None`: this
     /// instance is alone.
     pub shared: Option<SharedMode>,
-}
-
-/// How an instance works with the others of its group.
-#[derive(Debug, Clone)]
-pub struct SharedMode {
-    /// This instance's name (its broker client id): owner of the
-    /// subscriptions it holds, and the name its will carries.
-    pub instance: String,
-    /// A client's activity is told to the other instances (through the
-    /// change log, for their idle expiry) at most this often.
-    pub alive_every: std::time::Duration,
 }
 
 /// Answers requests of all clients.
@@ -372,62 +364,6 @@ impl Handler {
                 .record(client_id, &id, Arc::clone(&payload), Instant::now());
         }
         self.publish(topic, payload, Some(caller.request_qos)).await;
-    }
-
-    /// Shared mode: claim a write in the answers every instance sees, so a
-    /// resend that reaches another instance is not run twice.
-    async fn claim(&self, client_id: &str, id: &str) -> Claim {
-        let dialect = self.db.dialect();
-        let now = crate::clock::unix_millis();
-        if self
-            .claims
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % 1000
-            == 999
-        {
-            let before = now.saturating_sub(ANSWERS_KEPT_MS);
-            if let Err(f) = self
-                .query(
-                    capture::prune_answers(dialect, before),
-                    ErrorCode::CreateError,
-                )
-                .await
-            {
-                tracing::warn!(error = %f.message, "cannot prune the shared answers");
-            }
-        }
-        let claim = capture::claim(dialect, client_id, id, now, CLAIM_STALE_MS);
-        match self.query(claim, ErrorCode::CreateError).await {
-            Ok(rows) if !rows.is_empty() => return Claim::Mine,
-            Ok(_) => {}
-            Err(f) => {
-                tracing::warn!(client_id, error = %f.message, "cannot claim a request in the shared answers");
-                return Claim::Unknown;
-            }
-        }
-        match self
-            .query_one(
-                capture::answer(dialect, client_id, id),
-                ErrorCode::CreateError,
-            )
-            .await
-        {
-            Ok(Some(row)) => match row.get("answer").and_then(Value::as_str) {
-                Some(answer) => Claim::Answered(answer.as_bytes().into()),
-                None => Claim::Running,
-            },
-            // Settled as failed and dropped in between: run it.
-            Ok(None) => Claim::Mine,
-            Err(_) => Claim::Unknown,
-        }
-    }
-
-    /// Keep the answer of a claimed write (`None`: it failed; drop the claim).
-    async fn settle(&self, client_id: &str, id: &str, answer: Option<&str>) {
-        let stmt = capture::settle(self.db.dialect(), client_id, id, answer);
-        if let Err(f) = self.query(stmt, ErrorCode::CreateError).await {
-            tracing::warn!(client_id, error = %f.message, "cannot keep an answer in the shared answers");
-        }
     }
 
     /// The message in `payload`, or why it cannot be read (with its id if
@@ -787,35 +723,6 @@ impl Handler {
         Ok((get("floor"), get("head")))
     }
 
-    /// Shared mode: tell the other instances that `client_id` is active (at
-    /// most every `alive_every`), so none expires its subscriptions.
-    async fn tell_alive(&self, client_id: &str) {
-        let Some(every) = self.config.shared.as_ref().map(|s| s.alive_every) else {
-            return;
-        };
-        let now = Instant::now();
-        {
-            let mut told = self.alive_told.lock().unwrap_or_else(|p| p.into_inner());
-            match told.get(client_id) {
-                Some(at) if now.duration_since(*at) < every => return,
-                _ => told.insert(client_id.to_string(), now),
-            };
-        }
-        self.log_control(ChangeOp::Alive, client_id, None).await;
-    }
-
-    /// Write a control entry for every instance's feed.
-    async fn log_control(&self, op: ChangeOp, client_id: &str, subscription_id: Option<&str>) {
-        let payload = json!({"client_id": client_id, "subscription_id": subscription_id});
-        let stmt = capture::control(self.db.dialect(), op.as_str(), &payload.to_string());
-        match self.query(stmt, ErrorCode::InvalidSubscription).await {
-            Ok(_) => self.feed_wake.notify_one(),
-            Err(f) => {
-                tracing::warn!(client_id, error = %f.message, "cannot write to the change log")
-            }
-        }
-    }
-
     async fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
         let client_id = caller.client_id.as_str();
         let sub_id = message
@@ -857,129 +764,7 @@ impl Handler {
         self.hooks.run(HookPoint::AfterUnsubscribe, &mut ctx)?;
         Ok((ctx.result.take().unwrap_or(Value::Null), None))
     }
-
-    /// Publish the notifications of one logged change: to every live
-    /// subscription on its entity, or (a resume's replay) to `only`.
-    pub(crate) async fn deliver(&self, entity: &Entity, change: &Change, only: Option<&str>) {
-        let ts = now_rfc3339();
-        let operation = change.op.operation();
-        let messages: Vec<(String, Message)> = self
-            .subs()
-            .on_entity(&entity.schema, &entity.name)
-            .filter(|sub| match only {
-                Some(id) => sub.id == id,
-                None => sub.replay.is_none() && change.seq > sub.after,
-            })
-            .filter_map(|sub| {
-                let row = notification_for(
-                    &sub.filters,
-                    operation?,
-                    change.old.as_ref(),
-                    change.new.as_ref(),
-                )?;
-                let data = Value::Object(project(row, &sub.options));
-                let message = notification(
-                    operation?,
-                    &sub.id,
-                    &entity.schema,
-                    &entity.name,
-                    data,
-                    ts.clone(),
-                    NonZeroU64::new(change.seq),
-                );
-                let topic = notify_topic(&self.config.prefix, &sub.client_id, &sub.id);
-                Some((topic, message))
-            })
-            .collect();
-        tracing::debug!(entity = %entity.full_name(), seq = change.seq, op = ?change.op, notifications = messages.len(), "change");
-        for (topic, message) in messages {
-            self.send(topic, &message, None).await;
-        }
-    }
-
-    /// A control entry from the log (any instance wrote it).
-    pub(crate) fn control(&self, change: &Change) {
-        let payload = change.new.as_ref();
-        let field = |name: &str| payload.and_then(|p| p.get(name)).and_then(Value::as_str);
-        let Some(client_id) = field("client_id") else {
-            return;
-        };
-        match (change.op, field("subscription_id")) {
-            (ChangeOp::Alive, _) => self.subs().refresh(client_id),
-            (ChangeOp::Unsubscribe, Some(id)) if self.subs().remove(client_id, id).is_some() => {
-                tracing::debug!(
-                    client_id,
-                    subscription_id = id,
-                    "unsubscribed through another instance"
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// Instance `owner` died (its will arrived), or this instance starts
-    /// again under the name of an earlier one: tell each client whose
-    /// subscription it held (`subscription_lost` on the notify topic), so
-    /// the client subscribes again with `since` and misses nothing.
-    pub async fn instance_gone(&self, owner: &str) {
-        let stmt = capture::subscriptions_of(self.db.dialect(), owner);
-        let rows = match self.query(stmt, ErrorCode::InvalidSubscription).await {
-            Ok(rows) => rows,
-            Err(f) => {
-                return tracing::warn!(owner, error = %f.message, "cannot read the subscriptions of a stopped instance")
-            }
-        };
-        tracing::info!(
-            owner,
-            subscriptions = rows.len(),
-            "instance gone: telling its subscribers"
-        );
-        for row in rows {
-            let field = |name: &str| row.get(name).and_then(Value::as_str);
-            if let (Some(id), Some(client_id)) = (field("id"), field("client_id")) {
-                let topic = notify_topic(&self.config.prefix, client_id, id);
-                self.send(topic, &subscription_lost(id, now_rfc3339()), None)
-                    .await;
-            }
-        }
-    }
-
-    /// Subscriptions waiting for their replay: `(id, since)`.
-    pub(crate) fn pending_replays(&self) -> Vec<(String, u64)> {
-        self.subs().pending_replays()
-    }
-
-    /// The replay of subscription `id` is done: it is live from now on.
-    pub(crate) fn replayed(&self, id: &str) {
-        self.subs().replayed(id);
-    }
-
-    /// The entity of subscription `id`, if it still exists.
-    pub(crate) fn entity_of(&self, id: &str) -> Option<Arc<Entity>> {
-        let subs = self.subs();
-        let sub = subs.get(id)?;
-        self.registry.find(Some(&sub.schema), &sub.entity)
-    }
 }
-
-/// What the shared answers say about a write.
-enum Claim {
-    /// This instance runs it.
-    Mine,
-    /// Another instance answered it: this is the answer.
-    Answered(Arc<[u8]>),
-    /// Another instance is running it.
-    Running,
-    /// The answers could not be read (the database is down): run it.
-    Unknown,
-}
-
-/// How long shared answers are kept (as the local window: 10 minutes).
-const ANSWERS_KEPT_MS: u64 = 600_000;
-
-/// A claim without an answer this old is taken over: its instance died
-/// (a write it committed before dying then runs again; see SPEC_SERVER.md).
-const CLAIM_STALE_MS: u64 = 30_000;
 
 /// Does `message` change something, so that running it twice would differ
 /// from running it once?
