@@ -662,3 +662,62 @@ fn live_views_equal_fresh_reads_across_instances_and_outside_writes() {
         })
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.db");
+    let url = format!("sqlite:{}", file.display());
+    let mosquitto = Mosquitto::start("").unwrap();
+    let port = mosquitto.tcp_port;
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    let _servers: Vec<Server> = ["file-a", "file-b"]
+        .iter()
+        .map(|name| {
+            start_server(
+                &[
+                    "--broker-url",
+                    &broker,
+                    "--client-id",
+                    name,
+                    "--share-group",
+                    "files",
+                    "--database",
+                    &url,
+                    "--demo",
+                ],
+                Some(port),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut watcher = client(port, "file-watcher").await;
+    subscribe_to(&watcher, "public.users", None).await;
+    let writer = client(port, "file-writer").await;
+    for i in 0..10 {
+        ok(&writer
+            .request(json!({"type": "request", "operation": "create", "entity": "users",
+                            "data": {"name": format!("u{i}"), "email": format!("u{i}@example.com")}}))
+            .await
+            .unwrap());
+    }
+    sqlite3(
+        &file,
+        "UPDATE public_users SET status = 'x' WHERE name = 'u0'",
+    );
+    let mut seen = BTreeMap::new();
+    for _ in 0..11 {
+        collect(&mut seen, next_notification(&mut watcher).await);
+    }
+    assert_eq!(
+        seen.len(),
+        11,
+        "one notification per change, in one sequence"
+    );
+    let rows = ok(&writer
+        .request(json!({"type": "request", "operation": "read", "entity": "users",
+                        "options": {"filters": [{"column": "name", "operator": "like", "value": "u%"}]}}))
+        .await
+        .unwrap());
+    assert_eq!(rows.as_array().unwrap().len(), 10, "each create ran once");
+}
