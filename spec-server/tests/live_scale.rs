@@ -721,3 +721,71 @@ async fn two_instances_on_one_sqlite_file() {
         .unwrap());
     assert_eq!(rows.as_array().unwrap().len(), 10, "each create ran once");
 }
+
+/// Behind a shared group a client's pings reach any instance; each tells
+/// the others through the change log, so the one holding its subscription
+/// does not expire it (`--subscription-ttl`) whichever instance the broker
+/// picks (mosquitto rotates, other brokers may stick to one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_through_any_instance_keeps_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ttl.db");
+    let url = format!("sqlite:{}", file.display());
+    let mosquitto = Mosquitto::start("").unwrap();
+    let port = mosquitto.tcp_port;
+    let broker = format!("mqtt://127.0.0.1:{port}");
+    let _servers: Vec<Server> = ["ttl-a", "ttl-b"]
+        .iter()
+        .map(|name| {
+            let args = [
+                "--broker-url",
+                &broker,
+                "--client-id",
+                name,
+                "--share-group",
+                "ttl",
+                "--database",
+                &url,
+                "--demo",
+                "--subscription-ttl",
+                "2",
+            ];
+            start_server(&args, Some(port)).unwrap()
+        })
+        .collect();
+    let mut watcher = client(port, "ttl-watcher").await;
+    subscribe_to(&watcher, "public.users", None).await;
+    // Pings over twice the TTL, taken by both instances in turn (the
+    // pacing is the scenario: a client active for longer than the TTL).
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    for _ in 0..20 {
+        every.tick().await;
+        ok(&watcher
+            .request(json!({"type": "ping"}))
+            .await
+            .unwrap_or_default());
+    }
+    let writer = client(port, "ttl-writer").await;
+    ok(&writer
+        .request(
+            json!({"type": "request", "operation": "create", "entity": "users",
+                        "data": {"name": "late", "email": "late@example.com"}}),
+        )
+        .await
+        .unwrap());
+    let n = next_notification(&mut watcher).await;
+    assert_eq!(n.data.unwrap()["name"], "late", "the subscription lived on");
+    let told = Command::new("sqlite3")
+        .arg(&file)
+        .arg("SELECT count(*) FROM _mqttspec_changes WHERE op = 'alive'")
+        .output()
+        .unwrap();
+    let told: u32 = String::from_utf8_lossy(&told.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        told >= 2,
+        "the instances told each other of the activity ({told})"
+    );
+}
