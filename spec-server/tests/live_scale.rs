@@ -109,7 +109,7 @@ fn pg_schema(pg: &Postgres) -> String {
     let path = pg.dir().join("items.sql");
     std::fs::write(
         &path,
-        "CREATE TABLE IF NOT EXISTS public.items (id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, n BIGINT NOT NULL DEFAULT 0);",
+        "CREATE TABLE IF NOT EXISTS public.items (id BIGSERIAL PRIMARY KEY, name TEXT UNIQUE NOT NULL, n BIGINT NOT NULL DEFAULT 0, note TEXT);",
     )
     .unwrap();
     path.display().to_string()
@@ -194,14 +194,21 @@ async fn three_instances_one_system_on_postgres() {
         .unwrap();
     pg.psql("UPDATE public.items SET n = 7 WHERE name = 'item-0'")
         .unwrap();
+    // A row far over NOTIFY's 8,000-byte payload limit.
+    pg.psql("UPDATE public.items SET note = repeat('x', 20000) WHERE name = 'item-1'")
+        .unwrap();
     let mut seen = BTreeMap::new();
-    for _ in 0..33 {
+    for _ in 0..34 {
         collect(&mut seen, next_notification(&mut watcher).await);
     }
-    assert_eq!(seen.len(), 33, "one notification per change");
+    assert_eq!(seen.len(), 34, "one notification per change");
+    let big = seen
+        .values()
+        .filter_map(|m| m.data.as_ref()?["note"].as_str());
+    assert_eq!(big.map(str::len).max(), Some(20_000));
     assert_eq!(pg.psql("SELECT count(*) FROM public.items").unwrap(), "32");
     let ops: Vec<_> = seen.values().filter_map(|m| m.operation).collect();
-    assert_eq!(ops.iter().filter(|o| **o == Operation::Update).count(), 1);
+    assert_eq!(ops.iter().filter(|o| **o == Operation::Update).count(), 2);
     let mut last_seq = *seen.keys().last().unwrap();
 
     // Unsubscribe works whichever instance takes it.
