@@ -22,9 +22,27 @@ use mqttspec_proto::Message;
 use serde_json::{json, Value};
 use spec_server::client::{ClientOptions, SpecClient};
 
-const WRITERS: usize = 8;
-const CREATES_PER_WRITER: usize = 250;
-const SUBSCRIBERS: usize = 20;
+/// Writers, creates per writer and subscribers of one fan-out phase.
+#[derive(Clone, Copy)]
+struct Shape {
+    writers: usize,
+    creates: usize,
+    subscribers: usize,
+}
+
+/// Many writes, few subscribers: the database's share dominates.
+const WRITE_HEAVY: Shape = Shape {
+    writers: 8,
+    creates: 250,
+    subscribers: 20,
+};
+
+/// Few writes, many subscribers: notifying (the servers' share) dominates.
+const FAN_OUT_HEAVY: Shape = Shape {
+    writers: 2,
+    creates: 50,
+    subscribers: 400,
+};
 const LATENCY_SAMPLES: usize = 200;
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -170,6 +188,7 @@ async fn fan_out(
     mosquitto: &Mosquitto,
     instances: usize,
     round: usize,
+    shape: Shape,
 ) -> (f64, f64, String) {
     let broker = mosquitto.tcp_port;
     let url = pg.url();
@@ -190,16 +209,16 @@ async fn fan_out(
         })
         .collect();
     let mut subscribers = Vec::new();
-    for s in 0..SUBSCRIBERS {
+    for s in 0..shape.subscribers {
         let c = connect(broker, &format!("sub-{round}-{s}")).await;
         subscribe(&c, "items", json!({})).await;
         subscribers.push(c);
     }
     let mut writers = Vec::new();
-    for w in 0..WRITERS {
+    for w in 0..shape.writers {
         writers.push(Arc::new(connect(broker, &format!("w-{round}-{w}")).await));
     }
-    let expected = WRITERS * CREATES_PER_WRITER;
+    let expected = shape.writers * shape.creates;
     let cpu_before = cpu_jiffies();
     let pids: Vec<u32> = servers.iter().map(Proc::pid).collect();
     let split_before = split(&pids, mosquitto.proc.pid());
@@ -220,7 +239,7 @@ async fn fan_out(
         .map(|(w, c)| {
             let c = Arc::clone(c);
             tokio::spawn(async move {
-                for i in 0..CREATES_PER_WRITER {
+                for i in 0..shape.creates {
                     let r = c
                         .request(
                             json!({"type": "request", "operation": "create", "entity": "items",
@@ -239,7 +258,7 @@ async fn fan_out(
     for r in receivers {
         r.await.expect("subscriber");
     }
-    let rate = (expected * SUBSCRIBERS) as f64 / started.elapsed().as_secs_f64();
+    let rate = (expected * shape.subscribers) as f64 / started.elapsed().as_secs_f64();
     let cpu_after = cpu_jiffies();
     let where_to = split(&pids, mosquitto.proc.pid()).since(split_before);
     let busy = (cpu_after.0 - cpu_before.0) as f64 / (cpu_after.1 - cpu_before.1).max(1) as f64;
@@ -323,13 +342,19 @@ async fn main() {
     let mosquitto = Mosquitto::start("max_queued_messages 100000\nset_tcp_nodelay true")
         .expect("mosquitto starts");
     let broker = mosquitto.tcp_port;
-    eprintln!(
-        "PostgreSQL and mosquitto up; {WRITERS} writers x {CREATES_PER_WRITER} creates, {SUBSCRIBERS} subscribers"
-    );
-    let (one, one_busy, one_split) = fan_out(&pg, &mosquitto, 1, 1).await;
-    eprintln!("1 instance: {one:.0} notifications/s");
-    let (three, three_busy, three_split) = fan_out(&pg, &mosquitto, 3, 3).await;
-    eprintln!("3 instances: {three:.0} notifications/s");
+    eprintln!("PostgreSQL and mosquitto up");
+    let mut fan_outs = Vec::new();
+    for (name, shape) in [
+        ("write-heavy", WRITE_HEAVY),
+        ("fan-out-heavy", FAN_OUT_HEAVY),
+    ] {
+        for instances in [1, 3] {
+            let round = fan_outs.len();
+            let (rate, busy, split) = fan_out(&pg, &mosquitto, instances, round, shape).await;
+            eprintln!("{name}, {instances} instance(s): {rate:.0} notifications/s");
+            fan_outs.push((name, shape, instances, rate, busy, split));
+        }
+    }
 
     // Direct writes: PostgreSQL through another application's connection.
     let url = pg.url();
@@ -388,17 +413,20 @@ async fn main() {
     println!("## Live data at scale (`bench/live_scale.sh`)\n");
     println!("| measure | value |\n|---|---|");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "| notifications/s, 1 instance ({WRITERS} writers, {SUBSCRIBERS} subscribers, PostgreSQL, mosquitto) | {one:.0} (cores busy {:.0} % of {cores}) |",
-        one_busy * 100.0
-    );
-    println!(
-        "| notifications/s, 3 instances (`--share-group`) | {three:.0} (cores busy {:.0} % of {cores}) |",
-        three_busy * 100.0
-    );
-    println!("| ratio 3 / 1 | {:.2} |", three / one);
-    println!("| CPU split, 1 instance | {one_split} |");
-    println!("| CPU split, 3 instances | {three_split} |");
+    for pair in fan_outs.chunks(2) {
+        for (name, shape, instances, rate, busy, split) in pair {
+            println!(
+                "| notifications/s, {name} ({} writers x {} creates, {} subscribers), {instances} instance(s) | {rate:.0} (cores busy {:.0} % of {cores}; {split}) |",
+                shape.writers,
+                shape.creates,
+                shape.subscribers,
+                busy * 100.0
+            );
+        }
+        if let [one, three] = pair {
+            println!("| ratio 3 / 1, {} | {:.2} |", one.0, three.3 / one.3);
+        }
+    }
     println!(
         "| PostgreSQL direct INSERT to subscriber, p50 / p99 ({LATENCY_SAMPLES} samples) | {:.1} / {:.1} ms |",
         percentile(&pg_latency, 0.5),
