@@ -87,13 +87,16 @@ pub struct Change {
 }
 
 impl Change {
-    /// A log row (`seq`, `tbl`, `op`, `old`, `new` as JSON text); `None`
+    /// A log row (`seq`, `tbl`, `op`, `old`, `new` as JSON text or objects); `None`
     /// when it is not one (it is then skipped, with a warning).
     pub fn from_row(row: &Row) -> Option<Change> {
         let json = |name: &str| -> Option<Row> {
-            let text = row.get(name)?.as_str()?;
-            match serde_json::from_str(text) {
-                Ok(Value::Object(o)) => Some(o),
+            match row.get(name)? {
+                Value::Object(o) => Some(o.clone()),
+                Value::String(text) => match serde_json::from_str(text) {
+                    Ok(Value::Object(o)) => Some(o),
+                    _ => None,
+                },
                 _ => None,
             }
         };
@@ -220,6 +223,10 @@ mod tests {
             "new": "{\"client_id\":\"c\"}"});
         let c = Change::from_row(control.as_object().unwrap()).unwrap();
         assert_eq!((c.op.operation(), c.old), (None, None));
+        let object = json!({"seq": 9, "tbl": "public.users", "op": "delete",
+            "old": {"id": 1}, "new": null});
+        let c = Change::from_row(object.as_object().unwrap()).unwrap();
+        assert_eq!((c.old.unwrap()["id"].as_i64(), c.new), (Some(1), None));
         let bad = json!({"seq": 9, "tbl": "", "op": "drop table"});
         assert!(Change::from_row(bad.as_object().unwrap()).is_none());
     }

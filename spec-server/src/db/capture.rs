@@ -115,7 +115,7 @@ fn postgres_script(entities: &[&Entity]) -> String {
          SELECT pg_advisory_xact_lock({PG_ORDER_LOCK});\n\
          CREATE SCHEMA IF NOT EXISTS mqttspec;\n\
          CREATE TABLE IF NOT EXISTS mqttspec.changes (\n\
-           seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, old text, new text);\n\
+           seq bigserial PRIMARY KEY, tbl text NOT NULL, op text NOT NULL, old json, new json);\n\
          CREATE TABLE IF NOT EXISTS mqttspec.answers (\n\
            client_id text NOT NULL, request_id text NOT NULL, answer text, at bigint NOT NULL,\n\
            PRIMARY KEY (client_id, request_id));\n\
@@ -128,8 +128,8 @@ fn postgres_script(entities: &[&Entity]) -> String {
            INSERT INTO mqttspec.changes (tbl, op, old, new) VALUES (\n\
              TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME,\n\
              CASE TG_OP WHEN 'INSERT' THEN 'create' WHEN 'UPDATE' THEN 'update' ELSE 'delete' END,\n\
-             CASE WHEN TG_OP <> 'INSERT' THEN row_to_json(OLD)::text END,\n\
-             CASE WHEN TG_OP <> 'DELETE' THEN row_to_json(NEW)::text END)\n\
+             CASE WHEN TG_OP <> 'INSERT' THEN row_to_json(OLD) END,\n\
+             CASE WHEN TG_OP <> 'DELETE' THEN row_to_json(NEW) END)\n\
            RETURNING seq INTO s;\n\
            PERFORM pg_notify('{PG_CHANNEL}', s::text);\n\
            RETURN NULL;\n\
@@ -139,7 +139,7 @@ fn postgres_script(entities: &[&Entity]) -> String {
          DECLARE s bigint;\n\
          BEGIN\n\
            PERFORM pg_advisory_xact_lock({PG_ORDER_LOCK});\n\
-           INSERT INTO mqttspec.changes (tbl, op, new) VALUES ('', o, payload) RETURNING seq INTO s;\n\
+           INSERT INTO mqttspec.changes (tbl, op, new) VALUES ('', o, payload::json) RETURNING seq INTO s;\n\
            PERFORM pg_notify('{PG_CHANNEL}', s::text);\n\
            RETURN s;\n\
          END $f$;\n"
@@ -169,7 +169,8 @@ fn number(n: u64) -> Param {
 }
 
 /// Up to `limit` changes after `after`, oldest first:
-/// columns `seq`, `tbl`, `op`, `old`, `new` (rows as JSON text).
+/// columns `seq`, `tbl`, `op`, `old`, `new` (rows: JSON text in SQLite,
+/// `json` in PostgreSQL, which then arrive as objects, not escaped twice).
 pub fn fetch(dialect: Dialect, after: u64, limit: u64) -> Statement {
     let sql = format!(
         "SELECT seq, tbl, op, old, new FROM {} WHERE seq > {} ORDER BY seq LIMIT {}",
