@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mqttspec_proto::response::subscription_lost;
-use mqttspec_proto::topic::notify_topic;
+use mqttspec_proto::topic::{notify_topic, response_topic};
 use mqttspec_proto::ErrorCode;
 use serde_json::{json, Value};
 
-use super::Handler;
+use super::{fail, Caller, Handler};
 use crate::clock::now_rfc3339;
 use crate::db::capture;
 use crate::feed::{Change, ChangeOp};
@@ -74,6 +74,28 @@ impl Handler {
             // Settled as failed and dropped in between: run it.
             Ok(None) => Claim::Mine,
             Err(_) => Claim::Unknown,
+        }
+    }
+
+    /// Answer a write another instance claimed: its answer again, or
+    /// `too_many_requests` while it still runs there.
+    pub(super) async fn answer_from_elsewhere(&self, caller: &Caller, id: &str, claim: Claim) {
+        let client_id = caller.client_id.as_str();
+        match claim {
+            Claim::Answered(first) => {
+                tracing::debug!(
+                    client_id,
+                    id,
+                    "duplicate request: another instance's answer sent again"
+                );
+                let topic = response_topic(&self.config.prefix, client_id);
+                self.publish(topic, first, Some(caller.request_qos)).await;
+            }
+            _ => {
+                let reason = format!("request {id:?} is running on another instance: send it again with the same id for its answer");
+                let f = fail(ErrorCode::TooManyRequests, reason);
+                self.respond_failure(caller, Some(id.to_string()), f).await;
+            }
         }
     }
 

@@ -323,34 +323,28 @@ impl Handler {
                 }
                 let keep = is_write(&message);
                 let id = message.id.clone();
-                let shared = match id.as_deref() {
-                    Some(id) if keep && self.config.shared.is_some() => {
-                        match self.claim(client_id, id).await {
-                            Claim::Mine => true,
-                            Claim::Unknown => false,
-                            Claim::Answered(first) => {
-                                tracing::debug!(
-                                    client_id,
-                                    id,
-                                    "duplicate request: another instance's answer sent again"
-                                );
-                                return self.publish(topic, first, Some(caller.request_qos)).await;
-                            }
-                            Claim::Running => {
-                                let reason = format!("request {id:?} is running on another instance: send it again with the same id for its answer");
-                                let f = fail(ErrorCode::TooManyRequests, reason);
-                                return self.respond_failure(caller, Some(id.to_string()), f).await;
-                            }
+                let shared = match id
+                    .as_deref()
+                    .filter(|_| keep && self.config.shared.is_some())
+                {
+                    Some(id) => match self.claim(client_id, id).await {
+                        Claim::Mine => true,
+                        Claim::Unknown => false,
+                        elsewhere => {
+                            return self.answer_from_elsewhere(caller, id, elsewhere).await
                         }
-                    }
-                    _ => false,
+                    },
+                    None => false,
                 };
                 let answer = self.answer(caller, message).await;
                 if keep {
                     // Its change (if any) is in the log: deliver it now.
                     self.feed_wake.notify_one();
                 }
-                let payload = serde_json::to_string(&answer).unwrap_or_default();
+                let payload = match serde_json::to_string(&answer) {
+                    Ok(p) => p,
+                    Err(e) => return tracing::error!(error = %e, "cannot encode a message"),
+                };
                 if let (true, Some(id)) = (shared, id.as_deref()) {
                     let kept = (answer.success == Some(true)).then_some(payload.as_str());
                     self.settle(client_id, id, kept).await;
