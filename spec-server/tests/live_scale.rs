@@ -708,17 +708,28 @@ async fn two_instances_on_one_sqlite_file() {
             .await
             .unwrap());
     }
+    // Sent again (to the other instance, in turn): the first answer.
+    let again = json!({"id": "file-once", "type": "request", "operation": "create", "entity": "users",
+                       "data": {"name": "u-once", "email": "once@example.com"}});
+    let first = ok(&writer.request(again.clone()).await.unwrap());
+    for _ in 0..3 {
+        assert_eq!(
+            ok(&writer.request(again.clone()).await.unwrap()),
+            first,
+            "ran once"
+        );
+    }
     sqlite3(
         &file,
         "UPDATE public_users SET status = 'x' WHERE name = 'u0'",
     );
     let mut seen = BTreeMap::new();
-    for _ in 0..11 {
+    for _ in 0..12 {
         collect(&mut seen, next_notification(&mut watcher).await);
     }
     assert_eq!(
         seen.len(),
-        11,
+        12,
         "one notification per change, in one sequence"
     );
     let rows = ok(&writer
@@ -726,7 +737,7 @@ async fn two_instances_on_one_sqlite_file() {
                         "options": {"filters": [{"column": "name", "operator": "like", "value": "u%"}]}}))
         .await
         .unwrap());
-    assert_eq!(rows.as_array().unwrap().len(), 10, "each create ran once");
+    assert_eq!(rows.as_array().unwrap().len(), 11, "each create ran once");
 }
 
 /// Behind a shared group a client's pings reach any instance; each tells

@@ -265,7 +265,7 @@ pub fn claim(
     let sql = format!(
         "INSERT INTO {t} AS a (client_id, request_id, at) VALUES ({}, {}, {}) \
          ON CONFLICT (client_id, request_id) DO UPDATE SET at = excluded.at \
-         WHERE a.answer IS NULL AND a.at < {} RETURNING a.client_id",
+         WHERE a.answer IS NULL AND a.at < {} RETURNING client_id",
         text_param(dialect, 1),
         text_param(dialect, 2),
         placeholder(dialect, 3),
