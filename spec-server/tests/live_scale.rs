@@ -807,3 +807,105 @@ async fn activity_through_any_instance_keeps_subscriptions() {
         "the instances told each other of the activity ({told})"
     );
 }
+
+/// Every change-log and shared-state statement runs on both databases
+/// (several are reached only after thousands of changes or claims, or
+/// when an instance dies, and their failures are logged, not answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_statements_run_on_sqlite_and_postgres() {
+    use spec_server::db::{self, capture};
+    let pg =
+        Postgres::start("stmts").expect("PostgreSQL starts (install the `postgresql` package)");
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite:{}", dir.path().join("stmts.db").display());
+    for (url, table) in [
+        (
+            sqlite.as_str(),
+            "CREATE TABLE public_t (id INTEGER PRIMARY KEY, v TEXT)",
+        ),
+        (
+            pg.url().as_str(),
+            "CREATE TABLE public.t (id BIGINT PRIMARY KEY, v TEXT)",
+        ),
+    ] {
+        let db = db::open(url).await.unwrap();
+        db.execute_script(table).await.unwrap();
+        let entities = db.entities().await.unwrap();
+        let served: Vec<&db::Entity> = entities.iter().collect();
+        assert_eq!(
+            served.len(),
+            1,
+            "{url}: the server's own tables are not served"
+        );
+        let d = db.dialect();
+        db.execute_script(&capture::install_script(d, &served))
+            .await
+            .unwrap();
+        let run = |(sql, params): (String, Vec<db::Param>)| {
+            let db = &db;
+            async move {
+                db.query(sql.clone(), params)
+                    .await
+                    .unwrap_or_else(|e| panic!("{url}: {sql}: {e}"))
+            }
+        };
+        let key = capture::log_key(served[0]);
+        let insert = if url.starts_with("sqlite") {
+            "INSERT INTO public_t VALUES (1, 'a'); UPDATE public_t SET v = 'b'; DELETE FROM public_t;"
+        } else {
+            "INSERT INTO public.t VALUES (1, 'a'); UPDATE public.t SET v = 'b'; DELETE FROM public.t;"
+        };
+        db.execute_script(insert).await.unwrap();
+        assert_eq!(
+            run(capture::control(d, "alive", r#"{"client_id":"c"}"#))
+                .await
+                .len(),
+            1
+        );
+        let log = run(capture::fetch(d, 0, 10)).await;
+        assert_eq!(log.len(), 4, "{url}: {log:?}");
+        assert_eq!(run(capture::fetch_range(d, &key, 0, 3)).await.len(), 3);
+        let bounds = run(capture::bounds(d)).await;
+        assert_eq!(bounds[0]["head"].as_u64(), Some(4), "{url}: {bounds:?}");
+        assert_eq!(run(capture::prune(d, 2)).await.len(), 2);
+        assert_eq!(run(capture::claim(d, "c", "r", 1000, 100)).await.len(), 1);
+        assert_eq!(
+            run(capture::claim(d, "c", "r", 1050, 100)).await.len(),
+            0,
+            "{url}: held"
+        );
+        assert_eq!(
+            run(capture::claim(d, "c", "r", 2000, 100)).await.len(),
+            1,
+            "{url}: stale"
+        );
+        assert!(run(capture::answer(d, "c", "r")).await[0]["answer"].is_null());
+        assert_eq!(run(capture::settle(d, "c", "r", Some("{}"))).await.len(), 1);
+        assert_eq!(run(capture::answer(d, "c", "r")).await[0]["answer"], "{}");
+        assert_eq!(
+            run(capture::claim(d, "c", "r", 9000, 100)).await.len(),
+            0,
+            "{url}: answered"
+        );
+        assert_eq!(run(capture::claim(d, "c", "s", 1000, 100)).await.len(), 1);
+        assert_eq!(run(capture::settle(d, "c", "s", None)).await.len(), 1);
+        assert_eq!(run(capture::prune_answers(d, 5000)).await.len(), 1);
+        run(capture::subscription_held(d, "s1", "c", "srv-a")).await;
+        run(capture::subscription_held(d, "s2", "c", "srv-a")).await;
+        run(capture::subscription_held(d, "s3", "d", "srv-a")).await;
+        assert_eq!(
+            run(capture::subscriptions_dropped(d, "c", Some("s1")))
+                .await
+                .len(),
+            1
+        );
+        let taken = run(capture::subscriptions_of(d, "srv-a")).await;
+        assert_eq!(taken.len(), 2, "{url}: {taken:?}");
+        assert_eq!(
+            run(capture::subscriptions_dropped(d, "d", None))
+                .await
+                .len(),
+            0
+        );
+    }
+}
