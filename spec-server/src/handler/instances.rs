@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mqttspec_proto::response::subscription_lost;
 use mqttspec_proto::topic::{notify_topic, response_topic};
-use mqttspec_proto::ErrorCode;
+use mqttspec_proto::{ErrorCode, Operation};
 use serde_json::{json, Value};
 
 use super::{fail, Caller, Handler};
@@ -55,10 +55,7 @@ impl Handler {
         match self.query(claim, ErrorCode::CreateError).await {
             Ok(rows) if !rows.is_empty() => return Claim::Mine,
             Ok(_) => {}
-            Err(f) => {
-                tracing::warn!(client_id, error = %f.message, "cannot claim a request in the shared answers");
-                return Claim::Unknown;
-            }
+            Err(f) => return Claim::Unavailable(f.message),
         }
         match self
             .query_one(
@@ -73,15 +70,35 @@ impl Handler {
             },
             // Settled as failed and dropped in between: run it.
             Ok(None) => Claim::Mine,
-            Err(_) => Claim::Unknown,
+            Err(f) => Claim::Unavailable(f.message),
         }
     }
 
-    /// Answer a write another instance claimed: its answer again, or
-    /// `too_many_requests` while it still runs there.
-    pub(super) async fn answer_from_elsewhere(&self, caller: &Caller, id: &str, claim: Claim) {
+    /// Answer a write this instance does not run: another instance's
+    /// answer again, `too_many_requests` while it still runs there, or the
+    /// operation's error when the shared answers cannot be reached.
+    pub(super) async fn answer_from_elsewhere(
+        &self,
+        caller: &Caller,
+        id: &str,
+        operation: Option<Operation>,
+        claim: Claim,
+    ) {
         let client_id = caller.client_id.as_str();
         match claim {
+            Claim::Mine => {}
+            Claim::Unavailable(reason) => {
+                let code = match operation {
+                    Some(Operation::Create) => ErrorCode::CreateError,
+                    Some(Operation::Update) => ErrorCode::UpdateError,
+                    Some(Operation::Delete) => ErrorCode::DeleteError,
+                    _ => ErrorCode::InvalidSubscription,
+                };
+                let reason = format!("cannot record the request in the answers the instances share ({reason}); it did not run: send it again");
+                tracing::warn!(client_id, id, %reason, "shared answers unavailable");
+                let f = fail(code, reason);
+                self.respond_failure(caller, Some(id.to_string()), f).await;
+            }
             Claim::Answered(first) => {
                 tracing::debug!(
                     client_id,
@@ -91,7 +108,7 @@ impl Handler {
                 let topic = response_topic(&self.config.prefix, client_id);
                 self.publish(topic, first, Some(caller.request_qos)).await;
             }
-            _ => {
+            Claim::Running => {
                 let reason = format!("request {id:?} is running on another instance: send it again with the same id for its answer");
                 let f = fail(ErrorCode::TooManyRequests, reason);
                 self.respond_failure(caller, Some(id.to_string()), f).await;
@@ -197,8 +214,9 @@ pub(super) enum Claim {
     Answered(Arc<[u8]>),
     /// Another instance is running it.
     Running,
-    /// The answers could not be read (the database is down): run it.
-    Unknown,
+    /// The shared answers could not be read or written (the database is
+    /// down): the write is not run, so that it cannot run twice.
+    Unavailable(String),
 }
 
 /// How long shared answers are kept (as the local window: 10 minutes).

@@ -329,9 +329,9 @@ impl Handler {
                 {
                     Some(id) => match self.claim(client_id, id).await {
                         Claim::Mine => true,
-                        Claim::Unknown => false,
                         elsewhere => {
-                            return self.answer_from_elsewhere(caller, id, elsewhere).await
+                            let op = message.operation;
+                            return self.answer_from_elsewhere(caller, id, op, elsewhere).await;
                         }
                     },
                     None => false,
