@@ -25,6 +25,10 @@ pub struct Subscription {
     /// A resume waiting for the feed to replay the changes after this
     /// sequence; no live change is sent to it before.
     pub replay: Option<u64>,
+    /// The subscribe's answer has been handed to the broker: the replay may
+    /// start (its notifications then follow the answer that names the
+    /// subscription).
+    pub answered: bool,
 }
 
 /// The notification a change produces for a subscription, if any:
@@ -91,8 +95,24 @@ impl Subscriptions {
     pub fn pending_replays(&mut self) -> Vec<(String, u64)> {
         self.by_id
             .values()
+            .filter(|s| s.answered)
             .filter_map(|s| Some((s.id.clone(), s.replay?)))
             .collect()
+    }
+
+    /// The answers to `client_id`'s subscribes are out: their replays may
+    /// start. Returns whether one waits.
+    pub fn answered(&mut self, client_id: &str) -> bool {
+        let mut waiting = false;
+        for s in self
+            .by_id
+            .values_mut()
+            .filter(|s| s.client_id == client_id && !s.answered)
+        {
+            s.answered = true;
+            waiting |= s.replay.is_some();
+        }
+        waiting
     }
 
     /// Subscription `id` has had its replay: live from now on.
@@ -205,6 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_waits_for_the_answer() {
+        let mut subs = Subscriptions::default();
+        subs.add(Subscription {
+            id: "s".into(),
+            client_id: "a".into(),
+            schema: "public".into(),
+            entity: "users".into(),
+            filters: vec![],
+            options: Options::default(),
+            after: 7,
+            replay: Some(7),
+            answered: false,
+        });
+        assert!(
+            subs.pending_replays().is_empty(),
+            "not before its answer is out"
+        );
+        assert!(!subs.answered("b"));
+        assert!(subs.answered("a"));
+        assert_eq!(subs.pending_replays(), vec![("s".to_string(), 7)]);
+        subs.replayed("s");
+        assert!(subs.pending_replays().is_empty());
+        assert!(!subs.answered("a"), "nothing waits any more");
+    }
+
+    #[test]
     fn clients_own_their_subscriptions() {
         let mut subs = Subscriptions::default();
         assert!(!subs.knows("a"));
@@ -221,6 +267,7 @@ mod tests {
             options: Options::default(),
             after: 0,
             replay: None,
+            answered: true,
         });
         assert!(subs.remove("b", &id).is_none());
         assert_eq!(subs.on_entity("public", "users").count(), 1);

@@ -325,6 +325,10 @@ async fn three_instances_one_system_on_postgres() {
 struct View {
     query: LiveQuery,
     entity: &'static str,
+    /// The current subscription: notifications of an older one (not yet
+    /// dropped by the server) are not this view's, as a real driver routes
+    /// them by `subscription_id`.
+    sub_id: String,
 }
 
 impl View {
@@ -350,6 +354,7 @@ impl View {
     /// Subscribe (from `since`), read if needed; returns the bytes read.
     async fn start(&mut self, c: &SpecClient, since: Option<u64>) -> (SubscribeData, usize) {
         let answer = subscribe_to(c, self.entity, since).await;
+        self.sub_id = answer.subscription_id.clone();
         if !self.query.subscribed(&answer) {
             return (answer, 0);
         }
@@ -359,10 +364,16 @@ impl View {
         (answer, bytes)
     }
 
-    fn apply(&mut self, n: Message) {
+    /// Apply `n` if it is this view's; returns what it changed.
+    fn apply(&mut self, n: Message) -> Option<mqttspec_client::LiveChange> {
+        if n.subscription_id.as_deref() != Some(self.sub_id.as_str()) {
+            return None;
+        }
         let row = n.data.and_then(|d| d.as_object().cloned()).unwrap();
-        self.query
-            .apply_seq(n.operation.unwrap(), row, n.seq.map(|s| s.get()));
+        Some(
+            self.query
+                .apply_seq(n.operation.unwrap(), row, n.seq.map(|s| s.get())),
+        )
     }
 }
 
@@ -388,6 +399,7 @@ async fn live_query_resumes_with_only_the_changes() {
     let mut view = View {
         query: LiveQuery::new("id", vec![], vec![], None),
         entity: "public.rows",
+        sub_id: String::new(),
     };
     let c = client(server.port, "live").await;
     let started = Instant::now();
@@ -419,11 +431,17 @@ async fn live_query_resumes_with_only_the_changes() {
     assert_eq!(answer.resume, Some(Resume::Replayed));
     assert_eq!(read_bytes, 0, "a resume reads nothing");
     let mut resume_bytes = serde_json::to_vec(&answer).unwrap().len();
-    for _ in 0..100 {
+    // The replay, and only it: 100 changes after `since`, in order.
+    let mut applied = 0;
+    while view.query.last_seq() < Some(since + 100) {
         let n = next_notification(&mut c).await;
-        resume_bytes += serde_json::to_vec(&n).unwrap().len();
-        view.apply(n);
+        let bytes = serde_json::to_vec(&n).unwrap().len();
+        if view.apply(n).is_some() {
+            resume_bytes += bytes;
+            applied += 1;
+        }
     }
+    assert_eq!(applied, 100, "one notification per change");
     let resume_time = started.elapsed();
     assert_eq!(view.query.last_seq(), Some(since + 100));
     let (fresh, _, _) = view.read(&c).await;
@@ -523,10 +541,9 @@ async fn converge(view: &mut View, c: &mut SpecClient, step: usize) {
                 fresh
             );
         };
-        let row = n.data.and_then(|d| d.as_object().cloned()).unwrap();
-        let change = view
-            .query
-            .apply_seq(n.operation.unwrap(), row, n.seq.map(|s| s.get()));
+        let Some(change) = view.apply(n) else {
+            continue;
+        };
         if change.needs_refill {
             view.query.begin_reload();
             let (rows, total, _) = view.read(c).await;
@@ -590,6 +607,7 @@ fn live_views_equal_fresh_reads_across_instances_and_outside_writes() {
                     let mut view = View {
                         query: LiveQuery::new("id", filters, sort, limit),
                         entity: "public.scores",
+                        sub_id: String::new(),
                     };
                     let entity = EntityRef::parse(view.entity, None);
                     let mut sub = serde_json::to_value(subscribe(
@@ -602,6 +620,7 @@ fn live_views_equal_fresh_reads_across_instances_and_outside_writes() {
                     let answer: SubscribeData =
                         serde_json::from_value(ok(&c.request(sub).await.unwrap())).unwrap();
                     assert!(view.query.subscribed(&answer));
+                    view.sub_id = answer.subscription_id.clone();
                     let (rows, total, _) = view.read(&c).await;
                     view.query.load(rows, total);
                     converge(&mut view, &mut c, 0).await;

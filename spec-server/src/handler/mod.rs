@@ -358,6 +358,11 @@ impl Handler {
                 .record(client_id, &id, Arc::clone(&payload), Instant::now());
         }
         self.publish(topic, payload, Some(caller.request_qos)).await;
+        // A resumed subscription's replay follows its answer, so the client
+        // knows the subscription id of every notification it gets.
+        if self.subs().answered(client_id) {
+            self.feed_wake.notify_one();
+        }
     }
 
     /// The message in `payload`, or why it cannot be read (with its id if
@@ -671,6 +676,7 @@ impl Handler {
                 options: ctx.options.clone(),
                 after: replay.unwrap_or(0),
                 replay,
+                answered: false,
             });
             id
         };
@@ -681,9 +687,6 @@ impl Handler {
                 self.subs().remove(client_id, &id);
                 return Err(f);
             }
-        }
-        if replay.is_some() {
-            self.feed_wake.notify_one();
         }
         tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), ?since, ?resume, "subscribed");
         let data = SubscribeData {
