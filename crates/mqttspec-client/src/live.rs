@@ -135,7 +135,9 @@ impl LiveQuery {
 
     /// [`LiveQuery::apply`] for a notification carrying the change sequence
     /// `seq`: a change the view already reflects (a replay overlapping what
-    /// arrived before the drop, a duplicate delivery) is ignored.
+    /// arrived before the drop, a duplicate delivery) is ignored. Feed it
+    /// the notifications of the query's current subscription only: the
+    /// server orders each subscription's notifications, not several.
     pub fn apply_seq(&mut self, op: Operation, data: Row, seq: Option<u64>) -> LiveChange {
         if let Some(seq) = seq {
             if self.last_seq.is_some_and(|last| seq <= last) {
