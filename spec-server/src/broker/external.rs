@@ -222,7 +222,11 @@ pub async fn start(
                 Ok(Event::Incoming(Packet::Publish(publish)))
                     if instance_of_gone(&prefix, &publish.topic).is_some() =>
                 {
-                    if let Some(instance) = instance_of_gone(&prefix, &publish.topic) {
+                    // Our own name: the will of an earlier run under it, which this
+                    // run already handled at start (and whose subscriptions are now ours).
+                    let gone = instance_of_gone(&prefix, &publish.topic)
+                        .filter(|instance| *instance != config.client_id);
+                    if let Some(instance) = gone {
                         let handler = Arc::clone(dispatcher.handler());
                         tokio::spawn(async move { handler.instance_gone(&instance).await });
                     }
