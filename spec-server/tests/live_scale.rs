@@ -115,24 +115,33 @@ fn pg_schema(pg: &Postgres) -> String {
     path.display().to_string()
 }
 
-fn instance(pg_url: &str, schema: &str, mqtt_port: u16, name: &str) -> Server {
+/// One instance of the shared group `spec` on mosquitto at `mqtt_port`.
+fn instance(database: &str, schema: &str, mqtt_port: u16, name: &str) -> Server {
+    instance_with(database, mqtt_port, name, "spec", &["--schema", schema])
+}
+
+/// One instance of the shared group `group` on mosquitto at `mqtt_port`,
+/// with `extra` arguments.
+fn instance_with(
+    database: &str,
+    mqtt_port: u16,
+    name: &str,
+    group: &str,
+    extra: &[&str],
+) -> Server {
     let broker = format!("mqtt://127.0.0.1:{mqtt_port}");
-    start_server(
-        &[
-            "--broker-url",
-            &broker,
-            "--client-id",
-            name,
-            "--share-group",
-            "spec",
-            "--database",
-            pg_url,
-            "--schema",
-            schema,
-        ],
-        Some(mqtt_port),
-    )
-    .unwrap()
+    let mut args = vec![
+        "--broker-url",
+        &broker,
+        "--client-id",
+        name,
+        "--share-group",
+        group,
+        "--database",
+        database,
+    ];
+    args.extend_from_slice(extra);
+    start_server(&args, Some(mqtt_port)).unwrap()
 }
 
 /// Notifications by sequence (a change seen through two subscriptions, or
@@ -697,26 +706,9 @@ async fn two_instances_on_one_sqlite_file() {
     let url = format!("sqlite:{}", file.display());
     let mosquitto = Mosquitto::start("").unwrap();
     let port = mosquitto.tcp_port;
-    let broker = format!("mqtt://127.0.0.1:{port}");
     let _servers: Vec<Server> = ["file-a", "file-b"]
         .iter()
-        .map(|name| {
-            start_server(
-                &[
-                    "--broker-url",
-                    &broker,
-                    "--client-id",
-                    name,
-                    "--share-group",
-                    "files",
-                    "--database",
-                    &url,
-                    "--demo",
-                ],
-                Some(port),
-            )
-            .unwrap()
-        })
+        .map(|name| instance_with(&url, port, name, "files", &["--demo"]))
         .collect();
     let mut watcher = client(port, "file-watcher").await;
     subscribe_to(&watcher, "public.users", None).await;
@@ -771,25 +763,10 @@ async fn activity_through_any_instance_keeps_subscriptions() {
     let url = format!("sqlite:{}", file.display());
     let mosquitto = Mosquitto::start("").unwrap();
     let port = mosquitto.tcp_port;
-    let broker = format!("mqtt://127.0.0.1:{port}");
+    let ttl = ["--demo", "--subscription-ttl", "2"];
     let _servers: Vec<Server> = ["ttl-a", "ttl-b"]
         .iter()
-        .map(|name| {
-            let args = [
-                "--broker-url",
-                &broker,
-                "--client-id",
-                name,
-                "--share-group",
-                "ttl",
-                "--database",
-                &url,
-                "--demo",
-                "--subscription-ttl",
-                "2",
-            ];
-            start_server(&args, Some(port)).unwrap()
-        })
+        .map(|name| instance_with(&url, port, name, "ttl", &ttl))
         .collect();
     let mut watcher = client(port, "ttl-watcher").await;
     subscribe_to(&watcher, "public.users", None).await;
