@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what this repository needs and a fresh machine lacks. Idempotent:
 # when everything is present it only checks, in a few seconds.
-#   Debian: chromium, chromium-driver, mosquitto, mosquitto-clients, postgresql, openssl
+#   Debian: chromium, chromium-driver, mosquitto, mosquitto-clients, postgresql, sqlite3, openssl
 #   Rust:   wasm32 target, wasm-bindgen-cli (= Cargo.lock's wasm-bindgen), worker-build
 #   npm:    node_modules from package-lock.json (wrangler, binaryen, playwright-core, mqtt, ws)
 #   PyPI:   paho-mqtt (the Python MQTT peer of tests/python/)
@@ -18,6 +18,7 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v sqlite3 >/dev/null || missing+=(sqlite3)
 command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
   step "apt-get install ${missing[*]}"

@@ -300,6 +300,7 @@ async fn main() -> anyhow::Result<()> {
         client_id: "mqttspec-server".into(),
         qos: QoS::AtLeastOnce,
         max_packet: 16 << 20,
+        share_group: None,
     };
     let config = ServerConfig {
         demo: true,

@@ -10,6 +10,13 @@ pub fn now_rfc3339() -> String {
     format_unix_millis(since.as_millis() as i64)
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_seconds() -> i64 {
     SystemTime::now()

@@ -70,6 +70,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// The handler it feeds.
+    pub fn handler(&self) -> &Arc<Handler> {
+        &self.handler
+    }
+
     /// A dispatcher feeding `handler`; spawns the refusal task.
     pub fn new(handler: Arc<Handler>, limits: ClientLimits) -> Arc<Self> {
         let (refusals, mut rx) = mpsc::channel::<Refusal>(REFUSALS_QUEUED);
@@ -142,12 +147,21 @@ impl Dispatcher {
     /// it sent before.
     pub fn gone(&self, client_id: &str) {
         match self.workers().remove(client_id) {
-            Some(w) => {
+            Some(w) if !w.tx.is_closed() => {
+                let handler = Arc::clone(&self.handler);
+                let client_id = client_id.to_string();
                 tokio::spawn(async move {
-                    let _ = w.tx.send(Work::Gone).await;
+                    if w.tx.send(Work::Gone).await.is_err() {
+                        // The worker ended meanwhile (idle): nothing to wait for.
+                        handler.client_gone(&client_id);
+                    }
                 });
             }
-            None => self.handler.client_gone(client_id),
+            // No worker, or one that ended after a quiet period (its entry
+            // stays until the next request): the client goes at once. (Was:
+            // Gone sent to the ended worker and lost, so a client quiet for
+            // longer than the idle period kept its subscriptions.)
+            _ => self.handler.client_gone(client_id),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod db;
 pub mod dedup;
 pub mod demo;
 pub mod dispatch;
+pub mod feed;
 pub mod handler;
 pub mod hooks;
 pub mod jwt;

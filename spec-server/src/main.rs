@@ -120,6 +120,16 @@ struct Args {
     /// flight; past it the broker drops (QoS 0: the newest, QoS 1/2: the oldest).
     #[arg(long, env = "MQTTSPEC_MAX_QUEUED_MESSAGES", default_value_t = 1000)]
     max_queued_messages: usize,
+    /// External broker: share the request subscription with the other
+    /// instances of this group ($share/GROUP/{prefix}/+/request), so each
+    /// request runs on one of them. Give every instance its own --client-id
+    /// and the same --database.
+    #[arg(long, env = "MQTTSPEC_SHARE_GROUP", requires = "broker_url")]
+    share_group: Option<String>,
+    /// Changes kept in the database's change log for resumable
+    /// subscriptions; a resume from before them is answered `reset`.
+    #[arg(long, env = "MQTTSPEC_CHANGE_LOG_RETAIN", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    change_log_retain: u64,
     /// Log JSON lines instead of text.
     #[arg(long, env = "MQTTSPEC_LOG_JSON")]
     log_json: bool,
@@ -163,6 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client_id: args.client_id.clone(),
             qos: external::qos_of(args.qos),
             max_packet,
+            share_group: args.share_group.clone(),
         }),
         None => BrokerMode::Embedded(EmbeddedConfig {
             mqtt_listen: args.mqtt_listen,
@@ -208,6 +219,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             rate: std::num::NonZeroU32::new(args.max_request_rate)
                 .unwrap_or(std::num::NonZeroU32::MIN),
         },
+        change_log_retain: args.change_log_retain,
     };
     let running = server::start(config, hooks).await?;
     tracing::info!(

@@ -11,9 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::broker::embedded::{self, EmbeddedConfig};
 use crate::broker::external::{self, ExternalConfig};
-use crate::db::{self, Database};
+use crate::db::{self, capture, Database};
 use crate::dispatch::{ClientLimits, Dispatcher};
-use crate::handler::{Handler, HandlerConfig};
+use crate::feed;
+use crate::handler::{Handler, HandlerConfig, SharedMode};
 use crate::hooks::Hooks;
 use crate::registry::{ModelsConfig, Registry};
 
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     pub subscription_ttl: Option<Duration>,
     /// Per-client queue and rate bounds.
     pub client_limits: ClientLimits,
+    /// Changes kept in the change log for resumes (older ones are pruned;
+    /// a resume from before them gets `reset`).
+    pub change_log_retain: u64,
 }
 
 impl ServerConfig {
@@ -66,6 +70,7 @@ impl ServerConfig {
             broker,
             subscription_ttl: None,
             client_limits: ClientLimits::default(),
+            change_log_retain: 100_000,
         }
     }
 }
@@ -104,7 +109,28 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
         .context("reading the database schema")?;
     let names: Vec<String> = registry.entities().iter().map(|e| e.full_name()).collect();
     tracing::info!(entities = ?names, "models");
+    let served: Vec<&db::Entity> = registry.entities().iter().map(AsRef::as_ref).collect();
+    db.execute_script(&capture::install_script(db.dialect(), &served))
+        .await
+        .context("installing the change log (a table and triggers on the served tables; the database user must own them)")?;
+    let head = db
+        .query(capture::bounds(db.dialect()).0, Vec::new())
+        .await
+        .context("reading the change log")?
+        .first()
+        .and_then(|r| r.get("head").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    let shared = match &config.broker {
+        BrokerMode::External(e) if e.share_group.is_some() => Some(SharedMode {
+            instance: e.client_id.clone(),
+            alive_every: config
+                .subscription_ttl
+                .map_or(Duration::from_secs(30), |ttl| ttl / 4),
+        }),
+        _ => None,
+    };
     let (out_tx, out_rx) = mpsc::channel(OUTBOX);
+    let db_for_watch = Arc::clone(&db);
     let handler = Arc::new(Handler::new(
         db,
         registry,
@@ -113,9 +139,30 @@ pub async fn start(config: ServerConfig, hooks: Hooks) -> anyhow::Result<Running
             prefix: config.prefix.clone(),
             max_payload: config.max_payload,
             max_rows: config.max_rows,
+            shared,
         },
         out_tx,
     ));
+    let wake = Arc::clone(handler.feed_wake());
+    db_for_watch
+        .watch_changes(Arc::downgrade(&wake))
+        .await
+        .context("watching the database for changes")?;
+    tokio::spawn(feed::run(
+        Arc::clone(&handler),
+        wake,
+        head,
+        config.change_log_retain,
+    ));
+    if let BrokerMode::External(ExternalConfig {
+        share_group: Some(_),
+        client_id,
+        ..
+    }) = &config.broker
+    {
+        // Subscriptions an earlier run under this name held are gone.
+        handler.instance_gone(client_id).await;
+    }
     let dispatcher = Dispatcher::new(Arc::clone(&handler), config.client_limits);
     let (mut mqtt_addr, mut ws_addr) = (None, None);
     match config.broker {

@@ -20,6 +20,15 @@ pub struct Subscription {
     pub filters: Vec<Filter>,
     /// `columns` / `omit_columns` applied to notification data.
     pub options: Options,
+    /// Changes up to this sequence are not sent (the client has them).
+    pub after: u64,
+    /// A resume waiting for the feed to replay the changes after this
+    /// sequence; no live change is sent to it before.
+    pub replay: Option<u64>,
+    /// The subscribe's answer has been handed to the broker: the replay may
+    /// start (its notifications then follow the answer that names the
+    /// subscription).
+    pub answered: bool,
 }
 
 /// The notification a change produces for a subscription, if any:
@@ -68,6 +77,49 @@ impl Subscriptions {
         self.last_seen
             .insert(client_id.to_string(), Instant::now())
             .is_none()
+    }
+
+    /// Note activity of a client already known (another instance heard of it).
+    pub fn refresh(&mut self, client_id: &str) {
+        if let Some(seen) = self.last_seen.get_mut(client_id) {
+            *seen = Instant::now();
+        }
+    }
+
+    /// The subscription `id`.
+    pub fn get(&self, id: &str) -> Option<&Subscription> {
+        self.by_id.get(id)
+    }
+
+    /// Subscriptions waiting for a replay: `(id, since)`.
+    pub fn pending_replays(&mut self) -> Vec<(String, u64)> {
+        self.by_id
+            .values()
+            .filter(|s| s.answered)
+            .filter_map(|s| Some((s.id.clone(), s.replay?)))
+            .collect()
+    }
+
+    /// The answers to `client_id`'s subscribes are out: their replays may
+    /// start. Returns whether one waits.
+    pub fn answered(&mut self, client_id: &str) -> bool {
+        let mut waiting = false;
+        for s in self
+            .by_id
+            .values_mut()
+            .filter(|s| s.client_id == client_id && !s.answered)
+        {
+            s.answered = true;
+            waiting |= s.replay.is_some();
+        }
+        waiting
+    }
+
+    /// Subscription `id` has had its replay: live from now on.
+    pub fn replayed(&mut self, id: &str) {
+        if let Some(s) = self.by_id.get_mut(id) {
+            s.replay = None;
+        }
     }
 
     /// Whether `client_id` has been seen (and not dropped since).
@@ -173,6 +225,32 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_waits_for_the_answer() {
+        let mut subs = Subscriptions::default();
+        subs.add(Subscription {
+            id: "s".into(),
+            client_id: "a".into(),
+            schema: "public".into(),
+            entity: "users".into(),
+            filters: vec![],
+            options: Options::default(),
+            after: 7,
+            replay: Some(7),
+            answered: false,
+        });
+        assert!(
+            subs.pending_replays().is_empty(),
+            "not before its answer is out"
+        );
+        assert!(!subs.answered("b"));
+        assert!(subs.answered("a"));
+        assert_eq!(subs.pending_replays(), vec![("s".to_string(), 7)]);
+        subs.replayed("s");
+        assert!(subs.pending_replays().is_empty());
+        assert!(!subs.answered("a"), "nothing waits any more");
+    }
+
+    #[test]
     fn clients_own_their_subscriptions() {
         let mut subs = Subscriptions::default();
         assert!(!subs.knows("a"));
@@ -187,6 +265,9 @@ mod tests {
             entity: "users".into(),
             filters: vec![],
             options: Options::default(),
+            after: 0,
+            replay: None,
+            answered: true,
         });
         assert!(subs.remove("b", &id).is_none());
         assert_eq!(subs.on_entity("public", "users").count(), 1);

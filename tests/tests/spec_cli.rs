@@ -46,7 +46,10 @@ fn help_lists_every_option() {
         "--tenant-column",
         "--max-payload",
         "--subscription-ttl",
+        "--share-group",
+        "--change-log-retain",
         "MQTTSPEC_DATABASE",
+        "MQTTSPEC_SHARE_GROUP",
     ] {
         assert!(
             help.contains(flag),
@@ -64,6 +67,12 @@ fn bad_arguments_exit_2() {
         Some(2),
         "needs --broker-url"
     );
+    assert_eq!(
+        run(&["--share-group", "g"]).status.code(),
+        Some(2),
+        "sharing needs --broker-url"
+    );
+    assert_eq!(run(&["--change-log-retain", "0"]).status.code(), Some(2));
     let jwt_external = run(&["--broker-url", "mqtt://127.0.0.1:1", "--jwt-secret", "s"]);
     assert_eq!(
         jwt_external.status.code(),

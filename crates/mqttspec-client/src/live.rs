@@ -21,6 +21,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
+use mqttspec_proto::response::{Resume, SubscribeData};
 use mqttspec_proto::{compare_rows, matches, Direction, Filter, Operation, Row, Sort};
 use serde_json::{json, Value};
 
@@ -69,6 +70,10 @@ pub struct LiveQuery {
     /// they were dropped, and the next load asks for another read.
     held_overflow: bool,
     truncated: bool,
+    /// The newest change sequence the view reflects (notifications applied
+    /// or held, or the subscribe answer's `seq`): what a resume sends as
+    /// `since`.
+    last_seq: Option<u64>,
 }
 
 /// Notifications held while a read is awaited; past this many they are
@@ -101,7 +106,46 @@ impl LiveQuery {
             held: Vec::new(),
             held_overflow: false,
             truncated: false,
+            last_seq: None,
         }
+    }
+
+    /// The newest change sequence the view reflects: send it as `since`
+    /// when subscribing again after a reconnect
+    /// ([`crate::request::resume`]). `None` before any (or from a server
+    /// without a change log): then read the view again instead.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The subscribe answer arrived. Returns whether the view must be read
+    /// (again): always for a new subscription, and for a resume the server
+    /// answered `reset`; a `replayed` resume keeps the view, and the missed
+    /// changes follow as notifications.
+    pub fn subscribed(&mut self, answer: &SubscribeData) -> bool {
+        if answer.resume == Some(Resume::Replayed) {
+            return false;
+        }
+        // The read that follows reflects at least the answer's `seq`.
+        if let Some(seq) = answer.seq {
+            self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
+        }
+        true
+    }
+
+    /// [`LiveQuery::apply`] for a notification carrying the change sequence
+    /// `seq`: a change the view already reflects (a replay overlapping what
+    /// arrived before the drop, a duplicate delivery) is ignored. Feed it
+    /// the notifications of the query's current subscription only: the
+    /// server orders each subscription's notifications, not several.
+    pub fn apply_seq(&mut self, op: Operation, data: Row, seq: Option<u64>) -> LiveChange {
+        if let Some(seq) = seq {
+            if self.last_seq.is_some_and(|last| seq <= last) {
+                return LiveChange::default();
+            }
+            self.last_seq = Some(seq);
+        }
+        self.apply(op, data)
     }
 
     /// The rows in view, in order.
@@ -422,6 +466,61 @@ mod tests {
         assert_eq!(c.added.len(), 5);
         assert_eq!(c.updated.len(), 495);
         assert_eq!(q.rows().len(), N as usize - 5);
+    }
+
+    #[test]
+    fn sequences_skip_what_the_view_has_and_resume_keeps_the_view() {
+        let answer = |seq, resume| SubscribeData {
+            subscription_id: "s".into(),
+            schema: "public".into(),
+            entity: "users".into(),
+            notify_topic: "spec/c/notify/s".into(),
+            seq: Some(seq),
+            resume,
+        };
+        let mut q = active_by_score(None);
+        assert_eq!(q.last_seq(), None);
+        assert!(q.subscribed(&answer(10, None)), "a new subscription reads");
+        q.load(
+            vec![row(json!({"id": 1, "status": "active", "score": 1}))],
+            None,
+        );
+        let created = row(json!({"id": 2, "status": "active", "score": 2}));
+        assert!(
+            q.apply_seq(Operation::Create, created.clone(), Some(9))
+                .is_empty(),
+            "older than the read"
+        );
+        assert_eq!(
+            q.apply_seq(Operation::Create, created.clone(), Some(11))
+                .added
+                .len(),
+            1
+        );
+        assert!(
+            q.apply_seq(Operation::Create, created, Some(11)).is_empty(),
+            "duplicate"
+        );
+        assert_eq!(q.last_seq(), Some(11));
+        // Reconnect: resume from 11; the replay brings 12 and the view stays.
+        assert!(!q.subscribed(&answer(15, Some(Resume::Replayed))));
+        assert_eq!(q.last_seq(), Some(11), "the replay's changes still apply");
+        let c = q.apply_seq(Operation::Delete, row(json!({"id": 1})), Some(12));
+        assert_eq!((c.removed.len(), ids(&q)), (1, vec![2]));
+        // A reset asks for a read and moves the sequence to the answer's.
+        assert!(q.subscribed(&answer(900, Some(Resume::Reset))));
+        assert_eq!(q.last_seq(), Some(900));
+        let mut plain = active_by_score(None);
+        assert!(
+            plain
+                .apply_seq(
+                    Operation::Create,
+                    row(json!({"id": 5, "status": "active", "score": 1})),
+                    None
+                )
+                .is_empty(),
+            "held before the load, no sequence needed"
+        );
     }
 
     #[test]

@@ -63,6 +63,20 @@ pub fn subscribe(id: String, entity: &EntityRef, options: Option<Value>) -> Mess
     }
 }
 
+/// A subscribe that resumes a live view after a reconnect: `options` plus
+/// `"since": <the view's [`crate::LiveQuery::last_seq`]>`. The server sends
+/// the changes after `since` before the live ones, or answers
+/// `resume: "reset"` when its change log no longer reaches back (then read
+/// the view again). Servers without a change log ignore `since`.
+pub fn resume(id: String, entity: &EntityRef, options: Option<Value>, since: u64) -> Message {
+    let mut options = match options {
+        Some(Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    options.insert("since".into(), Value::from(since));
+    subscribe(id, entity, Some(Value::Object(options)))
+}
+
 /// A `subscription`/`unsubscribe` message for server subscription `sub_id`.
 pub fn unsubscribe(id: String, sub_id: &str) -> Message {
     Message {
@@ -137,5 +151,16 @@ mod tests {
         let sub = serde_json::to_value(subscribe("m6".into(), &users, None)).unwrap();
         assert_eq!(sub["operation"], "subscribe");
         assert_eq!(sub["entity"], "users");
+        assert!(sub.get("options").is_none(), "no since unless resuming");
+        let filters = json!({"filters": [{"column": "status", "operator": "eq", "value": "a"}]});
+        let again = serde_json::to_value(resume("m7".into(), &users, Some(filters), 41)).unwrap();
+        assert_eq!(again["options"]["filters"][0]["column"], "status");
+        assert_eq!(
+            (
+                again["operation"].as_str(),
+                again["options"]["since"].as_u64()
+            ),
+            (Some("subscribe"), Some(41))
+        );
     }
 }

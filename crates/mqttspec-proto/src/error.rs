@@ -51,6 +51,9 @@ pub enum ErrorCode {
     /// The client sent requests faster than its limit, or has too many
     /// waiting: this one was not run; send it again later (same id is fine).
     TooManyRequests,
+    /// On a notify topic: the server instance holding this subscription
+    /// stopped; subscribe again (with `options.since` to resume).
+    SubscriptionLost,
 }
 
 impl ErrorCode {
@@ -78,6 +81,7 @@ impl ErrorCode {
             ErrorCode::InvalidData => "invalid_data",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::SubscriptionLost => "subscription_lost",
         }
     }
 }
@@ -100,6 +104,7 @@ mod tests {
             ErrorCode::ModelNotFound,
             ErrorCode::NotFound,
             ErrorCode::InvalidColumn,
+            ErrorCode::SubscriptionLost,
         ];
         for code in all {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

@@ -1,6 +1,8 @@
 //! The one JSON message shape used for requests, responses, notifications
 //! and subscription control.
 
+use std::num::NonZeroU64;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,6 +70,12 @@ pub struct Message {
     pub metadata: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+    /// On a notification: the change's position in the server's change log
+    /// (from 1, increasing; the same change has the same `seq` for every
+    /// subscriber). Absent from servers without a change log. (A resume
+    /// sends its last `seq` as `options.since`: [`crate::Options::since`].)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<NonZeroU64>,
 }
 
 #[cfg(test)]

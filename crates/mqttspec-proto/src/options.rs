@@ -174,6 +174,11 @@ pub struct Options {
     /// Skip this many rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
+    /// On a subscribe: resume after this change sequence (the last `seq`
+    /// the client applied) instead of starting from now; see
+    /// [`crate::response::SubscribeData::resume`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
     /// Fields this crate does not interpret.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,

@@ -2,6 +2,9 @@
 //! and notifications. The timestamp is passed in (RFC 3339) so this crate
 //! stays clock-free.
 
+use std::num::NonZeroU64;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ErrorCode;
@@ -57,7 +60,8 @@ pub fn pong(id: Option<String>, timestamp: String) -> Message {
     }
 }
 
-/// A change notification for one subscription.
+/// A change notification for one subscription; `seq` is the change's
+/// position in the server's change log, if it keeps one.
 pub fn notification(
     operation: Operation,
     subscription_id: &str,
@@ -65,6 +69,7 @@ pub fn notification(
     entity: &str,
     data: Value,
     timestamp: String,
+    seq: Option<NonZeroU64>,
 ) -> Message {
     Message {
         kind: Some(MessageType::Notification),
@@ -74,8 +79,63 @@ pub fn notification(
         entity: Some(entity.to_string()),
         data: Some(data),
         timestamp: Some(timestamp),
+        seq,
         ..Message::default()
     }
+}
+
+/// Sent on a subscription's notify topic when the server instance holding
+/// it stopped: the client subscribes again, with `options.since` to get
+/// what it missed.
+pub fn subscription_lost(subscription_id: &str, timestamp: String) -> Message {
+    Message {
+        kind: Some(MessageType::Error),
+        subscription_id: Some(subscription_id.to_string()),
+        success: Some(false),
+        error: Some(ErrorBody {
+            code: ErrorCode::SubscriptionLost.as_str().to_string(),
+            message: "the server instance holding this subscription stopped: subscribe again with options.since set to the last seq applied".into(),
+            details: None,
+        }),
+        timestamp: Some(timestamp),
+        ..Message::default()
+    }
+}
+
+/// How a subscribe with `since` was honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resume {
+    /// Every change after `since` that concerns the subscription follows on
+    /// its notify topic (each with its `seq`), then the live ones: keep the
+    /// view and apply them.
+    Replayed,
+    /// The change log no longer reaches back to `since` (or never held it):
+    /// the subscription is live from now on, but the client must read its
+    /// view again.
+    Reset,
+}
+
+/// `data` of a successful subscribe response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscribeData {
+    /// The server's id of the subscription (in `notify_topic` and on
+    /// every notification).
+    pub subscription_id: String,
+    /// Schema of the entity.
+    pub schema: String,
+    /// Entity name.
+    pub entity: String,
+    /// `{prefix}/{client_id}/notify/{subscription_id}`.
+    pub notify_topic: String,
+    /// The newest change sequence when the subscription was made: the
+    /// point to resume from if no notification comes before a reconnect.
+    /// Absent from servers without a change log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Present when the subscribe carried `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
 }
 
 #[cfg(test)]
@@ -115,6 +175,7 @@ mod tests {
             "users",
             json!({"id": 1}),
             ts.clone(),
+            None,
         );
         assert_eq!(
             serde_json::to_value(n).unwrap(),
@@ -122,8 +183,36 @@ mod tests {
                    "schema": "public", "entity": "users", "data": {"id": 1}, "timestamp": ts})
         );
         assert_eq!(
-            serde_json::to_value(pong(None, ts)).unwrap()["type"],
+            serde_json::to_value(pong(None, ts.clone())).unwrap()["type"],
             "pong"
+        );
+        let n = notification(
+            Operation::Create,
+            "s1",
+            "public",
+            "users",
+            json!({"id": 1}),
+            ts,
+            NonZeroU64::new(42),
+        );
+        assert_eq!(serde_json::to_value(n).unwrap()["seq"], 42);
+    }
+
+    #[test]
+    fn subscribe_data_omits_what_older_servers_lack() {
+        let plain: SubscribeData = serde_json::from_value(json!({"subscription_id": "s",
+            "schema": "public", "entity": "users", "notify_topic": "spec/c/notify/s"}))
+        .unwrap();
+        assert_eq!((plain.seq, plain.resume), (None, None));
+        let resumed = SubscribeData {
+            seq: Some(9),
+            resume: Some(Resume::Reset),
+            ..plain
+        };
+        let v = serde_json::to_value(&resumed).unwrap();
+        assert_eq!(
+            (v["seq"].as_u64(), v["resume"].as_str()),
+            (Some(9), Some("reset"))
         );
     }
 }

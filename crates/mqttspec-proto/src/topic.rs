@@ -43,6 +43,27 @@ pub fn server_request_filter(prefix: &str) -> String {
     format!("{prefix}/+/request")
 }
 
+/// `$share/{group}/{filter}`: an MQTT 5 shared subscription (mosquitto
+/// also grants it to 3.1.1 clients); the broker gives each message to one
+/// subscriber of the group.
+pub fn shared_filter(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
+/// `{prefix}/_instance/{instance}/gone`: the will of a server instance (its
+/// broker client id), published by the broker when the instance dies.
+/// Four levels, so it never matches a request topic.
+pub fn instance_gone_topic(prefix: &str, instance: &str) -> String {
+    format!("{prefix}/_instance/{instance}/gone")
+}
+
+/// The instance named by an [`instance_gone_topic`], if `topic` is one.
+pub fn instance_of_gone(prefix: &str, topic: &str) -> Option<String> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix("/_instance/")?;
+    let instance = rest.strip_suffix("/gone")?;
+    (!instance.is_empty() && !instance.contains('/')).then(|| instance.to_string())
+}
+
 /// Client id of a request topic (`{prefix}/{client_id}/request`), if the
 /// topic is one under `prefix`.
 pub fn client_id_of_request(prefix: &str, topic: &str) -> Option<String> {
@@ -67,6 +88,14 @@ mod tests {
         assert_eq!(client_id_of_request("spec", "other/c1/request"), None);
         assert_eq!(client_id_of_request("spec", "spec//request"), None);
         assert_eq!(notify_filter("spec", "c1"), "spec/c1/notify/+");
+        let gone = instance_gone_topic("spec", "srv-a");
+        assert_eq!(instance_of_gone("spec", &gone).as_deref(), Some("srv-a"));
+        assert_eq!(instance_of_gone("spec", "spec/_instance/a/b/gone"), None);
+        assert_eq!(client_id_of_request("spec", &gone), None);
+        assert_eq!(
+            shared_filter("g", &server_request_filter("spec")),
+            "$share/g/spec/+/request"
+        );
     }
 
     #[test]

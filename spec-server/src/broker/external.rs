@@ -9,8 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoff_core::{random_unit, Backoff};
-use mqttspec_proto::topic::{client_id_of_request, server_request_filter};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use mqttspec_proto::topic::{
+    client_id_of_request, instance_gone_topic, instance_of_gone, server_request_filter,
+    shared_filter,
+};
+use rumqttc::{
+    AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::mpsc;
 
 use crate::dispatch::Dispatcher;
@@ -33,6 +38,10 @@ pub struct ExternalConfig {
     pub qos: QoS,
     /// Largest packet accepted or sent (bytes).
     pub max_packet: usize,
+    /// Share the request subscription with other instances
+    /// (`$share/{group}/{prefix}/+/request`): the broker gives each request
+    /// to one of them.
+    pub share_group: Option<String>,
 }
 
 /// Parts of a broker URL.
@@ -104,9 +113,18 @@ pub fn parse_broker_url(url: &str) -> anyhow::Result<BrokerUrl> {
     })
 }
 
-fn options(config: &ExternalConfig) -> anyhow::Result<MqttOptions> {
+fn options(config: &ExternalConfig, prefix: &str) -> anyhow::Result<MqttOptions> {
     let url = parse_broker_url(&config.url)?;
     let mut options = MqttOptions::new(&config.client_id, &url.host, url.port);
+    if config.share_group.is_some() {
+        // The broker tells the other instances when this one dies.
+        options.set_last_will(LastWill::new(
+            instance_gone_topic(prefix, &config.client_id),
+            config.client_id.clone(),
+            QoS::AtLeastOnce,
+            false,
+        ));
+    }
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true)
@@ -149,8 +167,21 @@ pub async fn start(
     mut outgoing: mpsc::Receiver<Outgoing>,
     connect_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let (client, mut eventloop) = AsyncClient::new(options(&config)?, 1024);
-    let filter = server_request_filter(prefix);
+    let (client, mut eventloop) = AsyncClient::new(options(&config, prefix)?, 1024);
+    // Answers and PUBACKs go out at once, not after Nagle's wait for the
+    // broker's delayed ACK (40 ms per QoS 1 round trip otherwise).
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    // Wills of the other instances of the group (one of us takes each).
+    let wills = config
+        .share_group
+        .as_ref()
+        .map(|group| shared_filter(group, &instance_gone_topic(prefix, "+")));
+    let filter = match &config.share_group {
+        Some(group) => shared_filter(group, &server_request_filter(prefix)),
+        None => server_request_filter(prefix),
+    };
     let prefix = prefix.to_string();
     let qos = config.qos;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
@@ -165,6 +196,11 @@ pub async fn start(
                     tracing::info!(url = %config.url, "connected to the broker");
                     if let Err(e) = subscriber.try_subscribe(&filter, qos) {
                         tracing::error!(error = %e, "cannot subscribe to requests");
+                    }
+                    if let Some(wills) = &wills {
+                        if let Err(e) = subscriber.try_subscribe(wills, QoS::AtLeastOnce) {
+                            tracing::error!(error = %e, "cannot subscribe to the instances' wills");
+                        }
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -182,6 +218,18 @@ pub async fn start(
                     }
                     if let Some(tx) = ready.take() {
                         let _ = tx.send(outcome);
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish)))
+                    if instance_of_gone(&prefix, &publish.topic).is_some() =>
+                {
+                    // Our own name: the will of an earlier run under it, which this
+                    // run already handled at start (and whose subscriptions are now ours).
+                    let gone = instance_of_gone(&prefix, &publish.topic)
+                        .filter(|instance| *instance != config.client_id);
+                    if let Some(instance) = gone {
+                        let handler = Arc::clone(dispatcher.handler());
+                        tokio::spawn(async move { handler.instance_gone(&instance).await });
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {

@@ -3,16 +3,19 @@
 //! PostgreSQL implement it; SQL text is built by [`sql`] from checked
 //! identifiers only.
 
+pub mod capture;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Weak;
 
 use mqttspec_proto::filter::ValueKind;
 use mqttspec_proto::Row;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 /// A boxed future, so the trait can be used as `dyn Database`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -136,6 +139,13 @@ pub trait Database: Send + Sync {
     /// Run one statement returning rows (`SELECT`, or a write with
     /// `RETURNING *`); each row is a JSON object.
     fn query(&self, sql: String, params: Vec<Param>) -> BoxFuture<'_, Result<Vec<Row>, DbError>>;
+
+    /// Wake `wake` soon after any process commits a change to the database
+    /// (the change feed then reads the log; [`capture`]). Runs in the
+    /// background until `wake` is dropped. SQLite: `PRAGMA data_version` on
+    /// a second connection, polled every 10 ms (in-memory databases have no
+    /// other writer); PostgreSQL: `LISTEN`, reconnecting when lost.
+    fn watch_changes(&self, wake: Weak<Notify>) -> BoxFuture<'_, Result<(), DbError>>;
 }
 
 /// Open a database by URL: `sqlite::memory:`, `sqlite:path`, `sqlite://path`

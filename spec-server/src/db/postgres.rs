@@ -5,15 +5,15 @@
 //! restart, network cut) is opened again by the next request; a read that
 //! failed because the connection was lost is retried once on the new one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mqttspec_proto::filter::ValueKind;
 use mqttspec_proto::Row;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::{Mutex, Notify};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
-use super::{BoxFuture, Column, Database, DbError, Dialect, Entity, Param};
+use super::{capture, BoxFuture, Column, Database, DbError, Dialect, Entity, Param};
 
 /// A PostgreSQL database (one pipelined connection, reopened when lost).
 pub struct PostgresDb {
@@ -88,7 +88,7 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_type t ON t.oid = a.atttypid
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\_toast%'
+  AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname <> 'mqttspec'
 ORDER BY n.nspname, c.relname, a.attnum
 "#;
 
@@ -206,4 +206,73 @@ impl Database for PostgresDb {
     fn query(&self, sql: String, params: Vec<Param>) -> BoxFuture<'_, Result<Vec<Row>, DbError>> {
         Box::pin(self.run(sql, params))
     }
+
+    fn watch_changes(&self, wake: Weak<Notify>) -> BoxFuture<'_, Result<(), DbError>> {
+        let url = self.url.clone();
+        Box::pin(async move {
+            // The first LISTEN must work (a startup error says so); later
+            // losses reconnect with backoff.
+            let first = listen(&url, Weak::clone(&wake)).await?;
+            tokio::spawn(async move {
+                let mut session = Some(first);
+                let mut backoff = Duration::from_millis(100);
+                while wake.strong_count() > 0 {
+                    if let Some(s) = session.take() {
+                        let _ = s.await;
+                        tracing::warn!("PostgreSQL LISTEN connection lost: reconnecting");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    match listen(&url, Weak::clone(&wake)).await {
+                        Ok(s) => {
+                            backoff = Duration::from_millis(100);
+                            // Changes made while it was down: read them now.
+                            if let Some(w) = wake.upgrade() {
+                                w.notify_one();
+                            }
+                            session = Some(s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot LISTEN again");
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Open a connection that `LISTEN`s on the change channel and wakes `wake`
+/// per notification; the returned task ends when the connection does.
+async fn listen(url: &str, wake: Weak<Notify>) -> Result<tokio::task::JoinHandle<()>, DbError> {
+    let (client, mut connection) =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
+            .await
+            .map_err(|_| DbError("cannot connect to PostgreSQL to LISTEN: timed out".into()))?
+            .map_err(|e| DbError(format!("cannot connect to PostgreSQL to LISTEN: {e}")))?;
+    let task = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => match wake.upgrade() {
+                    Some(w) => w.notify_one(),
+                    None => return,
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL LISTEN connection ended");
+                    return;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", capture::PG_CHANNEL))
+        .await
+        .map_err(db_err)?;
+    // The client lives as long as the connection (dropping it would close it).
+    Ok(tokio::spawn(async move {
+        let _ = task.await;
+        drop(client);
+    }))
 }

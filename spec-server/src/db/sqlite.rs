@@ -2,7 +2,7 @@
 //! from blocking threads. Tables named `schema_entity` are served as
 //! `schema.entity`; a table without `_` as `main.table`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use base64::Engine;
 use mqttspec_proto::filter::ValueKind;
@@ -10,12 +10,15 @@ use mqttspec_proto::Row;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::{BoxFuture, Column, Database, DbError, Dialect, Entity, Param};
 
 /// An SQLite database (a file, or `:memory:`).
 pub struct SqliteDb {
     conn: Arc<Mutex<Connection>>,
+    /// The file (`None` for an in-memory database).
+    path: Option<String>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> DbError {
@@ -34,8 +37,10 @@ impl SqliteDb {
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
                 .map_err(db_err)?;
         }
+        let file = path != ":memory:" && !path.is_empty();
         Ok(SqliteDb {
             conn: Arc::new(Mutex::new(conn)),
+            path: file.then(|| path.to_string()),
         })
     }
 
@@ -88,7 +93,7 @@ pub fn split_table_name(table: &str) -> (String, String) {
 
 fn introspect(conn: &Connection) -> Result<Vec<Entity>, DbError> {
     let mut tables = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_mqttspec%' ESCAPE '\\' ORDER BY name")
         .map_err(db_err)?;
     let names: Vec<String> = tables
         .query_map([], |r| r.get(0))
@@ -214,4 +219,47 @@ impl Database for SqliteDb {
     fn query(&self, sql: String, params: Vec<Param>) -> BoxFuture<'_, Result<Vec<Row>, DbError>> {
         Box::pin(self.with_conn(move |c| run_query(c, &sql, &params)))
     }
+
+    fn watch_changes(&self, wake: Weak<Notify>) -> BoxFuture<'_, Result<(), DbError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            let Some(path) = path else {
+                return Ok(()); // in memory: only this server writes, and it wakes the feed itself
+            };
+            let conn = Connection::open(&path).map_err(|e| {
+                DbError(format!(
+                    "cannot open SQLite database {path:?} to watch it: {e}"
+                ))
+            })?;
+            let version = |c: &Connection| {
+                c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                    .map_err(db_err)
+            };
+            let mut seen = version(&conn)?;
+            std::thread::Builder::new()
+                .name("sqlite-watch".into())
+                .spawn(move || {
+                    // data_version changes when another connection commits.
+                    while let Some(wake) = wake.upgrade() {
+                        match version(&conn) {
+                            Ok(v) if v != seen => {
+                                seen = v;
+                                wake.notify_one();
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot read PRAGMA data_version"),
+                        }
+                        drop(wake);
+                        std::thread::sleep(WATCH_INTERVAL);
+                    }
+                })
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
 }
+
+/// How often the SQLite watcher polls `PRAGMA data_version` (a page-cache
+/// read, no I/O): other processes' writes reach subscribers within it plus
+/// the feed's read.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);

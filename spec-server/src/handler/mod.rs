@@ -4,25 +4,34 @@
 //! response. Writes run once per `(client id, request id)`: a duplicate
 //! delivery gets the first answer again ([`crate::dedup`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use mqttspec_proto::filter::between_bounds;
-use mqttspec_proto::response::{failure, notification, pong, success};
+use mqttspec_proto::response::{failure, pong, success, Resume, SubscribeData};
 use mqttspec_proto::topic::{notify_topic, response_topic};
 use mqttspec_proto::{
     require_filter, ErrorCode, Filter, FilterOp, Message, MessageType, Operation, Options, Row,
 };
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::clock::now_rfc3339;
+use crate::db::capture;
 use crate::db::sql::{SqlBuilder, Statement};
 use crate::db::{Database, Entity};
 use crate::dedup::{Dedup, Limits};
+use crate::feed::ChangeOp;
 use crate::hooks::{HookContext, HookError, HookPoint, Hooks};
 use crate::registry::Registry;
-use crate::subscriptions::{notification_for, project, Subscription, Subscriptions};
+use crate::subscriptions::{Subscription, Subscriptions};
+
+mod changes;
+mod instances;
+
+use instances::Claim;
+pub use instances::SharedMode;
 
 /// A publish the server wants to make.
 #[derive(Debug, Clone)]
@@ -106,6 +115,9 @@ pub struct HandlerConfig {
     /// Most rows one read returns (`None`: no cap). A larger or missing
     /// `limit` is lowered to it; `metadata.total` still counts every match.
     pub max_rows: Option<u64>,
+    /// Several instances share the requests (`$share/...`); `None`: this
+    /// instance is alone.
+    pub shared: Option<SharedMode>,
 }
 
 /// Answers requests of all clients.
@@ -121,6 +133,12 @@ pub struct Handler {
     /// Answers of recent writes, for duplicates.
     dedup: Mutex<Dedup>,
     out: mpsc::Sender<Outgoing>,
+    /// Wakes the change feed ([`crate::feed`]) after this server's writes.
+    feed_wake: Arc<Notify>,
+    /// When each client's activity was last told to the other instances.
+    alive_told: Mutex<HashMap<String, Instant>>,
+    /// Claims made in the shared answers (prunes them every 1,000).
+    claims: std::sync::atomic::AtomicU64,
 }
 
 /// Data of a successful operation: response data and metadata.
@@ -144,7 +162,25 @@ impl Handler {
             write_lock: tokio::sync::Mutex::new(()),
             dedup: Mutex::new(Dedup::new(Limits::default())),
             out,
+            feed_wake: Arc::new(Notify::new()),
+            alive_told: Mutex::new(HashMap::new()),
+            claims: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// What wakes the change feed (the database watcher holds it weakly).
+    pub fn feed_wake(&self) -> &Arc<Notify> {
+        &self.feed_wake
+    }
+
+    /// The database.
+    pub(crate) fn db(&self) -> &dyn Database {
+        self.db.as_ref()
+    }
+
+    /// The served entities.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     fn subs(&self) -> std::sync::MutexGuard<'_, Subscriptions> {
@@ -227,6 +263,20 @@ impl Handler {
             tracing::warn!(client_id, error = %e, "BeforeDisconnect hook failed; dropping the client anyway");
         }
         let dropped = self.subs().remove_client(client_id);
+        if let (Some(_), Ok(runtime)) = (&self.config.shared, tokio::runtime::Handle::try_current())
+        {
+            let db = Arc::clone(&self.db);
+            let stmt = capture::subscriptions_dropped(db.dialect(), client_id, None);
+            runtime.spawn(async move {
+                if let Err(e) = db.query(stmt.0, stmt.1).await {
+                    tracing::warn!(error = %e, "cannot forget the shared subscriptions of a client");
+                }
+            });
+        }
+        self.alive_told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(client_id);
         tracing::info!(client_id, subscriptions = dropped.len(), "client gone");
         if let Err(e) = self.hooks.run(HookPoint::AfterDisconnect, &mut ctx) {
             tracing::warn!(client_id, error = %e, "AfterDisconnect hook failed");
@@ -272,18 +322,47 @@ impl Handler {
                     return self.publish(topic, first, Some(caller.request_qos)).await;
                 }
                 let keep = is_write(&message);
-                (message.id.clone(), self.answer(caller, message).await, keep)
+                let id = message.id.clone();
+                let shared = match id
+                    .as_deref()
+                    .filter(|_| keep && self.config.shared.is_some())
+                {
+                    Some(id) => match self.claim(client_id, id).await {
+                        Claim::Mine => true,
+                        elsewhere => {
+                            let op = message.operation;
+                            return self.answer_from_elsewhere(caller, id, op, elsewhere).await;
+                        }
+                    },
+                    None => false,
+                };
+                let answer = self.answer(caller, message).await;
+                if keep {
+                    // Its change (if any) is in the log: deliver it now.
+                    self.feed_wake.notify_one();
+                }
+                let payload = match serde_json::to_string(&answer) {
+                    Ok(p) => p,
+                    Err(e) => return tracing::error!(error = %e, "cannot encode a message"),
+                };
+                if let (true, Some(id)) = (shared, id.as_deref()) {
+                    let kept = (answer.success == Some(true)).then_some(payload.as_str());
+                    self.settle(client_id, id, kept).await;
+                }
+                (id, payload, keep && answer.success == Some(true))
             }
         };
-        let payload: Arc<[u8]> = match serde_json::to_vec(&answer) {
-            Ok(p) => p.into(),
-            Err(e) => return tracing::error!(error = %e, "cannot encode a message"),
-        };
-        if let (Some(id), true) = (id, keep && answer.success == Some(true)) {
+        let payload: Arc<[u8]> = answer.into_bytes().into();
+        if let (Some(id), true) = (id, keep) {
             self.dedup()
                 .record(client_id, &id, Arc::clone(&payload), Instant::now());
         }
         self.publish(topic, payload, Some(caller.request_qos)).await;
+        // A resumed subscription's replay follows its answer, so the client
+        // knows the subscription id of every notification it gets.
+        if self.subs().answered(client_id) {
+            self.feed_wake.notify_one();
+        }
     }
 
     /// The message in `payload`, or why it cannot be read (with its id if
@@ -312,6 +391,7 @@ impl Handler {
     async fn answer(&self, caller: &Caller, message: Message) -> Message {
         let client_id = caller.client_id.as_str();
         let failed = |id, f: Failure| f.into_response(id);
+        self.tell_alive(client_id).await;
         if self.subs().touch(client_id) {
             let mut ctx = self.base_context(caller);
             let first = self
@@ -370,7 +450,7 @@ impl Handler {
             (Some(op), false) => op,
         };
         if operation == Operation::Unsubscribe {
-            return self.unsubscribe(caller, &message);
+            return self.unsubscribe(caller, &message).await;
         }
         let entity_name = message.entity.as_deref().unwrap_or("");
         if entity_name.is_empty() {
@@ -411,7 +491,7 @@ impl Handler {
             Operation::Create => self.create(&entity, &ctx).await?,
             Operation::Update => self.update(&entity, &ctx).await?,
             Operation::Delete => self.delete(&entity, &ctx).await?,
-            _ => self.subscribe(client_id, &entity, &ctx)?,
+            _ => self.subscribe(client_id, &entity, &ctx).await?,
         };
         ctx.result = Some(result.0);
         if let Err(refused) = self.hooks.run(after, &mut ctx) {
@@ -423,6 +503,11 @@ impl Handler {
                     .and_then(|r| r["subscription_id"].as_str());
                 if let Some(id) = id {
                     self.subs().remove(client_id, id);
+                    if self.config.shared.is_some() {
+                        let stmt =
+                            capture::subscriptions_dropped(self.db.dialect(), client_id, Some(id));
+                        let _ = self.query(stmt, ErrorCode::InvalidSubscription).await;
+                    }
                 }
             }
             return Err(refused.into());
@@ -511,8 +596,6 @@ impl Handler {
         let row = self.query_one(stmt, ErrorCode::CreateError).await?;
         let row =
             row.ok_or_else(|| fail(ErrorCode::CreateError, "the database returned no row"))?;
-        self.notify(entity, Operation::Create, None, Some(&row))
-            .await;
         Ok((Value::Object(row), None))
     }
 
@@ -540,12 +623,11 @@ impl Handler {
             .update(&pairs, &filters)
             .map_err(|e| fail(ErrorCode::InvalidData, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query_one(read_old, ErrorCode::UpdateError).await?;
-        let old = old.ok_or_else(|| not_found(entity, id))?;
+        self.query_one(read_old, ErrorCode::UpdateError)
+            .await?
+            .ok_or_else(|| not_found(entity, id))?;
         let new = self.query_one(write, ErrorCode::UpdateError).await?;
         let new = new.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Update, Some(&old), Some(&new))
-            .await;
         Ok((Value::Object(new), None))
     }
 
@@ -557,38 +639,88 @@ impl Handler {
             .delete(&filters)
             .map_err(|e| fail(ErrorCode::DeleteError, e.to_string()))?;
         let _order = self.write_lock.lock().await;
-        let old = self.query_one(stmt, ErrorCode::DeleteError).await?;
-        let old = old.ok_or_else(|| not_found(entity, id))?;
-        self.notify(entity, Operation::Delete, Some(&old), None)
-            .await;
+        self.query_one(stmt, ErrorCode::DeleteError)
+            .await?
+            .ok_or_else(|| not_found(entity, id))?;
         Ok((json!({"deleted": true}), None))
     }
 
-    fn subscribe(
+    /// A new subscription. With `options.since` (the last change sequence
+    /// the client applied) it resumes: the feed first sends the changes after
+    /// `since`, or the answer says `reset` when the log no longer holds them.
+    async fn subscribe(
         &self,
         client_id: &str,
         entity: &Entity,
         ctx: &HookContext,
     ) -> Result<Answer, Failure> {
-        let mut subs = self.subs();
-        let id = subs.next_id();
-        subs.add(Subscription {
-            id: id.clone(),
-            client_id: client_id.to_string(),
+        let since = ctx.options.since;
+        let (floor, head) = self.log_bounds().await?;
+        let resume = since.map(|s| {
+            if (floor..=head).contains(&s) {
+                Resume::Replayed
+            } else {
+                Resume::Reset
+            }
+        });
+        let replay = since.filter(|_| resume == Some(Resume::Replayed));
+        let id = {
+            let mut subs = self.subs();
+            let id = subs.next_id();
+            subs.add(Subscription {
+                id: id.clone(),
+                client_id: client_id.to_string(),
+                schema: entity.schema.clone(),
+                entity: entity.name.clone(),
+                filters: ctx.options.filters.clone(),
+                options: ctx.options.clone(),
+                after: replay.unwrap_or(0),
+                replay,
+                answered: false,
+            });
+            id
+        };
+        if let Some(shared) = &self.config.shared {
+            let stmt =
+                capture::subscription_held(self.db.dialect(), &id, client_id, &shared.instance);
+            if let Err(f) = self.query(stmt, ErrorCode::InvalidSubscription).await {
+                self.subs().remove(client_id, &id);
+                return Err(f);
+            }
+        }
+        tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), ?since, ?resume, "subscribed");
+        let data = SubscribeData {
+            notify_topic: notify_topic(&self.config.prefix, client_id, &id),
+            subscription_id: id,
             schema: entity.schema.clone(),
             entity: entity.name.clone(),
-            filters: ctx.options.filters.clone(),
-            options: ctx.options.clone(),
-        });
-        tracing::debug!(client_id, subscription_id = %id, entity = %entity.full_name(), "subscribed");
-        let notify_topic = notify_topic(&self.config.prefix, client_id, &id);
-        Ok((
-            json!({"subscription_id": id, "schema": entity.schema, "entity": entity.name, "notify_topic": notify_topic}),
-            None,
-        ))
+            seq: Some(head),
+            resume,
+        };
+        let data = serde_json::to_value(data)
+            .map_err(|e| fail(ErrorCode::InvalidSubscription, e.to_string()))?;
+        Ok((data, None))
     }
 
-    fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
+    /// `(floor, head)` of the change log: every change after `floor` is
+    /// still there; `head` is the newest.
+    async fn log_bounds(&self) -> Result<(u64, u64), Failure> {
+        let row = self
+            .query_one(
+                capture::bounds(self.db.dialect()),
+                ErrorCode::InvalidSubscription,
+            )
+            .await?;
+        let get = |name: &str| {
+            row.as_ref()
+                .and_then(|r| r.get(name))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        Ok((get("floor"), get("head")))
+    }
+
+    async fn unsubscribe(&self, caller: &Caller, message: &Message) -> Result<Answer, Failure> {
         let client_id = caller.client_id.as_str();
         let sub_id = message
             .subscription_id
@@ -608,7 +740,18 @@ impl Handler {
         ctx.data = message.data.clone();
         self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
         self.hooks.run(HookPoint::BeforeUnsubscribe, &mut ctx)?;
-        if self.subs().remove(client_id, &sub_id).is_none() {
+        let held_here = self.subs().remove(client_id, &sub_id).is_some();
+        if self.config.shared.is_some() {
+            let stmt = capture::subscriptions_dropped(self.db.dialect(), client_id, Some(&sub_id));
+            if let Err(f) = self.query(stmt, ErrorCode::InvalidSubscription).await {
+                tracing::warn!(client_id, error = %f.message, "cannot forget a shared subscription");
+            }
+        }
+        if !held_here && self.config.shared.is_some() {
+            // Another instance may hold it: its feed drops it.
+            self.log_control(ChangeOp::Unsubscribe, client_id, Some(&sub_id))
+                .await;
+        } else if !held_here {
             return Err(fail(
                 ErrorCode::InvalidSubscription,
                 format!("no subscription {sub_id:?} of this client"),
@@ -617,39 +760,6 @@ impl Handler {
         ctx.result = Some(json!({"unsubscribed": true, "subscription_id": sub_id}));
         self.hooks.run(HookPoint::AfterUnsubscribe, &mut ctx)?;
         Ok((ctx.result.take().unwrap_or(Value::Null), None))
-    }
-
-    /// Publish the notifications of one change (called under the write lock).
-    async fn notify(
-        &self,
-        entity: &Entity,
-        operation: Operation,
-        old: Option<&Row>,
-        new: Option<&Row>,
-    ) {
-        let ts = now_rfc3339();
-        let messages: Vec<(String, Message)> = self
-            .subs()
-            .on_entity(&entity.schema, &entity.name)
-            .filter_map(|sub| {
-                let row = notification_for(&sub.filters, operation, old, new)?;
-                let data = Value::Object(project(row, &sub.options));
-                let message = notification(
-                    operation,
-                    &sub.id,
-                    &entity.schema,
-                    &entity.name,
-                    data,
-                    ts.clone(),
-                );
-                let topic = notify_topic(&self.config.prefix, &sub.client_id, &sub.id);
-                Some((topic, message))
-            })
-            .collect();
-        tracing::debug!(entity = %entity.full_name(), ?operation, notifications = messages.len(), "change");
-        for (topic, message) in messages {
-            self.send(topic, &message, None).await;
-        }
     }
 }
 
