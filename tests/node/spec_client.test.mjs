@@ -495,3 +495,42 @@ test('a create made offline survives a page reload with a persistent outbox and 
     await relay.stop();
   }
 });
+
+// After a reconnect a live query resumes from the last change sequence it saw
+// (subscribe with options.since): it receives the changes it missed, not its
+// whole result set again, and ends equal to a fresh read.
+test('a live query resumes after a reconnect with only the changes it missed', async () => {
+  const relay = await startRelay(ports.mqttPort);
+  const fresh = async () => (await writer.request({ operation: 'read', schema: 'public', entity: 'users',
+    options: { sort: [{ column: 'id', direction: 'asc' }] } })).data;
+  try {
+    await page.evaluate(async (url) => {
+      window.resumer = await connectSpec(url, { clientId: 'resumer', reconnectPeriod: 100, maxReconnectDelay: 200 });
+      window.resumerLive = await window.resumer.liveQuery('public.users', { sort: [{ column: 'id' }] }, () => {});
+    }, relay.url);
+    // A change seen live gives the view a sequence to resume from.
+    await writer.request({ operation: 'create', schema: 'public', entity: 'users', data: { name: 'Seen Sam', email: 'sam@x', status: 'active' } });
+    await page.waitForFunction(() => window.resumerLive.rows().some((r) => r.email === 'sam@x'));
+    relay.refuse = true;
+    relay.recording = true;
+    await page.evaluate(() => { window.resumerBack = new Promise((resolve) => window.resumer.on('connect', resolve)); });
+    relay.cut();
+    const missed = [];
+    for (const name of ['Missed Mia', 'Missed Max', 'Missed Moe']) {
+      missed.push((await writer.request({ operation: 'create', schema: 'public', entity: 'users',
+        data: { name, email: `${name.split(' ')[1].toLowerCase()}@x`, status: 'active' } })).data.id);
+    }
+    await writer.request({ operation: 'delete', schema: 'public', entity: 'users', record_id: String(missed[0]) });
+    relay.refuse = false;
+    await page.evaluate(() => window.resumerBack);
+    const expected = await fresh();
+    await page.waitForFunction((n) => window.resumerLive.rows().length === n, expected.length);
+    assert.deepEqual(await page.evaluate(() => window.resumerLive.rows()), expected);
+    const sent = relay.recorded.map((b) => b.toString('latin1'));
+    assert.ok(sent.some((p) => p.includes('"operation":"subscribe"') && p.includes('"since":')), 'resumed with since');
+    assert.ok(!sent.some((p) => p.includes('"operation":"read"')), 'no read of the whole result set');
+    await page.evaluate(() => window.resumer.end());
+  } finally {
+    await relay.stop();
+  }
+});

@@ -367,7 +367,7 @@ pub fn on_notification(rc: &Shared, payload: &[u8]) {
         inner.core.on_notification(note, now(), online)
     };
     match routed {
-        Routed::Live(effects) => run(rc, effects, None),
+        Routed::Handled(effects) => run(rc, effects, None),
         Routed::Subscription(handle) => notify(rc, handle, payload),
         Routed::Nowhere => {}
     }

@@ -3,6 +3,10 @@
 //! server forgets a client's subscriptions when it disconnects); live
 //! queries subscribed, read, kept current, refilled, and read again after a
 //! reconnect; failed re-subscribes and re-reads retried with [`Backoff`].
+//! A live query that has seen a change sequence (`seq`) resumes instead of
+//! reading again: after a reconnect, or when the server says
+//! `subscription_lost`, it subscribes with `options.since` and reads only
+//! if the server answers `resume: "reset"` (docs/MQTTSPEC_PROTOCOL.md).
 //!
 //! The driver owns everything the core cannot name: the promises or
 //! callbacks that wait (a type parameter `W`, as in [`Correlator`]), the
@@ -27,13 +31,14 @@
 use std::collections::HashMap;
 
 use backoff_core::Backoff;
-use mqttspec_proto::{Message, Operation, Row};
+use mqttspec_proto::response::SubscribeData;
+use mqttspec_proto::{Message, MessageType, Operation, Row};
 use serde_json::Value;
 
 use crate::correlate::{Correlator, SpecError};
 use crate::live::{LiveChange, LiveQuery};
 use crate::request::{self, EntityRef};
-use crate::subscriptions::{Handle, Subscriptions};
+use crate::subscriptions::{Handle, Subscriptions, Wanted};
 
 /// Identifies a live query.
 pub type LiveId = u64;
@@ -108,6 +113,8 @@ struct Live<W> {
     reading: bool,
     /// A re-read is scheduled ([`Effect::Retry`]); a read made meanwhile cancels it.
     retry_due: bool,
+    /// A resuming subscribe is in flight: its answer says whether to read.
+    resuming: bool,
     flush_soon: bool,
     ready: Option<W>,
 }
@@ -117,8 +124,9 @@ struct Live<W> {
 pub enum Routed<W> {
     /// To the driver's callback or iterator of subscription `Handle`.
     Subscription(Handle),
-    /// Into a live query (these effects follow).
-    Live(Vec<Effect<W>>),
+    /// Handled by the core (a live query's change, a lost subscription
+    /// subscribed again): these effects follow.
+    Handled(Vec<Effect<W>>),
     /// Nowhere (unknown or closed subscription, or not a notification).
     Nowhere,
 }
@@ -227,6 +235,7 @@ impl<W> Lifecycle<W> {
                 retry: retry_backoff(),
                 reading: false,
                 retry_due: false,
+                resuming: false,
                 flush_soon: false,
                 ready: Some(waiter),
             },
@@ -275,12 +284,7 @@ impl<W> Lifecycle<W> {
         if std::mem::replace(&mut self.connected_before, true) {
             self.sub_retry.clear();
             for (handle, wanted) in self.subs.reset() {
-                let m = request::subscribe(String::new(), &wanted.entity, wanted.options);
-                effects.extend(self.submit(m, Pending::Subscribe(handle, None), now, true));
-            }
-            let lives: Vec<LiveId> = self.lives.keys().copied().collect();
-            for live in lives {
-                effects.extend(self.reload(live, now, true));
+                effects.extend(self.subscribe_again(handle, wanted, true, now, true));
             }
         }
         effects.extend(
@@ -326,6 +330,18 @@ impl<W> Lifecycle<W> {
         else {
             return Routed::Nowhere;
         };
+        if note.kind == Some(MessageType::Error) {
+            let lost = note
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == "subscription_lost");
+            return match self.subs.unbind(handle) {
+                Some(wanted) if lost => {
+                    Routed::Handled(self.subscribe_again(handle, wanted, true, now, online))
+                }
+                _ => Routed::Nowhere,
+            };
+        }
         let Some(&live) = self.live_of.get(&handle) else {
             return Routed::Subscription(handle);
         };
@@ -334,7 +350,7 @@ impl<W> Lifecycle<W> {
         else {
             return Routed::Nowhere;
         };
-        let change = l.query.apply(op, row);
+        let change = l.query.apply_seq(op, row, note.seq.map(|s| s.get()));
         let refill = change.needs_refill;
         l.change.merge(change);
         let mut effects = Vec::new();
@@ -346,7 +362,7 @@ impl<W> Lifecycle<W> {
         if refill {
             effects.extend(self.reload(live, now, online));
         }
-        Routed::Live(effects)
+        Routed::Handled(effects)
     }
 
     /// Report what live query `live` gathered since the last report.
@@ -384,8 +400,8 @@ impl<W> Lifecycle<W> {
             RetryOf::Subscribe(handle) => match self.subs.wanted(handle) {
                 // Still wanted and not re-established meanwhile.
                 Some(w) if self.subs.server_id(handle).is_none() => {
-                    let m = request::subscribe(String::new(), &w.entity, w.options.clone());
-                    self.submit(m, Pending::Subscribe(handle, None), now, online)
+                    let w = w.clone();
+                    self.subscribe_again(handle, w, false, now, online)
                 }
                 _ => Vec::new(),
             },
@@ -431,6 +447,38 @@ impl<W> Lifecycle<W> {
         }
         self.live_of.clear();
         self.sub_retry.clear();
+        effects
+    }
+
+    /// Subscribe `handle` again. A live query that has a change sequence
+    /// resumes from it (its answer says whether to read); one without reads
+    /// again too when `read_plain` (after a reconnect: it may have missed
+    /// changes).
+    fn subscribe_again(
+        &mut self,
+        handle: Handle,
+        wanted: Wanted,
+        read_plain: bool,
+        now: u64,
+        online: bool,
+    ) -> Vec<Effect<W>> {
+        let live = self.live_of.get(&handle).copied();
+        let since = live
+            .and_then(|l| self.lives.get(&l))
+            .and_then(|l| l.query.last_seq());
+        let message = match since {
+            Some(since) => request::resume(String::new(), &wanted.entity, wanted.options, since),
+            None => request::subscribe(String::new(), &wanted.entity, wanted.options),
+        };
+        if let (Some(live), Some(_)) = (live, since) {
+            if let Some(l) = self.lives.get_mut(&live) {
+                l.resuming = true;
+            }
+        }
+        let mut effects = self.submit(message, Pending::Subscribe(handle, None), now, online);
+        if let (Some(live), None, true) = (live, since, read_plain) {
+            effects.extend(self.reload(live, now, online));
+        }
         effects
     }
 
@@ -536,12 +584,38 @@ impl<W> Lifecycle<W> {
                         online,
                     );
                 }
-                first
+                let mut effects: Vec<Effect<W>> = first
                     .map(|w| Effect::Resolve(w, Answer::Subscribed(handle)))
                     .into_iter()
-                    .collect()
+                    .collect();
+                if let Some(&live) = self.live_of.get(&handle) {
+                    effects.extend(self.live_subscribed(live, response.data, now, online));
+                }
+                effects
             }
             Pending::LiveRead(live) => self.loaded(live, response, now, online),
+        }
+    }
+
+    /// Live query `live`'s subscribe was answered with `data`: record its
+    /// change sequence; after a resume, read only if the server could not
+    /// replay (`reset`, or an answer without `resume` from an older server).
+    fn live_subscribed(
+        &mut self,
+        live: LiveId,
+        data: Option<Value>,
+        now: u64,
+        online: bool,
+    ) -> Vec<Effect<W>> {
+        let Some(l) = self.lives.get_mut(&live) else {
+            return Vec::new();
+        };
+        let answer = data.and_then(|d| serde_json::from_value::<SubscribeData>(d).ok());
+        let must_read = answer.as_ref().is_none_or(|a| l.query.subscribed(a));
+        if std::mem::take(&mut l.resuming) && must_read {
+            self.reload(live, now, online)
+        } else {
+            Vec::new()
         }
     }
 
@@ -769,7 +843,11 @@ mod tests {
             answer(&sent[0], json!({"subscription_id": "sub-1"})),
         );
         let early = c.on_notification(note("sub-1", Operation::Create, json!({"id": 2})), 0, true);
-        assert_eq!(early, Routed::Live(vec![]), "held until the read answers");
+        assert_eq!(
+            early,
+            Routed::Handled(vec![]),
+            "held until the read answers"
+        );
         let loaded = respond(&mut c, answer(&sent[1], json!([{"id": 1}])));
         match &loaded[..] {
             [Effect::LiveChanged(l, change), Effect::Resolve(7, Answer::LiveReady(r))] => {
@@ -781,8 +859,8 @@ mod tests {
         // Two notifications of one burst: one flush.
         let a = c.on_notification(note("sub-1", Operation::Create, json!({"id": 3})), 0, true);
         let b = c.on_notification(note("sub-1", Operation::Delete, json!({"id": 1})), 0, true);
-        assert_eq!(a, Routed::Live(vec![Effect::FlushSoon(live)]));
-        assert_eq!(b, Routed::Live(vec![]));
+        assert_eq!(a, Routed::Handled(vec![Effect::FlushSoon(live)]));
+        assert_eq!(b, Routed::Handled(vec![]));
         match &c.flush(live)[..] {
             [Effect::LiveChanged(_, change)] => {
                 assert_eq!((change.added.len(), change.removed.len()), (1, 1));
@@ -919,5 +997,136 @@ mod tests {
             true,
         );
         assert_eq!(done, vec![Effect::Resolve(1, Answer::Response)]);
+    }
+
+    fn subscribe_answer(to: &Message, id: &str, seq: u64, resume: Option<&str>) -> Message {
+        let mut data = json!({"subscription_id": id, "schema": "public", "entity": "users",
+            "notify_topic": format!("spec/c/notify/{id}"), "seq": seq});
+        if let Some(r) = resume {
+            data["resume"] = json!(r);
+        }
+        answer(to, data)
+    }
+
+    fn seq_note(sub: &str, op: Operation, row: serde_json::Value, seq: u64) -> Message {
+        Message {
+            seq: std::num::NonZeroU64::new(seq),
+            ..note(sub, op, row)
+        }
+    }
+
+    /// A live query subscribed as `sub-1` at seq 10, loaded with row 1, then
+    /// changed by notification 11 (row 2 created).
+    fn live_with_seq(c: &mut Core) -> LiveId {
+        c.on_connect(0);
+        let (live, effects) = c.live_query(
+            users(),
+            LiveQuery::new("id", vec![], vec![], None),
+            7,
+            0,
+            true,
+        );
+        let sent = published(&effects);
+        assert!(respond(c, subscribe_answer(&sent[0], "sub-1", 10, None)).is_empty());
+        respond(c, answer(&sent[1], json!([{"id": 1}])));
+        c.on_notification(
+            seq_note("sub-1", Operation::Create, json!({"id": 2}), 11),
+            0,
+            true,
+        );
+        c.flush(live);
+        live
+    }
+
+    #[test]
+    fn a_reconnect_resumes_a_live_query_from_its_last_seq_without_reading() {
+        let mut c = core();
+        let live = live_with_seq(&mut c);
+        let again = published(&c.on_connect(10));
+        assert_eq!(again.len(), 1, "a resuming subscribe, no read: {again:?}");
+        let options = again[0].options.as_ref().unwrap();
+        assert_eq!(options["since"], json!(11));
+        // The server replays: no read; the replayed changes apply once.
+        assert!(respond(
+            &mut c,
+            subscribe_answer(&again[0], "sub-2", 13, Some("replayed"))
+        )
+        .is_empty());
+        assert_eq!(
+            c.on_notification(
+                seq_note("sub-1", Operation::Delete, json!({"id": 1}), 12),
+                0,
+                true
+            ),
+            Routed::Nowhere,
+            "the old subscription's notifications are dropped"
+        );
+        c.on_notification(
+            seq_note("sub-2", Operation::Delete, json!({"id": 1}), 12),
+            0,
+            true,
+        );
+        c.on_notification(
+            seq_note("sub-2", Operation::Delete, json!({"id": 1}), 12),
+            0,
+            true,
+        );
+        c.on_notification(
+            seq_note("sub-2", Operation::Create, json!({"id": 3}), 13),
+            0,
+            true,
+        );
+        match &c.flush(live)[..] {
+            [Effect::LiveChanged(_, change)] => {
+                assert_eq!((change.removed.len(), change.added.len()), (1, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let ids: Vec<_> = c.live_rows(live).iter().map(|r| r["id"].clone()).collect();
+        assert_eq!(ids, vec![json!(2), json!(3)]);
+    }
+
+    #[test]
+    fn a_reset_or_an_old_server_reads_again() {
+        for resume in [Some("reset"), None] {
+            let mut c = core();
+            let live = live_with_seq(&mut c);
+            let again = published(&c.on_connect(10));
+            let read = published(&respond(
+                &mut c,
+                subscribe_answer(&again[0], "sub-2", 900, resume),
+            ));
+            assert_eq!(read.len(), 1, "{resume:?}");
+            assert_eq!(read[0].operation, Some(Operation::Read));
+            respond(&mut c, answer(&read[0], json!([{"id": 5}])));
+            assert_eq!(c.live_rows(live).len(), 1);
+        }
+    }
+
+    #[test]
+    fn subscription_lost_resubscribes_that_subscription_only() {
+        let mut c = core();
+        let live = live_with_seq(&mut c);
+        let (handle, effects) = c.subscribe(users(), None, 9, 0, true);
+        respond(
+            &mut c,
+            answer(&published(&effects)[0], json!({"subscription_id": "plain"})),
+        );
+        let lost: Message =
+            serde_json::from_value(json!({"type": "error", "subscription_id": "sub-1",
+            "success": false, "error": {"code": "subscription_lost", "message": "gone"}}))
+            .unwrap();
+        let Routed::Handled(effects) = c.on_notification(lost, 0, true) else {
+            panic!("handled by the core")
+        };
+        let sent = published(&effects);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].options.as_ref().unwrap()["since"], json!(11));
+        assert_eq!(c.live_subscription_id(live), None, "until the new answer");
+        assert_eq!(
+            c.subscription_id(handle),
+            Some("plain"),
+            "the other subscription stays"
+        );
     }
 }

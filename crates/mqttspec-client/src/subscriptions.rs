@@ -81,6 +81,16 @@ impl Subscriptions {
         self.by_server_id.get(server_id).copied()
     }
 
+    /// The server lost `handle`'s subscription (`subscription_lost`): forget
+    /// its server id and return what to subscribe again.
+    pub fn unbind(&mut self, handle: Handle) -> Option<Wanted> {
+        let (wanted, bound) = self.wanted.get_mut(&handle)?;
+        if let Some(old) = bound.take() {
+            self.by_server_id.remove(&old);
+        }
+        Some(wanted.clone())
+    }
+
     /// The session was lost: forget every server id and return what to
     /// subscribe again, oldest first.
     pub fn reset(&mut self) -> Vec<(Handle, Wanted)> {

@@ -193,7 +193,8 @@ export async function setup(brokerConfig = []) {
 
 /**
  * A WebSocket-to-TCP relay in front of a broker's TCP listener (for the
- * benchmarks and the tests that need to merge, count or cut traffic). While holding (`holdFor(marker?)`) it keeps what the broker
+ * benchmarks and the tests that need to merge, count, record or cut traffic;
+ * `refuse = true` turns new connections away). While holding (`holdFor(marker?)`) it keeps what the broker
  * sends; `release(bytes?)` waits until that many bytes are held (without
  * `bytes`: until the held bytes contain `marker`) and then sends it all in 64 KiB
  * WebSocket messages of many MQTT packets each (as MQTT over WebSocket
@@ -205,8 +206,9 @@ export async function startRelay(tcpPort) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'mqtt' });
   await new Promise((r) => wss.once('listening', r));
   const relay = { hold: false, held: [], heldBytes: 0, ws: null, marker: null, seen: false, tail: Buffer.alloc(0),
-    connections: 0, pings: 0, publishes: 0 };
+    connections: 0, pings: 0, publishes: 0, refuse: false, recording: false, recorded: [] };
   wss.on('connection', (ws) => {
+    if (relay.refuse) return ws.terminate();
     relay.ws = ws;
     relay.connections += 1;
     const sock = tcpConnect(tcpPort, '127.0.0.1');
@@ -226,6 +228,7 @@ export async function startRelay(tcpPort) {
       // The client sends one MQTT packet per message: count its PINGREQs and PUBLISHes.
       if (d[0] === 0xc0) relay.pings += 1;
       if (d[0] >> 4 === 3) relay.publishes += 1;
+      if (relay.recording) relay.recorded.push(Buffer.from(d));
       sock.write(d);
     });
     ws.on('close', () => sock.destroy());
