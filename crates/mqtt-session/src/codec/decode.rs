@@ -10,6 +10,21 @@ use super::DecodeError;
 
 type Result<T> = core::result::Result<T, DecodeError>;
 
+/// PUBACK, PUBREC, PUBREL or PUBCOMP: the same fields in four types.
+macro_rules! ack {
+    ($r:ident, $v5:ident, $kind:ident, $props:ident, $reason:ident) => {{
+        let (pkid, code, props) = ack(&mut $r, $v5)?;
+        Packet::$kind(v5::$kind {
+            pkid,
+            reason: $reason(code)?,
+            properties: props.map(|p| v5::$props {
+                reason_string: p.reason_string,
+                user_properties: p.user_properties,
+            }),
+        })
+    }};
+}
+
 /// Decode one whole packet (as cut by [`crate::Framer`]). Only packets a
 /// server may send are decoded; the others are errors. Payloads and binary
 /// properties share `frame`'s memory.
@@ -28,58 +43,10 @@ pub fn decode(frame: Bytes, protocol: Protocol) -> Result<Packet> {
     Ok(match byte1 >> 4 {
         2 => Packet::ConnAck(connack(&mut r, v5)?),
         3 => Packet::Publish(publish(byte1, &mut r, v5)?),
-        4 => {
-            let (pkid, code, props) = ack(&mut r, v5)?;
-            Packet::PubAck(v5::PubAck {
-                pkid,
-                reason: puback_reason(code)?,
-                properties: props.map(|p| v5::PubAckProperties {
-                    reason_string: p.reason_string,
-                    user_properties: p.user_properties,
-                }),
-            })
-        }
-        5 => {
-            let (pkid, code, props) = ack(&mut r, v5)?;
-            Packet::PubRec(v5::PubRec {
-                pkid,
-                reason: pubrec_reason(code)?,
-                properties: props.map(|p| v5::PubRecProperties {
-                    reason_string: p.reason_string,
-                    user_properties: p.user_properties,
-                }),
-            })
-        }
-        6 => {
-            let (pkid, code, props) = ack(&mut r, v5)?;
-            Packet::PubRel(v5::PubRel {
-                pkid,
-                reason: match code {
-                    0 => v5::PubRelReason::Success,
-                    0x92 => v5::PubRelReason::PacketIdentifierNotFound,
-                    _ => return Err(DecodeError::ReasonCode),
-                },
-                properties: props.map(|p| v5::PubRelProperties {
-                    reason_string: p.reason_string,
-                    user_properties: p.user_properties,
-                }),
-            })
-        }
-        7 => {
-            let (pkid, code, props) = ack(&mut r, v5)?;
-            Packet::PubComp(v5::PubComp {
-                pkid,
-                reason: match code {
-                    0 => v5::PubCompReason::Success,
-                    0x92 => v5::PubCompReason::PacketIdentifierNotFound,
-                    _ => return Err(DecodeError::ReasonCode),
-                },
-                properties: props.map(|p| v5::PubCompProperties {
-                    reason_string: p.reason_string,
-                    user_properties: p.user_properties,
-                }),
-            })
-        }
+        4 => ack!(r, v5, PubAck, PubAckProperties, puback_reason),
+        5 => ack!(r, v5, PubRec, PubRecProperties, pubrec_reason),
+        6 => ack!(r, v5, PubRel, PubRelProperties, pubrel_reason),
+        7 => ack!(r, v5, PubComp, PubCompProperties, pubcomp_reason),
         9 => Packet::SubAck(suback(&mut r, v5)?),
         11 => Packet::UnsubAck(unsuback(&mut r, v5)?),
         13 => Packet::PingResp,
@@ -392,37 +359,33 @@ fn ack(r: &mut Reader, v5: bool) -> Result<(u16, u8, Option<Props>)> {
     Ok((pkid, code, props))
 }
 
-fn puback_reason(code: u8) -> Result<v5::PubAckReason> {
-    use v5::PubAckReason as R;
-    Ok(match code {
-        0 => R::Success,
-        0x10 => R::NoMatchingSubscribers,
-        0x80 => R::UnspecifiedError,
-        0x83 => R::ImplementationSpecificError,
-        0x87 => R::NotAuthorized,
-        0x90 => R::TopicNameInvalid,
-        0x91 => R::PacketIdentifierInUse,
-        0x97 => R::QuotaExceeded,
-        0x99 => R::PayloadFormatInvalid,
-        _ => return Err(DecodeError::ReasonCode),
-    })
+/// PUBACK and PUBREC share their reason codes, as do PUBREL and PUBCOMP
+/// (each in its own `mqttbytes` type).
+macro_rules! reason_codes {
+    ($name:ident, $ty:ident, $($code:literal => $variant:ident),+) => {
+        fn $name(code: u8) -> Result<v5::$ty> {
+            match code {
+                $($code => Ok(v5::$ty::$variant),)+
+                _ => Err(DecodeError::ReasonCode),
+            }
+        }
+    };
 }
 
-fn pubrec_reason(code: u8) -> Result<v5::PubRecReason> {
-    use v5::PubRecReason as R;
-    Ok(match code {
-        0 => R::Success,
-        0x10 => R::NoMatchingSubscribers,
-        0x80 => R::UnspecifiedError,
-        0x83 => R::ImplementationSpecificError,
-        0x87 => R::NotAuthorized,
-        0x90 => R::TopicNameInvalid,
-        0x91 => R::PacketIdentifierInUse,
-        0x97 => R::QuotaExceeded,
-        0x99 => R::PayloadFormatInvalid,
-        _ => return Err(DecodeError::ReasonCode),
-    })
+macro_rules! publish_ack_reasons {
+    ($name:ident, $ty:ident) => {
+        reason_codes!($name, $ty,
+            0 => Success, 0x10 => NoMatchingSubscribers, 0x80 => UnspecifiedError,
+            0x83 => ImplementationSpecificError, 0x87 => NotAuthorized,
+            0x90 => TopicNameInvalid, 0x91 => PacketIdentifierInUse,
+            0x97 => QuotaExceeded, 0x99 => PayloadFormatInvalid);
+    };
 }
+
+publish_ack_reasons!(puback_reason, PubAckReason);
+publish_ack_reasons!(pubrec_reason, PubRecReason);
+reason_codes!(pubrel_reason, PubRelReason, 0 => Success, 0x92 => PacketIdentifierNotFound);
+reason_codes!(pubcomp_reason, PubCompReason, 0 => Success, 0x92 => PacketIdentifierNotFound);
 
 /// SUBACK: packet identifier, (MQTT 5) properties, one code per filter.
 fn suback(r: &mut Reader, v5: bool) -> Result<v5::SubAck> {
