@@ -6,9 +6,11 @@ import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Bytes, gzip -9, wasm + JS glue. Issue 15 asks for 40,000; the entry is at
- * ~59,000 after the hand-written codec (docs/BENCHMARKS.md says what is left). */
-export const MQTT_ENTRY_BUDGET = 60_000;
+/** Bytes, zlib level 9 (node's gzip: ~0.8 % more than GNU `gzip -9` on the
+ * wasm), wasm + JS glue. Issue 15 asks for 40,000; the entry measures 59,928
+ * here (59,457 with `gzip -9`) after the hand-written codec: the budget keeps
+ * ~1 % of room (docs/BENCHMARKS.md says what is in the wasm). */
+export const MQTT_ENTRY_BUDGET = 60_500;
 
 export const gz = (file) => gzipSync(readFileSync(file), { level: 9 }).length;
 
