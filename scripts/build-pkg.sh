@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the npm package `mqttspec-wasm` into client-wasm/pkg/ without
 # wasm-pack: cargo (wasm32, profile wasm-pkg) -> wasm-bindgen (--target web, ES module
-# glue + .d.ts) -> wasm-opt -Oz (npm binaryen) -> package.json from template.
+# glue + .d.ts) -> wasm-opt -Oz (npm binaryen) -> the JS glue minified (npm
+# esbuild: names of exports and of the wasm imports are kept) -> package.json
+# from template.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -9,14 +11,17 @@ export PATH="$HOME/.cargo/bin:$PATH"
 out=client-wasm/pkg
 target="${CARGO_TARGET_DIR:-$root/target}"
 # bindgen FEATURES DIR NAME: build client-wasm with FEATURES, generate the
-# ES module glue and .d.ts into DIR as NAME*, and optimize the wasm.
+# ES module glue and .d.ts into DIR as NAME*, optimize the wasm and minify the glue.
 bindgen() {
   cargo build -q -p client-wasm --target wasm32-unknown-unknown --profile wasm-pkg $1
   wasm-bindgen --target web --out-dir "$2" --out-name "$3" \
     "$target/wasm32-unknown-unknown/wasm-pkg/client_wasm.wasm"
-  node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  node_modules/.bin/wasm-opt -Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$2/$3_bg.wasm" -o "$2/$3_bg.wasm"
+  node_modules/.bin/esbuild --minify --format=esm --log-level=warning "$2/$3.js" \
+    --outfile="$2/$3.min.js"
+  mv "$2/$3.min.js" "$2/$3.js"
 }
 rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.

@@ -11,9 +11,10 @@ mod reply;
 pub mod spec;
 mod timer;
 
-use wasm_bindgen::prelude::*;
-
-#[wasm_bindgen(start)]
+/// Panic messages in the browser console: feature `panic-hook`, on by
+/// default, off in the MQTT-only entry point (built without default features).
+#[cfg(feature = "panic-hook")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
     console_error_panic_hook::set_once();
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { WebSocketServer } from 'ws';
 import { setup, root, startRelay } from './mqtt_client/harness.mjs';
+import { mqttEntrySize, MQTT_ENTRY_BUDGET } from './mqtt_client/size.mjs';
 
 let env;
 before(async () => { env = await setup(); });
@@ -455,6 +456,12 @@ test('store: indexeddb needs a fixed clientId', async () => {
     try { await MqttClient.connect(url, { store: 'indexeddb' }); return 'connected'; } catch (e) { return e.code + ': ' + e.message; }
   }, env.broker.wsUrl);
   assert.match(out, /^INVALID_OPTIONS: store: 'indexeddb' needs a fixed clientId/);
+});
+
+test('the MQTT-only entry point stays within its size budget (gzip -9, wasm + JS glue)', () => {
+  const { wasm, js, total } = mqttEntrySize(env.pkg);
+  assert.ok(total <= MQTT_ENTRY_BUDGET,
+    `mqttspec-wasm/mqtt is ${total} B gzip (wasm ${wasm} + JS ${js}), over the budget of ${MQTT_ENTRY_BUDGET} B (tests/node/mqtt_client/size.mjs)`);
 });
 
 test('the package ships precise TypeScript declarations', () => {

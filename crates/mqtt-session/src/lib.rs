@@ -3,7 +3,8 @@
 //! sockets and timers.
 //!
 //! - [`framing`]: whole packets from arbitrary chunks;
-//! - [`codec`]: MQTT 3.1.1/5 encoding through `mqttbytes`;
+//! - [`codec`]: MQTT 3.1.1/5 encoding and decoding of the client side
+//!   (`mqttbytes`' MQTT 5 types as the data model);
 //! - [`session`]: the client state machine (QoS flows, keep alive, resend);
 //! - [`topic`]: topic validation and filter matching.
 

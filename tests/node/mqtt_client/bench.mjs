@@ -1,21 +1,48 @@
 // Benchmark of MqttClient (ours, wasm) vs MQTT.js 5 in the same headless
 // Chromium page, through one mosquitto (websockets listener):
-//   1. size: gzip -9 of the package (.wasm + JS glue) vs mqtt.min.js;
+//   1. size: gzip -9 of the MQTT-only entry (.wasm + JS glue) vs the browser
+//      bundles of MQTT.js (mqtt.min.js), paho-mqtt and u8-mqtt (the last two
+//      fetched with `npm pack` into a temporary directory);
 //   2. receive rate: QoS 0, 100-byte payloads pushed by a raw-TCP native
 //      publisher (this process), messages/s handed to a JS callback;
 //   3. publish rate: QoS 1, acknowledged publishes/s.
 // Prints a report with ratios. Counts are bounded; loopback only.
-import { gzipSync } from 'node:zlib';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tcpConnect } from 'node:net';
 import { setup, root, startRelay } from './harness.mjs';
+import { gz, mqttEntrySize, MQTT_ENTRY_BUDGET } from './size.mjs';
 
 const RECEIVE_N = Number(process.env.BENCH_RECEIVE_N ?? 50000);
 const PUBLISH_N = Number(process.env.BENCH_PUBLISH_N ?? 5000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
-const gz = (file) => gzipSync(readFileSync(file), { level: 9 }).length;
+/** Browser bundles of other MQTT clients, from `npm pack` (not dependencies
+ * of the project): name -> gzip -9 bytes. Empty if npm cannot reach the registry. */
+function otherClients() {
+  const dir = mkdtempSync(join(tmpdir(), 'mqtt-bench-pack-'));
+  const bundles = {
+    'paho-mqtt': ['paho-mqtt@1', 'paho-mqtt-min.js', 'MQTT 3.1.1 only'],
+    'u8-mqtt': ['u8-mqtt', 'esm/web/index.min.js', 'QoS 0/1 only'],
+  };
+  const out = [];
+  try {
+    for (const [name, [spec, file, note]] of Object.entries(bundles)) {
+      const tgz = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir, spec], { cwd: dir, encoding: 'utf8' }).trim().split('\n').pop();
+      const into = join(dir, name);
+      execFileSync('mkdir', ['-p', into]);
+      execFileSync('tar', ['-xzf', join(dir, tgz), '-C', into]);
+      out.push({ name: `${name} ${tgz.replace(/^.*-(\d[^-]*)\.tgz$/, '$1')} (${file}; ${note})`, size: gz(join(into, 'package', file)) });
+    }
+  } catch (e) {
+    console.log(`  note: npm pack failed (${e.message.split('\n')[0]}): paho-mqtt and u8-mqtt not measured`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
 
 /** MQTT 3.1.1 remaining length. */
 function varint(n) {
@@ -134,10 +161,14 @@ const fmt = (n) => Math.round(n).toLocaleString('en-US');
 // instead of losing some, so rates compare like with like.
 const env = await setup(['max_queued_messages 0', 'max_queued_bytes 0']);
 try {
-  const ours = gz(join(env.pkg, 'mqttspec_mqtt_bg.wasm')) + gz(join(env.pkg, 'mqttspec_mqtt.js'));
+  const size = mqttEntrySize(env.pkg);
+  const ours = size.total;
   const theirs = gz(join(root, 'node_modules/mqtt/dist/mqtt.min.js'));
   console.log(`machine: ${(await import('node:os')).cpus().length} cores, load ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  console.log(`size (gzip -9): ours ${fmt(ours)} B (mqttspec-wasm/mqtt: wasm + JS glue) vs MQTT.js ${fmt(theirs)} B -> ${(100 * ours / theirs).toFixed(1)}% (target <= 50%)`);
+  console.log(`size (gzip -9): ours ${fmt(ours)} B (mqttspec-wasm/mqtt: wasm ${fmt(size.wasm)} + JS glue ${fmt(size.js)}; budget ${fmt(MQTT_ENTRY_BUDGET)}, goal 40,000) vs MQTT.js ${fmt(theirs)} B -> ${(100 * ours / theirs).toFixed(1)}% (target <= 50%)`);
+  for (const other of otherClients()) {
+    console.log(`  vs ${other.name}: ${fmt(other.size)} B -> ours is ${(ours / other.size).toFixed(1)}x`);
+  }
 
   const recv = { ours: [], mqttjs: [], raw: [] };
   const batched = { ours: [], mqttjs: [] };

@@ -38,6 +38,7 @@ const built = () => {
     newest(join(root, 'crates/mqttspec-proto/src')),
     newest(join(root, 'client-wasm/js')),
     statSync(join(root, 'client-wasm/Cargo.toml')).mtimeMs,
+    statSync(join(root, 'scripts/build-pkg.sh')).mtimeMs,
   );
   return statSync(wasm).mtimeMs >= sources;
 };
