@@ -22,6 +22,7 @@ use tunnel_proto::inflight::{
     public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
 };
 use tunnel_proto::names;
+use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
@@ -52,6 +53,10 @@ const RELEASED_KEY: &str = "released_at";
 
 /// Storage key of how the last forwarder left (`names::Released`).
 const RELEASE_KEY: &str = "release";
+
+/// Storage key of the edge policies the live forwarder declared
+/// (`policy::Policies`), so they survive an eviction of the DO.
+const POLICIES_KEY: &str = "policies";
 
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
@@ -111,6 +116,9 @@ pub struct Tunnel {
     /// `since` of forwarder sockets this instance closed for silence (they
     /// may still be listed until their close completes).
     dead: RefCell<Vec<u64>>,
+    /// The forwarder's edge policies, compiled (with the rate limiter's
+    /// buckets); `None` until loaded from storage after a (re)start.
+    policy: RefCell<Option<Option<Enforcer>>>,
 }
 
 /// Feeds one streamed answer body to the public response, counting the
@@ -291,6 +299,71 @@ impl Tunnel {
         Response::from_websocket(pair.client)
     }
 
+    /// Keep the policies the forwarder declared in `ready` (in storage too,
+    /// so an evicted DO enforces them again).
+    async fn set_policy(&self, policies: &Policies, enforcer: Enforcer) -> Result<()> {
+        let storage = self.state.storage();
+        if policies.is_empty() {
+            storage.delete(POLICIES_KEY).await?;
+            *self.policy.borrow_mut() = Some(None);
+        } else {
+            storage.put(POLICIES_KEY, policies).await?;
+            *self.policy.borrow_mut() = Some(Some(enforcer));
+        }
+        Ok(())
+    }
+
+    /// Check a public request against the forwarder's policies: `Some` is
+    /// the refusal to answer (nothing is relayed). `body`: check the
+    /// webhook signature over it; `None`: everything else.
+    async fn enforce(
+        &self,
+        req: &Request,
+        meta: &RequestMeta,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Response>> {
+        if self.policy.borrow().is_none() {
+            let stored: Option<Policies> = self.state.storage().get(POLICIES_KEY).await?;
+            let enforcer = match stored.map(|p| Enforcer::new(&p)).transpose() {
+                Ok(e) => e,
+                Err(reason) => {
+                    // Accepted once, so this is storage damage: fail closed.
+                    return text(
+                        500,
+                        format!("stored tunnel policies are unusable ({reason}); restart ttf"),
+                    )
+                    .map(Some);
+                }
+            };
+            let mut slot = self.policy.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(enforcer);
+            }
+        }
+        let pairs: Vec<(String, String)> = req.headers().entries().collect();
+        let visitor = Visitor {
+            headers: &pairs,
+            query: meta.uri.split_once('?').map(|(_, q)| q),
+            client_ip: meta.client_ip.as_deref(),
+        };
+        let now = Date::now().as_millis();
+        let mut slot = self.policy.borrow_mut();
+        let Some(Some(enforcer)) = slot.as_mut() else {
+            return Ok(None);
+        };
+        let verdict = match body {
+            None => enforcer.check(&visitor, now),
+            Some(body) => enforcer.check_body(&visitor, body, now),
+        };
+        match verdict {
+            Ok(()) => Ok(None),
+            Err(answer) => {
+                console_log!("refused {} by policy: {}", meta.uri, answer.status);
+                respond(answer, req.inner().method() == "HEAD").map(Some)
+            }
+        }
+    }
+
     /// Read the request body, refusing more than the limit.
     async fn body(&self, req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
         let method = req.inner().method();
@@ -348,9 +421,20 @@ impl Tunnel {
                 }
             }
         };
+        if let Some(refusal) = self.enforce(&req, &meta, None).await? {
+            return Ok(refusal);
+        }
+        let needs_body = self
+            .policy
+            .borrow()
+            .as_ref()
+            .and_then(Option::as_ref)
+            .is_some_and(Enforcer::needs_body);
         let v2 = Self::version_of(&ws) >= v2::VERSION;
-        let streamed_upload =
-            v2 && !matches!(method.as_str(), "GET" | "HEAD") && req.inner().body().is_some();
+        let streamed_upload = v2
+            && !needs_body
+            && !matches!(method.as_str(), "GET" | "HEAD")
+            && req.inner().body().is_some();
         let body = if streamed_upload {
             Vec::new()
         } else {
@@ -359,6 +443,13 @@ impl Tunnel {
                 Err(refusal) => return Ok(refusal),
             }
         };
+        if needs_body {
+            // Webhook signatures cover the whole body: it is read (up to
+            // MAX_BODY_BYTES) and checked before anything is relayed.
+            if let Some(refusal) = self.enforce(&req, &meta, Some(&body)).await? {
+                return Ok(refusal);
+            }
+        }
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let (tx, rx) = oneshot::channel();
         let request_id = self.inflight.borrow_mut().start(tx);
@@ -777,7 +868,7 @@ impl Tunnel {
     }
 
     /// Handle one text frame from the forwarder.
-    fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
+    async fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
         let message = match Message::decode(text) {
             Ok(m) => m,
             Err(e) => {
@@ -798,11 +889,24 @@ impl Tunnel {
             Message::Ready {
                 version,
                 ping_interval_ms,
+                policies,
             } => {
                 let meta: Option<ControlMeta> = ws.deserialize_attachment()?;
                 let Some(mut meta) = meta else {
                     return ws.close(Some(1011), Some("tunnel state lost; reconnect"));
                 };
+                let policies = policies.unwrap_or_default();
+                let enforcer = match Enforcer::new(&policies) {
+                    Ok(e) => e,
+                    Err(reason) => {
+                        console_warn!("policies of {} refused: {reason}", meta.tunnel_id);
+                        let reason = format!("policies refused: {reason}");
+                        let short: String = reason.chars().take(100).collect();
+                        return ws.close(Some(1008), Some(short));
+                    }
+                };
+                let confirmed = (!policies.is_empty()).then(|| enforcer.names().to_vec());
+                self.set_policy(&policies, enforcer).await?;
                 let version = v2::negotiate(version);
                 meta.version = version.unwrap_or(1);
                 meta.ping_interval_ms = ping_interval_ms.filter(|_| version.is_some());
@@ -816,6 +920,7 @@ impl Tunnel {
                     path_based_url: Some(meta.urls.path_based_url),
                     resume_token: meta.resume_token.filter(|_| version.is_some()),
                     version,
+                    policies: confirmed,
                 };
                 ws.send_with_str(reply.encode())?;
                 // Requests held while no forwarder was there go now.
@@ -946,6 +1051,7 @@ impl DurableObject for Tunnel {
             next_stream: Cell::new(random_u64() as u32),
             held: RefCell::new(Vec::new()),
             dead: RefCell::new(Vec::new()),
+            policy: RefCell::new(None),
         }
     }
 
@@ -961,6 +1067,9 @@ impl DurableObject for Tunnel {
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if upgrade.eq_ignore_ascii_case("websocket") {
             if let Some(forwarder) = self.ready_forwarder().await? {
+                if let Some(refusal) = self.enforce(&req, &meta, None).await? {
+                    return Ok(refusal);
+                }
                 return self.open_stream(req, meta, forwarder).await;
             }
         }
@@ -976,7 +1085,7 @@ impl DurableObject for Tunnel {
             return self.on_public_message(&ws, stream_id, message);
         }
         match message {
-            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text),
+            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text).await,
             WebSocketIncomingMessage::Binary(bytes) => self.on_binary(&bytes),
         }
     }

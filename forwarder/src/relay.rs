@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::policy::Policies;
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{names, ErrorCode, Message};
 
@@ -73,7 +74,7 @@ fn refusal_reason(
 }
 
 /// Run the forwarder until stopped or a fatal error.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args, policies: Policies) -> anyhow::Result<()> {
     let stop = Stop::install().context("cannot install the Ctrl-C handler")?;
     let routes = args.routes().map_err(|e| anyhow!(e))?;
     let local = Local::new(args.request_timeout());
@@ -88,7 +89,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
     let mut resume = store.load();
     loop {
-        let delay = match session(&args, &routes, &local, &stop, &mut resume, &store).await {
+        let delay = match session(
+            &args,
+            &policies,
+            &routes,
+            &local,
+            &stop,
+            &mut resume,
+            &store,
+        )
+        .await
+        {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -122,6 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// One control-socket session.
 async fn session(
     args: &Args,
+    policies: &Policies,
     routes: &Routes,
     local: &Local,
     stop: &Stop,
@@ -191,6 +203,7 @@ async fn session(
                 .try_into()
                 .unwrap_or(u64::MAX),
         ),
+        policies: (!policies.is_empty()).then(|| policies.clone()),
     };
     ws.send(WsMessage::text(ready.encode()))
         .await
@@ -221,9 +234,22 @@ async fn session(
         path_based_url,
         version,
         resume_token,
+        policies: confirmed,
         ..
     } = &established
     {
+        let missing: Vec<String> = policies
+            .names()
+            .into_iter()
+            .filter(|n| !confirmed.as_ref().is_some_and(|c| c.contains(n)))
+            .collect();
+        if !missing.is_empty() {
+            // Serving without them would expose what the flags protect.
+            return Err(Failure::Fatal(anyhow!(
+                "the edge does not enforce the edge policies {} (it runs an older worker that ignores them): deploy the current edge-worker, or drop those flags",
+                missing.join(", ")
+            )));
+        }
         if let Some(token) = resume_token {
             if resume.as_deref() != Some(token.as_str()) {
                 store.save(token);
@@ -244,6 +270,9 @@ async fn session(
         }
         for route in routes.iter().filter(|r| r.prefix != "/") {
             println!("Route {} -> {}", route.prefix, route.target);
+        }
+        if let Some(names) = confirmed.as_ref().filter(|n| !n.is_empty()) {
+            println!("Edge policies: {}", names.join(", "));
         }
     }
     Ok(relay(args, routes, local, ws, stop).await)

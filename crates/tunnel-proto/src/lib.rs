@@ -23,6 +23,7 @@
 pub mod headers;
 pub mod inflight;
 pub mod names;
+pub mod policy;
 pub mod rewrite;
 pub mod route;
 pub mod v1;
