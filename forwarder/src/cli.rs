@@ -100,7 +100,27 @@ pub struct Args {
         value_name = "hs:SECRET|jwks:PATH"
     )]
     pub require_jwt: Option<String>,
+    /// Request inspector: a web page at this address listing what comes
+    /// through the tunnel (replay, curl, HAR, WebSocket and MQTT frames),
+    /// or `off`. Default 127.0.0.1:4040, skipped with a note when taken.
+    #[arg(long, env = "TTF_INSPECT", value_name = "ADDR|off")]
+    pub inspect: Option<String>,
+    /// Requests and WebSocket sessions the inspector keeps (oldest dropped).
+    #[arg(
+        long,
+        env = "TTF_INSPECT_REQUESTS",
+        default_value_t = 200,
+        value_name = "N"
+    )]
+    pub inspect_requests: usize,
+    /// Bytes of each body (and WebSocket message) the inspector keeps; a
+    /// session keeps at most 8 times this of its messages.
+    #[arg(long, env = "TTF_INSPECT_BODY_CAP", default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub inspect_body_cap: usize,
 }
+
+/// Where the inspector listens unless told otherwise (ngrok's port).
+pub const DEFAULT_INSPECT: &str = "127.0.0.1:4040";
 
 /// `--allow-ip`: a CIDR or an address, normalised (`10.1.2.3/8` -> `10.0.0.0/8`).
 fn parse_allow_ip(s: &str) -> Result<String, String> {
@@ -163,6 +183,17 @@ impl Args {
         Ok(policies)
     }
 
+    /// The inspector's address and whether it was asked for (a taken
+    /// default port is skipped, a taken explicit one is an error); `None`:
+    /// off.
+    pub fn inspect_addr(&self) -> Option<(&str, bool)> {
+        match self.inspect.as_deref() {
+            Some(off) if off.eq_ignore_ascii_case("off") => None,
+            Some(addr) => Some((addr, true)),
+            None => Some((DEFAULT_INSPECT, false)),
+        }
+    }
+
     /// `--connect-timeout` as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout.max(1))
@@ -194,12 +225,22 @@ mod tests {
         // by the announced interval (issue 14: a stopped ttf held its tunnel).
         assert_eq!(a.ping_interval(), Duration::from_secs(5));
         assert!(a.token.is_none() && !a.verbose);
+        assert_eq!(a.inspect_addr(), Some((DEFAULT_INSPECT, false)));
+        assert_eq!((a.inspect_requests, a.inspect_body_cap), (200, 65536));
         let a = Args::try_parse_from(["ttf", "-e", "x", "-p", "8080", "-t", "jwt", "-v"]).unwrap();
         assert_eq!(
             (a.port, a.token.as_deref(), a.verbose),
             (8080, Some("jwt"), true)
         );
         assert!(Args::try_parse_from(["ttf", "-e", "x", "-p", "notaport"]).is_err());
+    }
+
+    #[test]
+    fn inspect_flag() {
+        let off = Args::try_parse_from(["ttf", "-e", "x", "--inspect", "OFF"]).unwrap();
+        assert_eq!(off.inspect_addr(), None);
+        let on = Args::try_parse_from(["ttf", "-e", "x", "--inspect", "127.0.0.1:0"]).unwrap();
+        assert_eq!(on.inspect_addr(), Some(("127.0.0.1:0", true)));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod backoff;
 mod cli;
 mod console;
+mod inspect;
 mod local;
 mod quickack;
 mod relay;

@@ -22,6 +22,7 @@ use tunnel_proto::{names, ErrorCode, Message};
 use crate::backoff::Backoff;
 use crate::cli::Args;
 use crate::console;
+use crate::inspect::{server, Inspector};
 use crate::local::{Local, Relayed};
 use crate::resume_store::ResumeStore;
 use crate::routes::{Routes, Target};
@@ -88,18 +89,17 @@ pub async fn run(args: Args, policies: Policies) -> anyhow::Result<()> {
     // id; with --name also kept on disk for a restarted ttf.
     let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
     let mut resume = store.load();
+    let inspector = start_inspector(&args, &routes, &local).await?;
+    let ctx = Ctx {
+        args: &args,
+        policies: &policies,
+        routes: &routes,
+        local: &local,
+        stop: &stop,
+        inspector: inspector.as_ref(),
+    };
     loop {
-        let delay = match session(
-            &args,
-            &policies,
-            &routes,
-            &local,
-            &stop,
-            &mut resume,
-            &store,
-        )
-        .await
-        {
+        let delay = match session(&ctx, &mut resume, &store).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -130,16 +130,63 @@ pub async fn run(args: Args, policies: Policies) -> anyhow::Result<()> {
     }
 }
 
-/// One control-socket session.
-async fn session(
+/// Start the inspector's web server unless `--inspect off`; a taken
+/// default port only turns it off, a taken explicit address is an error.
+async fn start_inspector(
     args: &Args,
-    policies: &Policies,
     routes: &Routes,
     local: &Local,
-    stop: &Stop,
+) -> anyhow::Result<Option<Inspector>> {
+    let Some((addr, explicit)) = args.inspect_addr() else {
+        return Ok(None);
+    };
+    let (listener, bound) = match server::bind(addr).await {
+        Ok(pair) => pair,
+        Err(e) if explicit => {
+            bail!("--inspect {addr}: cannot listen there ({e}); choose another address or --inspect off")
+        }
+        Err(e) => {
+            eprintln!(
+                "Inspector off: {addr} is not available ({e}); choose one with --inspect ADDR"
+            );
+            return Ok(None);
+        }
+    };
+    let inspector = Inspector::new(args.inspect_requests, args.inspect_body_cap);
+    let ctx = server::Context {
+        inspector: inspector.clone(),
+        local: local.clone(),
+        routes: routes.clone(),
+    };
+    tokio::spawn(server::serve(listener, ctx));
+    println!("Inspector: http://{bound}");
+    Ok(Some(inspector))
+}
+
+/// What every session shares.
+struct Ctx<'a> {
+    args: &'a Args,
+    policies: &'a Policies,
+    routes: &'a Routes,
+    local: &'a Local,
+    stop: &'a Stop,
+    inspector: Option<&'a Inspector>,
+}
+
+/// One control-socket session.
+async fn session(
+    ctx: &Ctx<'_>,
     resume: &mut Option<String>,
     store: &ResumeStore,
 ) -> Result<End, Failure> {
+    let Ctx {
+        args,
+        policies,
+        routes,
+        stop,
+        inspector,
+        ..
+    } = *ctx;
     let mut request = args
         .endpoint
         .as_str()
@@ -275,20 +322,26 @@ async fn session(
             println!("Edge policies: {}", names.join(", "));
         }
     }
-    Ok(relay(args, routes, local, ws, stop).await)
+    let end = relay(ctx, ws).await;
+    if let Some(i) = inspector {
+        i.session_ended();
+    }
+    Ok(end)
 }
 
 /// Relay requests until the socket is lost or the user stops.
-async fn relay<S>(
-    args: &Args,
-    routes: &Routes,
-    local: &Local,
-    ws: tokio_tungstenite::WebSocketStream<S>,
-    stop: &Stop,
-) -> End
+async fn relay<S>(ctx: &Ctx<'_>, ws: tokio_tungstenite::WebSocketStream<S>) -> End
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let Ctx {
+        args,
+        routes,
+        local,
+        stop,
+        inspector,
+        ..
+    } = *ctx;
     let (mut sink, mut stream) = ws.split();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Out>();
     let mut streams = Streams::new(
@@ -312,7 +365,12 @@ where
                     Some(Ok(WsMessage::Text(text))) => text,
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         match Frame::decode(&bytes) {
-                            Ok(frame) => streams.deliver(frame),
+                            Ok(frame) => {
+                                if let Some(i) = inspector {
+                                    i.edge_binary(&frame);
+                                }
+                                streams.deliver(frame)
+                            }
                             Err(e) => eprintln!("Ignored a bad binary frame from the edge: {e}"),
                         }
                         continue;
@@ -322,9 +380,15 @@ where
                     }
                     Some(Ok(_)) => continue,
                 };
-                match Message::decode(&text) {
+                let decoded = Message::decode(&text);
+                if let (Some(i), Ok(m)) = (inspector, &decoded) {
+                    let mqtt_route = matches!(m, Message::WsOpen { uri, .. } if matches!(routes.find(uri), Target::MqttTcp(_)));
+                    i.edge_text(m, mqtt_route);
+                }
+                match decoded {
                     Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, body_streamed, .. }) => {
                         let local = local.clone();
+                        let tap = inspector.cloned().map(|i| (i, request_id.clone()));
                         let answers = answers_tx.clone();
                         let verbose = args.verbose;
                         if verbose {
@@ -345,6 +409,9 @@ where
                                 ),
                             };
                             println!("{}", console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed));
+                            if let Some((i, request_id)) = tap {
+                                i.done(&request_id, &outcome);
+                            }
                             if let Some(detail) = outcome.detail.filter(|_| verbose) {
                                 println!("  {detail}");
                             }
@@ -378,6 +445,9 @@ where
             }
             Some(out) = answers.recv() => match out {
                 Out::Frame(frame) => {
+                    if let Some(i) = inspector {
+                        i.to_edge(&frame);
+                    }
                     if let Err(e) = sink.send(frame).await {
                         return End::Lost(format!("sending to the edge failed: {e}"));
                     }
