@@ -452,7 +452,12 @@ where
                         return End::Lost(format!("sending to the edge failed: {e}"));
                     }
                 }
-                Out::Ended(id) => streams.ended(id),
+                Out::Ended(id) => {
+                    if let Some(i) = inspector {
+                        i.stream_ended(id);
+                    }
+                    streams.ended(id)
+                }
             },
             _ = heartbeat.tick() => {
                 if awaiting_pong {

@@ -143,11 +143,11 @@ impl Inspector {
                 }
                 match Message::decode(text) {
                     Ok(Message::HttpResponseHead {
-                        request_id,
+                        stream_id,
                         status_code,
                         headers,
                         ..
-                    }) => self.update(|s| s.response_head(&request_id, status_code, &headers)),
+                    }) => self.update(|s| s.response_head_on(stream_id, status_code, &headers)),
                     Ok(Message::WsOpened { stream_id, .. }) => {
                         self.update(|s| s.ws_status(stream_id, 101))
                     }
@@ -213,6 +213,11 @@ impl Inspector {
                 s.response_done(request_id, outcome.status, None, outcome.detail.clone(), ms)
             }),
         }
+    }
+
+    /// Stream `stream_id` sent its last frame to the edge.
+    pub fn stream_ended(&self, stream_id: u32) {
+        self.update(|s| s.stream_ended(stream_id));
     }
 
     /// The control session ended (stream ids are per session).

@@ -259,10 +259,22 @@ impl Store {
     /// Status and headers of the answer to `request_id`.
     pub fn response_head(&mut self, request_id: &str, status: u16, headers: &Headers) {
         if let Some(id) = self.requests.get(request_id).copied() {
-            if let Some(x) = self.http_mut(id) {
-                x.status = Some(status);
-                x.response_headers = headers.clone();
-            }
+            self.set_head(id, status, headers);
+        }
+    }
+
+    /// Status and headers of the streamed answer on `stream_id` (its
+    /// `http_response_head` may reach the edge after the request is done).
+    pub fn response_head_on(&mut self, stream_id: u32, status: u16, headers: &Headers) {
+        if let Some(id) = self.streams.get(&stream_id).copied() {
+            self.set_head(id, status, headers);
+        }
+    }
+
+    fn set_head(&mut self, id: u64, status: u16, headers: &Headers) {
+        if let Some(x) = self.http_mut(id) {
+            x.status = Some(status);
+            x.response_headers = headers.clone();
         }
     }
 
@@ -290,7 +302,8 @@ impl Store {
         let Some(id) = self.requests.remove(request_id) else {
             return;
         };
-        self.streams.retain(|_, e| *e != id);
+        // The stream stays mapped: body frames of a streamed answer may
+        // still be on their way to the edge (see `stream_ended`).
         if let Some(x) = self.http_mut(id) {
             x.status = Some(status);
             if let Some(body) = body {
@@ -389,6 +402,12 @@ impl Store {
                 s.closed.get_or_insert((code, reason.into(), dir));
             }
         }
+    }
+
+    /// Stream `stream_id` has sent its last frame: later frames with that
+    /// id belong to something else.
+    pub fn stream_ended(&mut self, stream_id: u32) {
+        self.streams.remove(&stream_id);
     }
 
     /// The control session ended: its stream ids mean nothing any more.
@@ -496,17 +515,22 @@ mod tests {
         );
         s.request_chunk(9, b"he");
         s.request_chunk(9, b"llo");
-        s.response_head("r", 201, &headers(&[("content-type", "text/plain")]));
         s.response_chunk(9, b"ok");
         s.response_done("r", 201, None, None, 12);
+        // The head and the last chunk are sent after the task finished.
+        s.response_head_on(9, 201, &headers(&[("content-type", "text/plain")]));
+        // Frames queued before the answer was done still count.
+        s.response_chunk(9, b"!");
+        s.stream_ended(9);
         // Later chunks on a reused stream id do not land here.
         s.response_chunk(9, b"late");
         let Kind::Http(x) = &s.get(id).unwrap().kind else {
             panic!()
         };
         assert_eq!(x.request_body.bytes, b"hello");
-        assert_eq!(x.response_body.bytes, b"ok");
+        assert_eq!(x.response_body.bytes, b"ok!");
         assert_eq!((x.status, x.duration_ms), (Some(201), Some(12)));
+        assert_eq!(x.response_headers["content-type"], ["text/plain"]);
     }
 
     #[test]
