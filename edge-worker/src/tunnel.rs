@@ -24,6 +24,7 @@ use tunnel_proto::inflight::{
 use tunnel_proto::names;
 use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
+use tunnel_proto::stream::{self, Grants, SendStop, SendWindow, WsData, INVALID_TEXT_CODE};
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
@@ -126,6 +127,15 @@ pub struct Tunnel {
 struct BodySender {
     tx: mpsc::UnboundedSender<Result<Vec<u8>>>,
     unacked: Rc<RefCell<v2::Unacked>>,
+}
+
+/// The forwarder's `window` grants for one uploaded body.
+struct ChannelGrants(mpsc::UnboundedReceiver<u32>);
+
+impl Grants for ChannelGrants {
+    async fn next_grant(&mut self) -> Option<u32> {
+        self.0.next().await
+    }
 }
 
 /// A plain-text answer made by the edge.
@@ -614,9 +624,10 @@ impl Tunnel {
         forwarder: &WebSocket,
         stream_id: u32,
     ) -> Result<std::result::Result<(), Response>> {
-        let (tx, mut credits) = mpsc::unbounded::<u32>();
+        let (tx, credits) = mpsc::unbounded::<u32>();
         self.credits.borrow_mut().insert(stream_id, tx);
-        let mut credit = u64::from(v2::WINDOW);
+        let mut window = SendWindow::new();
+        let mut grants = ChannelGrants(credits);
         let mut total = 0usize;
         let mut stream = req.stream()?;
         while let Some(chunk) = stream.next().await {
@@ -626,20 +637,23 @@ impl Tunnel {
                 forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_ABORT, b"").encode())?;
                 return Ok(Err(too_large(self.config.max_body_bytes)?));
             }
-            for piece in chunk.chunks(v2::MAX_CHUNK) {
-                while credit < piece.len() as u64 {
-                    match credits.next().await {
-                        Some(more) => credit += u64::from(more),
-                        None => {
-                            return Ok(Err(text(
-                                502,
-                                "the forwarder disconnected while receiving the request body",
-                            )?))
-                        }
-                    }
+            let sent = stream::send_data(stream_id, &chunk, &mut window, &mut grants, |f| {
+                forwarder.send_with_bytes(f).is_ok()
+            })
+            .await;
+            match sent {
+                Ok(()) => {}
+                Err(SendStop::Cancelled) => {
+                    return Ok(Err(text(
+                        502,
+                        "the forwarder disconnected while receiving the request body",
+                    )?))
                 }
-                credit -= piece.len() as u64;
-                forwarder.send_with_bytes(Frame::body(stream_id, 0, piece).encode())?;
+                Err(SendStop::Closed) => {
+                    return Err(Error::RustError(
+                        "sending a body frame to the forwarder failed".into(),
+                    ))
+                }
             }
         }
         forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_END, b"").encode())?;
@@ -819,11 +833,10 @@ impl Tunnel {
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
         let frame = match &message {
-            WebSocketIncomingMessage::String(t) => {
-                Frame::ws_message(stream_id, true, t.as_bytes()).encode()
-            }
-            WebSocketIncomingMessage::Binary(b) => Frame::ws_message(stream_id, false, b).encode(),
-        };
+            WebSocketIncomingMessage::String(t) => WsData::Text(t),
+            WebSocketIncomingMessage::Binary(b) => WsData::Binary(b),
+        }
+        .encode(stream_id);
         match self.forwarder() {
             Some(f) if f.send_with_bytes(frame).is_ok() => Ok(()),
             _ => ws.close(Some(1011), Some("the tunnel's forwarder is not connected")),
@@ -847,15 +860,10 @@ impl Tunnel {
             .state
             .get_websockets_with_tag(&stream_tag(frame.stream_id))
         {
-            let sent = if frame.is_text() {
-                match std::str::from_utf8(frame.payload) {
-                    Ok(t) => public.send_with_str(t),
-                    Err(_) => {
-                        public.close(Some(1007), Some("the local side sent invalid UTF-8 text"))
-                    }
-                }
-            } else {
-                public.send_with_bytes(frame.payload)
+            let sent = match WsData::from_frame(&frame) {
+                Ok(WsData::Text(t)) => public.send_with_str(t),
+                Ok(WsData::Binary(b)) => public.send_with_bytes(b),
+                Err(reason) => public.close(Some(INVALID_TEXT_CODE), Some(reason)),
             };
             if let Err(e) = sent {
                 console_log!(

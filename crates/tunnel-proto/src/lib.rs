@@ -26,6 +26,7 @@ pub mod names;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
+pub mod stream;
 pub mod v1;
 pub mod v2;
 
