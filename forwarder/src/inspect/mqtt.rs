@@ -188,104 +188,61 @@ fn with_id(kind: &'static str, pkid: u16) -> MqttPacket {
     p
 }
 
+/// The summary of a decoded packet of `mqttbytes::$v` (v4 and v5 name
+/// their fields alike, except for what the caller passes in).
+macro_rules! from_packet {
+    ($packet:expr, $v:ident, $label:literal, $unsubscribe:ident, $disconnect:pat) => {{
+        use mqttbytes::$v::Packet as P;
+        match $packet {
+            P::Connect(c) => {
+                let mut p = MqttPacket::new("CONNECT");
+                p.detail = Some(format!(
+                    "client id {:?}, keep alive {} s, {}",
+                    c.client_id, c.keep_alive, $label
+                ));
+                p
+            }
+            P::ConnAck(c) => {
+                let mut p = MqttPacket::new("CONNACK");
+                p.detail = Some(format!("{:?}", c.code));
+                p
+            }
+            P::Publish(x) => publish(&x.topic, x.qos, x.pkid, x.retain, &x.payload),
+            P::PubAck(x) => with_id("PUBACK", x.pkid),
+            P::PubRec(x) => with_id("PUBREC", x.pkid),
+            P::PubRel(x) => with_id("PUBREL", x.pkid),
+            P::PubComp(x) => with_id("PUBCOMP", x.pkid),
+            P::Subscribe(x) => {
+                let mut p = with_id("SUBSCRIBE", x.pkid);
+                let paths: Vec<&str> = x.filters.iter().map(|f| f.path.as_str()).collect();
+                p.topic = Some(paths.join(", "));
+                p.qos = x.filters.first().map(|f| qos(f.qos));
+                p
+            }
+            P::SubAck(x) => {
+                let mut p = with_id("SUBACK", x.pkid);
+                p.detail = Some(format!("{:?}", x.return_codes));
+                p
+            }
+            P::Unsubscribe(x) => {
+                let mut p = with_id("UNSUBSCRIBE", x.pkid);
+                p.topic = Some(x.$unsubscribe.join(", "));
+                p
+            }
+            P::UnsubAck(x) => with_id("UNSUBACK", x.pkid),
+            P::PingReq => MqttPacket::new("PINGREQ"),
+            P::PingResp => MqttPacket::new("PINGRESP"),
+            $disconnect => MqttPacket::new("DISCONNECT"),
+        }
+    }};
+}
+
 fn from_v4(packet: mqttbytes::v4::Packet) -> MqttPacket {
-    use mqttbytes::v4::Packet as P;
-    match packet {
-        P::Connect(c) => {
-            let mut p = MqttPacket::new("CONNECT");
-            p.detail = Some(format!(
-                "client id {:?}, keep alive {} s, MQTT 3.1.1",
-                c.client_id, c.keep_alive
-            ));
-            p
-        }
-        P::ConnAck(c) => {
-            let mut p = MqttPacket::new("CONNACK");
-            p.detail = Some(format!("{:?}", c.code));
-            p
-        }
-        P::Publish(x) => publish(&x.topic, x.qos, x.pkid, x.retain, &x.payload),
-        P::PubAck(x) => with_id("PUBACK", x.pkid),
-        P::PubRec(x) => with_id("PUBREC", x.pkid),
-        P::PubRel(x) => with_id("PUBREL", x.pkid),
-        P::PubComp(x) => with_id("PUBCOMP", x.pkid),
-        P::Subscribe(x) => {
-            let mut p = with_id("SUBSCRIBE", x.pkid);
-            p.topic = Some(
-                x.filters
-                    .iter()
-                    .map(|f| f.path.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            p.qos = x.filters.first().map(|f| qos(f.qos));
-            p
-        }
-        P::SubAck(x) => {
-            let mut p = with_id("SUBACK", x.pkid);
-            p.detail = Some(format!("{:?}", x.return_codes));
-            p
-        }
-        P::Unsubscribe(x) => {
-            let mut p = with_id("UNSUBSCRIBE", x.pkid);
-            p.topic = Some(x.topics.join(", "));
-            p
-        }
-        P::UnsubAck(x) => with_id("UNSUBACK", x.pkid),
-        P::PingReq => MqttPacket::new("PINGREQ"),
-        P::PingResp => MqttPacket::new("PINGRESP"),
-        P::Disconnect => MqttPacket::new("DISCONNECT"),
-    }
+    from_packet!(packet, v4, "MQTT 3.1.1", topics, P::Disconnect)
 }
 
 fn from_v5(packet: mqttbytes::v5::Packet) -> MqttPacket {
-    use mqttbytes::v5::Packet as P;
-    match packet {
-        P::Connect(c) => {
-            let mut p = MqttPacket::new("CONNECT");
-            p.detail = Some(format!(
-                "client id {:?}, keep alive {} s, MQTT 5",
-                c.client_id, c.keep_alive
-            ));
-            p
-        }
-        P::ConnAck(c) => {
-            let mut p = MqttPacket::new("CONNACK");
-            p.detail = Some(format!("{:?}", c.code));
-            p
-        }
-        P::Publish(x) => publish(&x.topic, x.qos, x.pkid, x.retain, &x.payload),
-        P::PubAck(x) => with_id("PUBACK", x.pkid),
-        P::PubRec(x) => with_id("PUBREC", x.pkid),
-        P::PubRel(x) => with_id("PUBREL", x.pkid),
-        P::PubComp(x) => with_id("PUBCOMP", x.pkid),
-        P::Subscribe(x) => {
-            let mut p = with_id("SUBSCRIBE", x.pkid);
-            p.topic = Some(
-                x.filters
-                    .iter()
-                    .map(|f| f.path.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            p.qos = x.filters.first().map(|f| qos(f.qos));
-            p
-        }
-        P::SubAck(x) => {
-            let mut p = with_id("SUBACK", x.pkid);
-            p.detail = Some(format!("{:?}", x.return_codes));
-            p
-        }
-        P::Unsubscribe(x) => {
-            let mut p = with_id("UNSUBSCRIBE", x.pkid);
-            p.topic = Some(x.filters.join(", "));
-            p
-        }
-        P::UnsubAck(x) => with_id("UNSUBACK", x.pkid),
-        P::PingReq => MqttPacket::new("PINGREQ"),
-        P::PingResp => MqttPacket::new("PINGRESP"),
-        P::Disconnect(_) => MqttPacket::new("DISCONNECT"),
-    }
+    from_packet!(packet, v5, "MQTT 5", filters, P::Disconnect(_))
 }
 
 #[cfg(test)]
