@@ -35,6 +35,10 @@ use crate::config::Config;
 /// Header by which the router passes [`ControlMeta`] with a control socket.
 pub const CONTROL_HEADER: &str = "x-tunnel-control";
 
+/// Header by which the router sends `/_floor` (with `BENCH_FLOOR=true`):
+/// the DO answers a constant at once, the benchmark's worker + DO floor.
+pub const FLOOR_HEADER: &str = "x-tunnel-floor";
+
 /// Tag of forwarder control sockets.
 const FORWARDER_TAG: &str = "forwarder";
 
@@ -1064,6 +1068,9 @@ impl DurableObject for Tunnel {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.headers().has(FLOOR_HEADER)? {
+            return Response::ok("ok");
+        }
         if let Some(control) = req.headers().get(CONTROL_HEADER)? {
             let meta: ControlMeta = serde_json::from_str(&control)?;
             return self.accept_control(meta).await;
