@@ -3,6 +3,11 @@
 #   direct     oha -> local service
 #   floor      oha -> wrangler dev, the worker's own /_health (no Durable Object, no forwarder):
 #              what the local workerd dev runtime costs by itself
+#   do_floor   oha -> wrangler dev /_floor (BENCH_FLOOR=true): worker -> a Durable Object that
+#              answers a constant, the floor the tunnel is held to (issue 17 targets: tunnel
+#              req/s >= 60 % of it, added p50 <= 1 ms)
+#   do_404     oha -> wrangler dev, a tunnel id nobody opened: worker -> Tunnel DO -> one storage
+#              read -> 404 (what a storage read costs on wrangler dev, for comparison)
 #   tunnel     oha -> wrangler dev (workerd, edge worker + Tunnel DO) -> ttf -> local service
 #   bore       oha -> bore server -> bore local -> local service (plain TCP tunnel, the peer baseline)
 #   *-fresh    c=1 latency on a fresh public connection per request (oha --disable-keepalive), for
@@ -37,7 +42,8 @@ wait_line "$work/upstream.log" "listening" 10
 w_port=$(free_port)
 echo "starting wrangler dev (builds the worker)"
 start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
-  --inspector-port "$(free_port)" --persist-to "$work/state" --show-interactive-dev-session=false --log-level error
+  --inspector-port "$(free_port)" --persist-to "$work/state" --show-interactive-dev-session=false --log-level error \
+  --var BENCH_FLOOR:true
 # (log level error: per-request log lines would cost wrangler's node process CPU during the run)
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
 curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
@@ -60,6 +66,8 @@ wait_line "$work/bore-local.log" "listening at" 20
 
 direct="http://127.0.0.1:$up_port/hello"
 floor="http://127.0.0.1:$w_port/_health"
+do_floor="http://127.0.0.1:$w_port/_floor"
+do_404="http://127.0.0.1:$w_port/floorfloor17/"
 tunnel="http://127.0.0.1:$w_port/$tunnel_id/hello"
 bored="http://127.0.0.1:$bore_port/hello"
 py_direct="http://127.0.0.1:$py_port/hello"
@@ -68,11 +76,15 @@ for url in "$direct" "$floor" "$tunnel" "$bored" "$py_direct" "$py_tunnel"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$url")
   [ "$code" = 200 ] || { echo "warm-up request to $url answered $code"; exit 1; }
 done
+code=$(curl -s -o /dev/null -w '%{http_code}' "$do_floor")
+[ "$code" = 200 ] || { echo "the Durable Object floor $do_floor answered $code (is BENCH_FLOOR=true passed?)"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' "$do_404")
+[ "$code" = 404 ] || { echo "$do_404 answered $code, not the unknown tunnel's 404"; exit 1; }
 
 run() { # NAME URL CONCURRENCY N -> json file
   oha --no-tui --output-format json -c "$3" -n "$4" "$2" >"$work/$1-c$3.json"
 }
-for name in direct floor tunnel bore; do
+for name in direct floor do_floor do_404 tunnel bore; do
   url_var=$name; [ $name = bore ] && url_var=bored
   url=${!url_var}
   echo "measuring $name: $LAT_N requests at c=1, $RPS_N at c=32"
@@ -97,13 +109,13 @@ def load(name, c):
     with open(os.path.join(work, f"{name}-c{c}.json")) as f:
         j = json.load(f)
     codes = j.get("statusCodeDistribution", {})
-    ok = codes.get("200", 0)
+    ok = codes.get("404" if name == "do_404" else "200", 0)
     total = sum(codes.values())
     lat = j["latencyPercentiles"]
     return {"p50": lat["p50"] * 1000, "p99": lat["p99"] * 1000, "rps": j["summary"]["requestsPerSec"], "ok": ok, "total": total}
-rows = {n: (load(n, 1), load(n, 32)) for n in ("direct", "floor", "tunnel", "bore")}
+rows = {n: (load(n, 1), load(n, 32)) for n in ("direct", "floor", "do_floor", "do_404", "tunnel", "bore")}
 print()
-print(f"{'path':8} {'p50 c=1 (ms)':>13} {'p99 c=1 (ms)':>13} {'req/s c=32':>11} {'200s':>10}")
+print(f"{'path':8} {'p50 c=1 (ms)':>13} {'p99 c=1 (ms)':>13} {'req/s c=32':>11} {'ok':>10}")
 for n, (l, r) in rows.items():
     print(f"{n:8} {l['p50']:13.2f} {l['p99']:13.2f} {r['rps']:11.0f} {l['ok']+r['ok']:>5}/{l['total']+r['total']}")
 added = rows["tunnel"][0]["p50"] - rows["direct"][0]["p50"]
@@ -121,6 +133,9 @@ with open(os.path.join(work, "ttf.log")) as f:
 if local:
     local.sort()
     print(f"ttf's local round trip (console): median {local[len(local)//2]:.2f} ms over {len(local)} requests")
+do_ratio = rows["tunnel"][1]["rps"] / rows["do_floor"][1]["rps"]
+do_added = rows["tunnel"][0]["p50"] - rows["do_floor"][0]["p50"]
+print(f"worker + Durable Object floor (/_floor, a DO answering a constant): tunnel req/s at c=32 is {do_ratio*100:.0f}% of it (issue 17 target >= 60%: {'met' if do_ratio >= 0.6 else 'NOT met'}); tunnel p50 over it: {do_added:.2f} ms (target <= 1 ms: {'met' if do_added <= 1 else 'NOT met'})")
 print(f"req/s at c=32, floor / bore: {rows['floor'][1]['rps']/rows['bore'][1]['rps']*100:.0f}% (the ceiling wrangler dev allows)")
 print(f"req/s at c=32, tunnel / bore: {ratio*100:.0f}% (target >= 25%: {'met' if ratio >= 0.25 else 'NOT met'}); tunnel / direct: {rows['tunnel'][1]['rps']/rows['direct'][1]['rps']*100:.0f}%")
 fresh = {n: load(f"{n}-fresh", 1) for n in ("direct", "tunnel", "py_direct", "py_tunnel")}

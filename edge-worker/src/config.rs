@@ -25,6 +25,10 @@ pub struct Config {
     /// How long a public request waits for a forwarder that is
     /// reconnecting (502 after).
     pub hold: Duration,
+    /// `BENCH_FLOOR=true`: `/_floor` goes to a Durable Object that answers
+    /// a constant, the floor `bench/tunnel_http.sh` measures the tunnel
+    /// against (off by default: it would let anyone wake a DO).
+    pub bench_floor: bool,
 }
 
 /// A string setting (var or secret), `None` when unset or blank.
@@ -57,6 +61,8 @@ impl Config {
                 DEFAULT_REQUEST_TIMEOUT.as_millis() as u64,
             )),
             hold: Duration::from_millis(number(env, "HOLD_MS", DEFAULT_HOLD.as_millis() as u64)),
+            bench_floor: setting(env, "BENCH_FLOOR")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         }
     }
 }

@@ -75,6 +75,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             to_tunnel(req, &env, &id, META_HEADER, &serde_json::to_string(&meta)?).await
         }
         Route::Reserved(name) if name == "_health" => Response::ok("ok"),
+        Route::Reserved(name) if name == "_floor" && config.bench_floor => {
+            to_tunnel(req, &env, "_floor", tunnel::FLOOR_HEADER, "1").await
+        }
         Route::Reserved(name) => Response::error(format!("/{name} is reserved by the tunnel edge"), 404),
         Route::NotFound => Response::error(
             format!(
@@ -171,6 +174,7 @@ async fn to_tunnel(
     let headers = forwarded.headers_mut()?;
     headers.delete(META_HEADER)?;
     headers.delete(CONTROL_HEADER)?;
+    headers.delete(tunnel::FLOOR_HEADER)?;
     headers.set(header, meta)?;
     let stub = env.durable_object(TUNNEL_BINDING)?.get_by_name(id)?;
     stub.fetch_with_request(forwarded).await

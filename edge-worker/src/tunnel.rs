@@ -22,7 +22,9 @@ use tunnel_proto::inflight::{
     public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
 };
 use tunnel_proto::names;
+use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
+use tunnel_proto::stream::{self, Grants, SendStop, SendWindow, WsData, INVALID_TEXT_CODE};
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
@@ -32,6 +34,10 @@ use crate::config::Config;
 
 /// Header by which the router passes [`ControlMeta`] with a control socket.
 pub const CONTROL_HEADER: &str = "x-tunnel-control";
+
+/// Header by which the router sends `/_floor` (with `BENCH_FLOOR=true`):
+/// the DO answers a constant at once, the benchmark's worker + DO floor.
+pub const FLOOR_HEADER: &str = "x-tunnel-floor";
 
 /// Tag of forwarder control sockets.
 const FORWARDER_TAG: &str = "forwarder";
@@ -52,6 +58,10 @@ const RELEASED_KEY: &str = "released_at";
 
 /// Storage key of how the last forwarder left (`names::Released`).
 const RELEASE_KEY: &str = "release";
+
+/// Storage key of the edge policies the live forwarder declared
+/// (`policy::Policies`), so they survive an eviction of the DO.
+const POLICIES_KEY: &str = "policies";
 
 /// Storage key set once a forwarder has held this tunnel (404 vs 502).
 const ESTABLISHED_KEY: &str = "established";
@@ -111,6 +121,9 @@ pub struct Tunnel {
     /// `since` of forwarder sockets this instance closed for silence (they
     /// may still be listed until their close completes).
     dead: RefCell<Vec<u64>>,
+    /// The forwarder's edge policies, compiled (with the rate limiter's
+    /// buckets); `None` until loaded from storage after a (re)start.
+    policy: RefCell<Option<Option<Enforcer>>>,
 }
 
 /// Feeds one streamed answer body to the public response, counting the
@@ -118,6 +131,15 @@ pub struct Tunnel {
 struct BodySender {
     tx: mpsc::UnboundedSender<Result<Vec<u8>>>,
     unacked: Rc<RefCell<v2::Unacked>>,
+}
+
+/// The forwarder's `window` grants for one uploaded body.
+struct ChannelGrants(mpsc::UnboundedReceiver<u32>);
+
+impl Grants for ChannelGrants {
+    async fn next_grant(&mut self) -> Option<u32> {
+        self.0.next().await
+    }
 }
 
 /// A plain-text answer made by the edge.
@@ -291,6 +313,71 @@ impl Tunnel {
         Response::from_websocket(pair.client)
     }
 
+    /// Keep the policies the forwarder declared in `ready` (in storage too,
+    /// so an evicted DO enforces them again).
+    async fn set_policy(&self, policies: &Policies, enforcer: Enforcer) -> Result<()> {
+        let storage = self.state.storage();
+        if policies.is_empty() {
+            storage.delete(POLICIES_KEY).await?;
+            *self.policy.borrow_mut() = Some(None);
+        } else {
+            storage.put(POLICIES_KEY, policies).await?;
+            *self.policy.borrow_mut() = Some(Some(enforcer));
+        }
+        Ok(())
+    }
+
+    /// Check a public request against the forwarder's policies: `Some` is
+    /// the refusal to answer (nothing is relayed). `body`: check the
+    /// webhook signature over it; `None`: everything else.
+    async fn enforce(
+        &self,
+        req: &Request,
+        meta: &RequestMeta,
+        body: Option<&[u8]>,
+    ) -> Result<Option<Response>> {
+        if self.policy.borrow().is_none() {
+            let stored: Option<Policies> = self.state.storage().get(POLICIES_KEY).await?;
+            let enforcer = match stored.map(|p| Enforcer::new(&p)).transpose() {
+                Ok(e) => e,
+                Err(reason) => {
+                    // Accepted once, so this is storage damage: fail closed.
+                    return text(
+                        500,
+                        format!("stored tunnel policies are unusable ({reason}); restart ttf"),
+                    )
+                    .map(Some);
+                }
+            };
+            let mut slot = self.policy.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(enforcer);
+            }
+        }
+        let pairs: Vec<(String, String)> = req.headers().entries().collect();
+        let visitor = Visitor {
+            headers: &pairs,
+            query: meta.uri.split_once('?').map(|(_, q)| q),
+            client_ip: meta.client_ip.as_deref(),
+        };
+        let now = Date::now().as_millis();
+        let mut slot = self.policy.borrow_mut();
+        let Some(Some(enforcer)) = slot.as_mut() else {
+            return Ok(None);
+        };
+        let verdict = match body {
+            None => enforcer.check(&visitor, now),
+            Some(body) => enforcer.check_body(&visitor, body, now),
+        };
+        match verdict {
+            Ok(()) => Ok(None),
+            Err(answer) => {
+                console_log!("refused {} by policy: {}", meta.uri, answer.status);
+                respond(answer, req.inner().method() == "HEAD").map(Some)
+            }
+        }
+    }
+
     /// Read the request body, refusing more than the limit.
     async fn body(&self, req: &mut Request) -> Result<std::result::Result<Vec<u8>, Response>> {
         let method = req.inner().method();
@@ -348,9 +435,20 @@ impl Tunnel {
                 }
             }
         };
+        if let Some(refusal) = self.enforce(&req, &meta, None).await? {
+            return Ok(refusal);
+        }
+        let needs_body = self
+            .policy
+            .borrow()
+            .as_ref()
+            .and_then(Option::as_ref)
+            .is_some_and(Enforcer::needs_body);
         let v2 = Self::version_of(&ws) >= v2::VERSION;
-        let streamed_upload =
-            v2 && !matches!(method.as_str(), "GET" | "HEAD") && req.inner().body().is_some();
+        let streamed_upload = v2
+            && !needs_body
+            && !matches!(method.as_str(), "GET" | "HEAD")
+            && req.inner().body().is_some();
         let body = if streamed_upload {
             Vec::new()
         } else {
@@ -359,6 +457,13 @@ impl Tunnel {
                 Err(refusal) => return Ok(refusal),
             }
         };
+        if needs_body {
+            // Webhook signatures cover the whole body: it is read (up to
+            // MAX_BODY_BYTES) and checked before anything is relayed.
+            if let Some(refusal) = self.enforce(&req, &meta, Some(&body)).await? {
+                return Ok(refusal);
+            }
+        }
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let (tx, rx) = oneshot::channel();
         let request_id = self.inflight.borrow_mut().start(tx);
@@ -523,9 +628,10 @@ impl Tunnel {
         forwarder: &WebSocket,
         stream_id: u32,
     ) -> Result<std::result::Result<(), Response>> {
-        let (tx, mut credits) = mpsc::unbounded::<u32>();
+        let (tx, credits) = mpsc::unbounded::<u32>();
         self.credits.borrow_mut().insert(stream_id, tx);
-        let mut credit = u64::from(v2::WINDOW);
+        let mut window = SendWindow::new();
+        let mut grants = ChannelGrants(credits);
         let mut total = 0usize;
         let mut stream = req.stream()?;
         while let Some(chunk) = stream.next().await {
@@ -535,20 +641,23 @@ impl Tunnel {
                 forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_ABORT, b"").encode())?;
                 return Ok(Err(too_large(self.config.max_body_bytes)?));
             }
-            for piece in chunk.chunks(v2::MAX_CHUNK) {
-                while credit < piece.len() as u64 {
-                    match credits.next().await {
-                        Some(more) => credit += u64::from(more),
-                        None => {
-                            return Ok(Err(text(
-                                502,
-                                "the forwarder disconnected while receiving the request body",
-                            )?))
-                        }
-                    }
+            let sent = stream::send_data(stream_id, &chunk, &mut window, &mut grants, |f| {
+                forwarder.send_with_bytes(f).is_ok()
+            })
+            .await;
+            match sent {
+                Ok(()) => {}
+                Err(SendStop::Cancelled) => {
+                    return Ok(Err(text(
+                        502,
+                        "the forwarder disconnected while receiving the request body",
+                    )?))
                 }
-                credit -= piece.len() as u64;
-                forwarder.send_with_bytes(Frame::body(stream_id, 0, piece).encode())?;
+                Err(SendStop::Closed) => {
+                    return Err(Error::RustError(
+                        "sending a body frame to the forwarder failed".into(),
+                    ))
+                }
             }
         }
         forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_END, b"").encode())?;
@@ -728,11 +837,10 @@ impl Tunnel {
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
         let frame = match &message {
-            WebSocketIncomingMessage::String(t) => {
-                Frame::ws_message(stream_id, true, t.as_bytes()).encode()
-            }
-            WebSocketIncomingMessage::Binary(b) => Frame::ws_message(stream_id, false, b).encode(),
-        };
+            WebSocketIncomingMessage::String(t) => WsData::Text(t),
+            WebSocketIncomingMessage::Binary(b) => WsData::Binary(b),
+        }
+        .encode(stream_id);
         match self.forwarder() {
             Some(f) if f.send_with_bytes(frame).is_ok() => Ok(()),
             _ => ws.close(Some(1011), Some("the tunnel's forwarder is not connected")),
@@ -756,15 +864,10 @@ impl Tunnel {
             .state
             .get_websockets_with_tag(&stream_tag(frame.stream_id))
         {
-            let sent = if frame.is_text() {
-                match std::str::from_utf8(frame.payload) {
-                    Ok(t) => public.send_with_str(t),
-                    Err(_) => {
-                        public.close(Some(1007), Some("the local side sent invalid UTF-8 text"))
-                    }
-                }
-            } else {
-                public.send_with_bytes(frame.payload)
+            let sent = match WsData::from_frame(&frame) {
+                Ok(WsData::Text(t)) => public.send_with_str(t),
+                Ok(WsData::Binary(b)) => public.send_with_bytes(b),
+                Err(reason) => public.close(Some(INVALID_TEXT_CODE), Some(reason)),
             };
             if let Err(e) = sent {
                 console_log!(
@@ -777,7 +880,7 @@ impl Tunnel {
     }
 
     /// Handle one text frame from the forwarder.
-    fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
+    async fn on_text(&self, ws: &WebSocket, text: &str) -> Result<()> {
         let message = match Message::decode(text) {
             Ok(m) => m,
             Err(e) => {
@@ -798,11 +901,24 @@ impl Tunnel {
             Message::Ready {
                 version,
                 ping_interval_ms,
+                policies,
             } => {
                 let meta: Option<ControlMeta> = ws.deserialize_attachment()?;
                 let Some(mut meta) = meta else {
                     return ws.close(Some(1011), Some("tunnel state lost; reconnect"));
                 };
+                let policies = policies.unwrap_or_default();
+                let enforcer = match Enforcer::new(&policies) {
+                    Ok(e) => e,
+                    Err(reason) => {
+                        console_warn!("policies of {} refused: {reason}", meta.tunnel_id);
+                        let reason = format!("policies refused: {reason}");
+                        let short: String = reason.chars().take(100).collect();
+                        return ws.close(Some(1008), Some(short));
+                    }
+                };
+                let confirmed = (!policies.is_empty()).then(|| enforcer.names().to_vec());
+                self.set_policy(&policies, enforcer).await?;
                 let version = v2::negotiate(version);
                 meta.version = version.unwrap_or(1);
                 meta.ping_interval_ms = ping_interval_ms.filter(|_| version.is_some());
@@ -816,6 +932,7 @@ impl Tunnel {
                     path_based_url: Some(meta.urls.path_based_url),
                     resume_token: meta.resume_token.filter(|_| version.is_some()),
                     version,
+                    policies: confirmed,
                 };
                 ws.send_with_str(reply.encode())?;
                 // Requests held while no forwarder was there go now.
@@ -946,10 +1063,14 @@ impl DurableObject for Tunnel {
             next_stream: Cell::new(random_u64() as u32),
             held: RefCell::new(Vec::new()),
             dead: RefCell::new(Vec::new()),
+            policy: RefCell::new(None),
         }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
+        if req.headers().has(FLOOR_HEADER)? {
+            return Response::ok("ok");
+        }
         if let Some(control) = req.headers().get(CONTROL_HEADER)? {
             let meta: ControlMeta = serde_json::from_str(&control)?;
             return self.accept_control(meta).await;
@@ -961,6 +1082,9 @@ impl DurableObject for Tunnel {
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if upgrade.eq_ignore_ascii_case("websocket") {
             if let Some(forwarder) = self.ready_forwarder().await? {
+                if let Some(refusal) = self.enforce(&req, &meta, None).await? {
+                    return Ok(refusal);
+                }
                 return self.open_stream(req, meta, forwarder).await;
             }
         }
@@ -976,7 +1100,7 @@ impl DurableObject for Tunnel {
             return self.on_public_message(&ws, stream_id, message);
         }
         match message {
-            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text),
+            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text).await,
             WebSocketIncomingMessage::Binary(bytes) => self.on_binary(&bytes),
         }
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tunnel_proto::names;
+use tunnel_proto::policy::{self, BasicAuth, Enforcer, Policies, RateLimit, VisitorJwt, Webhook};
 
 use crate::routes::{Route, Routes, Target};
 use crate::stream_queue::STREAM_QUEUE_BYTES;
@@ -73,6 +74,57 @@ pub struct Args {
         value_name = "BYTES"
     )]
     pub stream_buffer: usize,
+    /// Edge policy: visitors must send these HTTP Basic credentials
+    /// (USER:PASS; 401 with a browser prompt otherwise, no interstitial).
+    #[arg(long, env = "TTF_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASS", value_parser = BasicAuth::parse)]
+    pub basic_auth: Option<BasicAuth>,
+    /// Edge policy: only clients in this network get through (CIDR or
+    /// address, IPv4 or IPv6; repeatable; others get 403).
+    #[arg(long = "allow-ip", env = "TTF_ALLOW_IP", value_delimiter = ',', value_name = "CIDR", value_parser = parse_allow_ip)]
+    pub allow_ip: Vec<String>,
+    /// Edge policy: every request must carry a valid webhook signature of
+    /// PROVIDER (github, stripe or slack) made with SECRET (401 otherwise).
+    #[arg(long, env = "TTF_VERIFY_WEBHOOK", hide_env_values = true, value_name = "PROVIDER:SECRET", value_parser = Webhook::parse)]
+    pub verify_webhook: Option<Webhook>,
+    /// Edge policy: at most N requests per second (N/s) or minute (N/m)
+    /// per client IP, bursts up to N (429 with Retry-After past it).
+    #[arg(long, env = "TTF_RATE_LIMIT", value_name = "N/s", value_parser = RateLimit::parse)]
+    pub rate_limit: Option<RateLimit>,
+    /// Edge policy: visitors must present a JWT (`Authorization: Bearer`
+    /// or `?token=`) signed with an HMAC secret (hs:SECRET) or a key of a
+    /// JSON Web Key Set file (jwks:PATH); `exp` required (401 otherwise).
+    #[arg(
+        long,
+        env = "TTF_REQUIRE_JWT",
+        hide_env_values = true,
+        value_name = "hs:SECRET|jwks:PATH"
+    )]
+    pub require_jwt: Option<String>,
+    /// Request inspector: a web page at this address listing what comes
+    /// through the tunnel (replay, curl, HAR, WebSocket and MQTT frames),
+    /// or `off`. Default 127.0.0.1:4040, skipped with a note when taken.
+    #[arg(long, env = "TTF_INSPECT", value_name = "ADDR|off")]
+    pub inspect: Option<String>,
+    /// Requests and WebSocket sessions the inspector keeps (oldest dropped).
+    #[arg(
+        long,
+        env = "TTF_INSPECT_REQUESTS",
+        default_value_t = 200,
+        value_name = "N"
+    )]
+    pub inspect_requests: usize,
+    /// Bytes of each body (and WebSocket message) the inspector keeps; a
+    /// session keeps at most 8 times this of its messages.
+    #[arg(long, env = "TTF_INSPECT_BODY_CAP", default_value_t = 64 * 1024, value_name = "BYTES")]
+    pub inspect_body_cap: usize,
+}
+
+/// Where the inspector listens unless told otherwise (ngrok's port).
+pub const DEFAULT_INSPECT: &str = "127.0.0.1:4040";
+
+/// `--allow-ip`: a CIDR or an address, normalised (`10.1.2.3/8` -> `10.0.0.0/8`).
+fn parse_allow_ip(s: &str) -> Result<String, String> {
+    policy::parse_net(s).map(|n| n.to_string())
 }
 
 impl Args {
@@ -95,6 +147,51 @@ impl Args {
             routes,
             Target::Http(format!("{host}:{}", self.port)),
         ))
+    }
+
+    /// The edge policies of the flags, checked as the edge will check them
+    /// (a JWKS file is read here). `Err` names the flag.
+    pub fn policies(&self) -> Result<Policies, String> {
+        let jwt =
+            match self.require_jwt.as_deref() {
+                None => None,
+                Some(spec) => Some(match spec.split_once(':') {
+                    Some(("hs", secret)) if !secret.is_empty() => VisitorJwt {
+                        secret: Some(secret.to_string()),
+                        jwks: None,
+                    },
+                    Some(("jwks", path)) => VisitorJwt {
+                        secret: None,
+                        jwks: Some(std::fs::read_to_string(path).map_err(|e| {
+                            format!("--require-jwt: cannot read the JWKS file {path:?}: {e}")
+                        })?),
+                    },
+                    _ => return Err(
+                        "--require-jwt: expected hs:SECRET or jwks:PATH (a JSON Web Key Set file)"
+                            .into(),
+                    ),
+                }),
+            };
+        let policies = Policies {
+            basic_auth: self.basic_auth.clone(),
+            allow_ip: self.allow_ip.clone(),
+            webhook: self.verify_webhook.clone(),
+            rate_limit: self.rate_limit,
+            jwt,
+        };
+        Enforcer::new(&policies).map_err(|e| format!("edge policy: {e}"))?;
+        Ok(policies)
+    }
+
+    /// The inspector's address and whether it was asked for (a taken
+    /// default port is skipped, a taken explicit one is an error); `None`:
+    /// off.
+    pub fn inspect_addr(&self) -> Option<(&str, bool)> {
+        match self.inspect.as_deref() {
+            Some(off) if off.eq_ignore_ascii_case("off") => None,
+            Some(addr) => Some((addr, true)),
+            None => Some((DEFAULT_INSPECT, false)),
+        }
     }
 
     /// `--connect-timeout` as a duration.
@@ -128,12 +225,66 @@ mod tests {
         // by the announced interval (issue 14: a stopped ttf held its tunnel).
         assert_eq!(a.ping_interval(), Duration::from_secs(5));
         assert!(a.token.is_none() && !a.verbose);
+        assert_eq!(a.inspect_addr(), Some((DEFAULT_INSPECT, false)));
+        assert_eq!((a.inspect_requests, a.inspect_body_cap), (200, 65536));
         let a = Args::try_parse_from(["ttf", "-e", "x", "-p", "8080", "-t", "jwt", "-v"]).unwrap();
         assert_eq!(
             (a.port, a.token.as_deref(), a.verbose),
             (8080, Some("jwt"), true)
         );
         assert!(Args::try_parse_from(["ttf", "-e", "x", "-p", "notaport"]).is_err());
+    }
+
+    #[test]
+    fn inspect_flag() {
+        let off = Args::try_parse_from(["ttf", "-e", "x", "--inspect", "OFF"]).unwrap();
+        assert_eq!(off.inspect_addr(), None);
+        let on = Args::try_parse_from(["ttf", "-e", "x", "--inspect", "127.0.0.1:0"]).unwrap();
+        assert_eq!(on.inspect_addr(), Some(("127.0.0.1:0", true)));
+    }
+
+    #[test]
+    fn policy_flags() {
+        let a = Args::try_parse_from(["ttf", "-e", "x"]).unwrap();
+        assert!(a.policies().unwrap().is_empty());
+        let a = Args::try_parse_from([
+            "ttf",
+            "-e",
+            "x",
+            "--basic-auth",
+            "u:p",
+            "--allow-ip",
+            "10.1.0.0/16",
+            "--allow-ip",
+            "::1",
+            "--verify-webhook",
+            "github:s",
+            "--rate-limit",
+            "5/s",
+            "--require-jwt",
+            "hs:k",
+        ])
+        .unwrap();
+        let p = a.policies().unwrap();
+        assert_eq!(p.allow_ip, ["10.1.0.0/16", "::1/128"]);
+        assert_eq!(p.names().len(), 5);
+        for bad in [
+            ["--basic-auth", "nocolon"],
+            ["--allow-ip", "10.0.0.0/40"],
+            ["--verify-webhook", "gitlab:s"],
+            ["--rate-limit", "fast"],
+        ] {
+            let e = Args::try_parse_from(["ttf", "-e", "x", bad[0], bad[1]]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        let a = Args::try_parse_from(["ttf", "-e", "x", "--require-jwt", "rs:x"]).unwrap();
+        assert!(a.policies().unwrap_err().contains("hs:SECRET or jwks:PATH"));
+        let a =
+            Args::try_parse_from(["ttf", "-e", "x", "--require-jwt", "jwks:/nonexistent"]).unwrap();
+        assert!(a
+            .policies()
+            .unwrap_err()
+            .contains("cannot read the JWKS file"));
     }
 
     #[test]

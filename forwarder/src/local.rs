@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tunnel_proto::headers::collect_headers;
 use tunnel_proto::rewrite::Kind;
+use tunnel_proto::stream::{self, Grants, SendStop, SendWindow};
 use tunnel_proto::v1::{decode_body, encode_body};
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{ErrorCode, Headers, Message};
@@ -310,6 +311,15 @@ fn streamable(response: &hyper::Response<Incoming>) -> bool {
     !rewritable && !matches!(response.status().as_u16(), 204 | 304)
 }
 
+/// The edge's `window` grants for one streamed answer.
+struct Credits<'a>(&'a mut mpsc::UnboundedReceiver<u32>);
+
+impl Grants for Credits<'_> {
+    async fn next_grant(&mut self) -> Option<u32> {
+        self.0.recv().await
+    }
+}
+
 /// Why a streamed answer stopped early when the edge cancelled it.
 const CANCELLED: &str = "the public side went away; stopped reading the local answer";
 
@@ -317,13 +327,15 @@ const CANCELLED: &str = "the public side went away; stopped reading the local an
 /// `v2::WINDOW` bytes beyond what the edge acknowledged; the last frame is
 /// flagged END (ABORT if the local body failed). Ends early when the edge
 /// cancels the stream.
-async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), String> {
-    let id = sink.stream_id;
-    let send = |flags: u8, chunk: &[u8]| {
-        let frame = Frame::body(id, flags, chunk).encode();
-        sink.out.send(Out::Frame(WsMessage::binary(frame))).is_ok()
-    };
-    let mut credit = u64::from(v2::WINDOW);
+async fn stream_body(mut body: Incoming, sink: BodySink) -> Result<(), String> {
+    let BodySink {
+        stream_id: id,
+        out,
+        mut credits,
+    } = sink;
+    let send_frame = |frame: Vec<u8>| out.send(Out::Frame(WsMessage::binary(frame))).is_ok();
+    let send = |flags: u8, chunk: &[u8]| send_frame(Frame::body(id, flags, chunk).encode());
+    let mut window = SendWindow::new();
     loop {
         // Credits (and the edge's cancel: the credit channel closes) are
         // taken while the local service is quiet too, so an abandoned
@@ -333,9 +345,9 @@ async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), Strin
                 Some(frame) => frame,
                 None => break,
             },
-            more = sink.credits.recv() => match more {
+            more = credits.recv() => match more {
                 Some(more) => {
-                    credit += u64::from(more);
+                    window.grant(more);
                     continue;
                 }
                 None => return Err(CANCELLED.into()),
@@ -351,17 +363,18 @@ async fn stream_body(mut body: Incoming, mut sink: BodySink) -> Result<(), Strin
         let Some(data) = frame.data_ref() else {
             continue;
         };
-        for chunk in data.chunks(v2::MAX_CHUNK) {
-            while credit < chunk.len() as u64 {
-                match sink.credits.recv().await {
-                    Some(more) => credit += u64::from(more),
-                    None => return Err(CANCELLED.into()),
-                }
-            }
-            credit -= chunk.len() as u64;
-            if !send(0, chunk) {
-                return Err("the control socket closed".into());
-            }
+        match stream::send_data(
+            id,
+            data,
+            &mut window,
+            &mut Credits(&mut credits),
+            send_frame,
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(SendStop::Cancelled) => return Err(CANCELLED.into()),
+            Err(SendStop::Closed) => return Err("the control socket closed".into()),
         }
     }
     send(v2::FLAG_END, b"");

@@ -18,6 +18,7 @@
 
 mod cli;
 mod console;
+mod inspect;
 mod local;
 mod quickack;
 mod relay;
@@ -32,7 +33,14 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
-    match relay::run(args).await {
+    let policies = match args.policies() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ttf: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match relay::run(args, policies).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ttf: {e:#}");

@@ -15,11 +15,13 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::policy::Policies;
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{names, ErrorCode, Message};
 
 use crate::cli::Args;
 use crate::console;
+use crate::inspect::{server, Inspector};
 use crate::local::{Local, Relayed};
 use crate::resume_store::ResumeStore;
 use crate::routes::{Routes, Target};
@@ -73,7 +75,7 @@ fn refusal_reason(
 }
 
 /// Run the forwarder until stopped or a fatal error.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args, policies: Policies) -> anyhow::Result<()> {
     let stop = Stop::install().context("cannot install the Ctrl-C handler")?;
     let routes = args.routes().map_err(|e| anyhow!(e))?;
     let local = Local::new(args.request_timeout());
@@ -83,8 +85,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // id; with --name also kept on disk for a restarted ttf.
     let store = ResumeStore::new(&args.endpoint, args.name.as_deref());
     let mut resume = store.load();
+    let inspector = start_inspector(&args, &routes, &local).await?;
+    let ctx = Ctx {
+        args: &args,
+        policies: &policies,
+        routes: &routes,
+        local: &local,
+        stop: &stop,
+        inspector: inspector.as_ref(),
+    };
     loop {
-        let delay = match session(&args, &routes, &local, &stop, &mut resume, &store).await {
+        let delay = match session(&ctx, &mut resume, &store).await {
             Ok(End::Stopped) => {
                 println!("Tunnel closed.");
                 return Ok(());
@@ -115,15 +126,63 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// One control-socket session.
-async fn session(
+/// Start the inspector's web server unless `--inspect off`; a taken
+/// default port only turns it off, a taken explicit address is an error.
+async fn start_inspector(
     args: &Args,
     routes: &Routes,
     local: &Local,
-    stop: &Stop,
+) -> anyhow::Result<Option<Inspector>> {
+    let Some((addr, explicit)) = args.inspect_addr() else {
+        return Ok(None);
+    };
+    let (listener, bound) = match server::bind(addr).await {
+        Ok(pair) => pair,
+        Err(e) if explicit => {
+            bail!("--inspect {addr}: cannot listen there ({e}); choose another address or --inspect off")
+        }
+        Err(e) => {
+            eprintln!(
+                "Inspector off: {addr} is not available ({e}); choose one with --inspect ADDR"
+            );
+            return Ok(None);
+        }
+    };
+    let inspector = Inspector::new(args.inspect_requests, args.inspect_body_cap);
+    let ctx = server::Context {
+        inspector: inspector.clone(),
+        local: local.clone(),
+        routes: routes.clone(),
+    };
+    tokio::spawn(server::serve(listener, ctx));
+    println!("Inspector: http://{bound}");
+    Ok(Some(inspector))
+}
+
+/// What every session shares.
+struct Ctx<'a> {
+    args: &'a Args,
+    policies: &'a Policies,
+    routes: &'a Routes,
+    local: &'a Local,
+    stop: &'a Stop,
+    inspector: Option<&'a Inspector>,
+}
+
+/// One control-socket session.
+async fn session(
+    ctx: &Ctx<'_>,
     resume: &mut Option<String>,
     store: &ResumeStore,
 ) -> Result<End, Failure> {
+    let Ctx {
+        args,
+        policies,
+        routes,
+        stop,
+        inspector,
+        ..
+    } = *ctx;
     let mut request = args
         .endpoint
         .as_str()
@@ -187,6 +246,7 @@ async fn session(
                 .try_into()
                 .unwrap_or(u64::MAX),
         ),
+        policies: (!policies.is_empty()).then(|| policies.clone()),
     };
     ws.send(WsMessage::text(ready.encode()))
         .await
@@ -217,9 +277,22 @@ async fn session(
         path_based_url,
         version,
         resume_token,
+        policies: confirmed,
         ..
     } = &established
     {
+        let missing: Vec<String> = policies
+            .names()
+            .into_iter()
+            .filter(|n| !confirmed.as_ref().is_some_and(|c| c.contains(n)))
+            .collect();
+        if !missing.is_empty() {
+            // Serving without them would expose what the flags protect.
+            return Err(Failure::Fatal(anyhow!(
+                "the edge does not enforce the edge policies {} (it runs an older worker that ignores them): deploy the current edge-worker, or drop those flags",
+                missing.join(", ")
+            )));
+        }
         if let Some(token) = resume_token {
             if resume.as_deref() != Some(token.as_str()) {
                 store.save(token);
@@ -241,21 +314,30 @@ async fn session(
         for route in routes.iter().filter(|r| r.prefix != "/") {
             println!("Route {} -> {}", route.prefix, route.target);
         }
+        if let Some(names) = confirmed.as_ref().filter(|n| !n.is_empty()) {
+            println!("Edge policies: {}", names.join(", "));
+        }
     }
-    Ok(relay(args, routes, local, ws, stop).await)
+    let end = relay(ctx, ws).await;
+    if let Some(i) = inspector {
+        i.session_ended();
+    }
+    Ok(end)
 }
 
 /// Relay requests until the socket is lost or the user stops.
-async fn relay<S>(
-    args: &Args,
-    routes: &Routes,
-    local: &Local,
-    ws: tokio_tungstenite::WebSocketStream<S>,
-    stop: &Stop,
-) -> End
+async fn relay<S>(ctx: &Ctx<'_>, ws: tokio_tungstenite::WebSocketStream<S>) -> End
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let Ctx {
+        args,
+        routes,
+        local,
+        stop,
+        inspector,
+        ..
+    } = *ctx;
     let (mut sink, mut stream) = ws.split();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Out>();
     let mut streams = Streams::new(
@@ -279,7 +361,12 @@ where
                     Some(Ok(WsMessage::Text(text))) => text,
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         match Frame::decode(&bytes) {
-                            Ok(frame) => streams.deliver(frame),
+                            Ok(frame) => {
+                                if let Some(i) = inspector {
+                                    i.edge_binary(&frame);
+                                }
+                                streams.deliver(frame)
+                            }
                             Err(e) => eprintln!("Ignored a bad binary frame from the edge: {e}"),
                         }
                         continue;
@@ -289,9 +376,15 @@ where
                     }
                     Some(Ok(_)) => continue,
                 };
-                match Message::decode(&text) {
+                let decoded = Message::decode(&text);
+                if let (Some(i), Ok(m)) = (inspector, &decoded) {
+                    let mqtt_route = matches!(m, Message::WsOpen { uri, .. } if matches!(routes.find(uri), Target::MqttTcp(_)));
+                    i.edge_text(m, mqtt_route);
+                }
+                match decoded {
                     Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, body_streamed, .. }) => {
                         let local = local.clone();
+                        let tap = inspector.cloned().map(|i| (i, request_id.clone()));
                         let answers = answers_tx.clone();
                         let verbose = args.verbose;
                         if verbose {
@@ -312,6 +405,9 @@ where
                                 ),
                             };
                             println!("{}", console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed));
+                            if let Some((i, request_id)) = tap {
+                                i.done(&request_id, &outcome);
+                            }
                             if let Some(detail) = outcome.detail.filter(|_| verbose) {
                                 println!("  {detail}");
                             }
@@ -345,11 +441,19 @@ where
             }
             Some(out) = answers.recv() => match out {
                 Out::Frame(frame) => {
+                    if let Some(i) = inspector {
+                        i.to_edge(&frame);
+                    }
                     if let Err(e) = sink.send(frame).await {
                         return End::Lost(format!("sending to the edge failed: {e}"));
                     }
                 }
-                Out::Ended(id) => streams.ended(id),
+                Out::Ended(id) => {
+                    if let Some(i) = inspector {
+                        i.stream_ended(id);
+                    }
+                    streams.ended(id)
+                }
             },
             _ = heartbeat.tick() => {
                 if awaiting_pong {

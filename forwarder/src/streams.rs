@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::stream::{WsData, INVALID_TEXT_CODE};
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::{Headers, Message};
 
@@ -162,16 +163,13 @@ impl Streams {
             }
             return;
         }
-        let message = if frame.is_text() {
-            match std::str::from_utf8(frame.payload) {
-                Ok(t) => WsMessage::text(t),
-                Err(_) => {
-                    self.fail(frame.stream_id, 1007, "invalid UTF-8 in a text message");
-                    return;
-                }
+        let message = match WsData::from_frame(&frame) {
+            Ok(WsData::Text(t)) => WsMessage::text(t),
+            Ok(WsData::Binary(b)) => WsMessage::binary(b.to_vec()),
+            Err(reason) => {
+                self.fail(frame.stream_id, INVALID_TEXT_CODE, reason);
+                return;
             }
-        } else {
-            WsMessage::binary(frame.payload.to_vec())
         };
         self.send(frame.stream_id, Input::Message(message));
     }
@@ -368,8 +366,8 @@ async fn run_ws(
     let (mut sink, mut stream) = local.split();
     let to_edge = |message: WsMessage| {
         let frame = match &message {
-            WsMessage::Text(t) => Frame::ws_message(id, true, t.as_bytes()).encode(),
-            WsMessage::Binary(b) => Frame::ws_message(id, false, b).encode(),
+            WsMessage::Text(t) => WsData::Text(t.as_str()).encode(id),
+            WsMessage::Binary(b) => WsData::Binary(b).encode(id),
             _ => return,
         };
         let _ = out.send(Out::Frame(WsMessage::binary(frame)));
@@ -477,7 +475,7 @@ async fn run_mqtt_tcp(
                     loop {
                         match framer.next_packet() {
                             Ok(Some(packet)) => {
-                                let frame = Frame::ws_message(id, false, &packet).encode();
+                                let frame = WsData::Binary(&packet).encode(id);
                                 let _ = out.send(Out::Frame(WsMessage::binary(frame)));
                             }
                             Ok(None) => break,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub mod postgres;
+pub mod sign;
 pub mod tunnel;
 
 /// Root of the repository.

@@ -3,77 +3,17 @@
 //! accepts good tokens and refuses the others with 401. Tokens are signed
 //! with the `openssl` CLI, independent of the worker's own code.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use e2e::sign::{keys, token};
 use e2e::tunnel::{
     http, shared_worker, wait_exit, Forwarder, ScriptedForwarder, SharedWorker, Upstream,
 };
 use e2e::{cargo_bin, Proc};
 
 const SECRET: &str = "e2e-shared-secret-with-enough-entropy";
-
-struct Keys {
-    dir: tempfile::TempDir,
-    jwks: String,
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-fn openssl(args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("openssl runs");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "openssl {args:?} failed");
-    out.stdout
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["good.pem", "other.pem"] {
-            let path = dir.path().join(name);
-            openssl(&["genrsa", "-out", path.to_str().unwrap(), "2048"], b"");
-        }
-        let good = dir.path().join("good.pem");
-        let modulus = String::from_utf8(openssl(
-            &["rsa", "-in", good.to_str().unwrap(), "-noout", "-modulus"],
-            b"",
-        ))
-        .unwrap();
-        let hex = modulus.trim().trim_start_matches("Modulus=");
-        let n: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        let jwks = format!(
-            r#"{{"keys":[{{"kty":"RSA","kid":"e2e","alg":"RS256","n":"{}","e":"AQAB"}}]}}"#,
-            b64url(&n)
-        );
-        Keys { dir, jwks }
-    })
-}
 
 fn worker() -> &'static SharedWorker {
     static WORKER: OnceLock<SharedWorker> = OnceLock::new();
@@ -86,40 +26,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A token with `alg` over `claims`; `key` is the HMAC secret or an RSA
-/// key file name in the key folder.
-fn token(alg: &str, claims: &str, key: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        b64url(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes()),
-        b64url(claims.as_bytes())
-    );
-    let digest = format!("-sha{}", &alg[2..]);
-    let sig = if alg.starts_with("HS") {
-        openssl(
-            &[
-                "dgst",
-                &digest,
-                "-mac",
-                "HMAC",
-                "-macopt",
-                &format!("key:{key}"),
-                "-binary",
-            ],
-            input.as_bytes(),
-        )
-    } else if alg.starts_with("RS") {
-        let path = keys().dir.path().join(key);
-        openssl(
-            &["dgst", &digest, "-sign", path.to_str().unwrap(), "-binary"],
-            input.as_bytes(),
-        )
-    } else {
-        Vec::new()
-    };
-    format!("{input}.{}", b64url(&sig))
 }
 
 fn valid_claims() -> String {

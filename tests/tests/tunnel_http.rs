@@ -259,6 +259,8 @@ fn edge_outcomes_404_413_504_and_local_errors() {
         ("/zzzzzzzzzzzz/x".to_string(), path_host(w)),
         ("/x".to_string(), sub_host(w, "zzzzzzzzzzzz")),
         ("/nope".to_string(), path_host(w)),
+        // The benchmark's DO floor exists only with BENCH_FLOOR=true.
+        ("/_floor".to_string(), path_host(w)),
     ] {
         let r = http(w.port, "GET", &path, &host, &[], b"").unwrap();
         assert_eq!(r.status(), 404, "{path} on {host}: {}", r.text());

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`v1_frame`] | `tunnel_proto::Message::decode`, `inflight::salvage`, `public_answer` | control-socket text frames (both ways) |
 //! | [`v2_frame`] | `tunnel_proto::v2::Frame::decode`, resume tokens | control-socket binary frames, `x-tunnel-resume` |
-//! | [`headers_and_token`] | header filtering, `jwt_auth::token_from`, `AuthConfig::verify` | public and upgrade request headers |
+//! | [`headers_and_token`] | header filtering, `jwt_auth::token_from`, `AuthConfig::verify`, edge policies (`policy::Enforcer`, flag parsers) | public and upgrade request headers, bodies of webhook requests |
 //! | [`names_and_routes`] | `route::route`, `names::parse_name` / `check_allowed` | `Host`, path, `x-tunnel-name`, token claims |
 //! | [`rewrite`] | `rewrite::rewrite` (HTML/CSS/JS), `rewrite_location` | local service answers |
 //! | [`mqtt_framing`] | `mqtt_session::Framer` (packet reassembly) | the MQTT TCP bridge, the wasm client's WebSocket |
@@ -84,6 +84,40 @@ pub fn headers_and_token(data: &[u8]) {
         assert!(config.verify(token.as_deref(), 1_700_000_000).is_err());
         assert!(config.verify(Some(&text), 1_700_000_000).is_err());
     }
+    edge_policies(&pairs, &text, data);
+}
+
+/// Every edge policy over the same headers (and the bytes as client
+/// address, query and body): refusals, never a panic.
+fn edge_policies(pairs: &[(String, String)], text: &str, body: &[u8]) {
+    use tunnel_proto::policy::{
+        BasicAuth, Enforcer, Policies, RateLimit, Visitor, VisitorJwt, Webhook,
+    };
+    let visitor = Visitor {
+        headers: pairs,
+        query: Some(text),
+        client_ip: Some(text),
+    };
+    for hook in ["github:s", "stripe:s", "slack:s"] {
+        let policies = Policies {
+            basic_auth: BasicAuth::parse("u:p").ok(),
+            allow_ip: vec!["0.0.0.0/0".into(), "::/0".into()],
+            webhook: Webhook::parse(hook).ok(),
+            rate_limit: RateLimit::parse("1/s").ok(),
+            jwt: Some(VisitorJwt {
+                secret: Some("secret".into()),
+                jwks: None,
+            }),
+        };
+        if let Ok(mut enforcer) = Enforcer::new(&policies) {
+            let _ = enforcer.check(&visitor, 1_700_000_000_000);
+            let _ = enforcer.check_body(&visitor, body, 1_700_000_000_000);
+        }
+    }
+    let _ = BasicAuth::parse(text);
+    let _ = Webhook::parse(text);
+    let _ = RateLimit::parse(text);
+    let _ = tunnel_proto::policy::parse_net(text);
 }
 
 /// `Host` and path of a public request (split at the first newline), a

@@ -23,8 +23,10 @@
 pub mod headers;
 pub mod inflight;
 pub mod names;
+pub mod policy;
 pub mod rewrite;
 pub mod route;
+pub mod stream;
 pub mod v1;
 pub mod v2;
 

@@ -21,6 +21,10 @@ pub enum Message {
         /// forwarder silent for longer than `v2::silence_limit` as gone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ping_interval_ms: Option<u64>,
+        /// Edge policies the forwarder asks the edge to enforce on public
+        /// requests (`policy::Policies`); absent: none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policies: Option<crate::policy::Policies>,
     },
     /// Edge to forwarder, the answer to `ready`.
     ConnectionEstablished {
@@ -38,6 +42,11 @@ pub enum Message {
         /// reconnecting, to get the same tunnel id back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_token: Option<String>,
+        /// Names of the policies of `ready` the edge enforces. A forwarder
+        /// that declared policies and does not see them all here must not
+        /// go on (an older edge ignores `policies`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policies: Option<Vec<String>>,
     },
     /// Edge to forwarder: one public request.
     HttpRequest {
@@ -216,10 +225,26 @@ mod tests {
             m,
             Message::Ready {
                 version: None,
-                ping_interval_ms: None
+                ping_interval_ms: None,
+                policies: None,
             }
         );
         assert_eq!(m.encode(), r#"{"type":"ready"}"#);
+    }
+
+    #[test]
+    fn policies_travel_in_ready_and_are_confirmed() {
+        let text = r#"{"type":"ready","version":2,"policies":{"allow_ip":["::1/128"],"rate_limit":{"requests":3,"per_ms":1000}}}"#;
+        let Message::Ready { policies, .. } = Message::decode(text).unwrap() else {
+            panic!("not ready");
+        };
+        let policies = policies.unwrap();
+        assert_eq!(policies.names(), ["allow_ip", "rate_limit"]);
+        let ok = r#"{"type":"connection_established","connection_id":"c","tunnel_id":"t","public_url":"u","policies":["allow_ip"]}"#;
+        let Message::ConnectionEstablished { policies, .. } = Message::decode(ok).unwrap() else {
+            panic!("not established");
+        };
+        assert_eq!(policies.unwrap(), ["allow_ip"]);
     }
 
     #[test]
