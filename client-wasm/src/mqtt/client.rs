@@ -459,10 +459,8 @@ fn open_outbox(rc: &Shared) {
         let (outbox, restored) = match opened {
             Ok(o) => o,
             Err(e) => {
-                let unstored = std::mem::take(&mut me.borrow_mut().unstored);
                 shutdown(&mut me.borrow_mut(), &e);
                 release_later(&me);
-                drop(unstored);
                 emit_kind(&me, EventKind::Error, &[&e.to_js()]);
                 return;
             }
@@ -520,6 +518,8 @@ fn shutdown(inner: &mut Inner, err: &ClientError) {
     }
     inner.timer = None;
     inner.reconnect_timer = None;
+    // Held publishes waiting for the outbox: their promises fail below.
+    inner.unstored.clear();
     if let Some(page) = &inner.page {
         page.detach();
     }
