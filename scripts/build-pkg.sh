@@ -22,6 +22,7 @@ bindgen() {
   node_modules/.bin/esbuild --minify --format=esm --log-level=warning "$2/$3.js" \
     --outfile="$2/$3.min.js"
   mv "$2/$3.min.js" "$2/$3.js"
+  node scripts/minify-imports.mjs "$2" "$3" # short import names (scripts/minify-imports.mjs)
 }
 rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
