@@ -16,7 +16,10 @@ bindgen() {
   cargo build -q -p client-wasm --target wasm32-unknown-unknown --profile wasm-pkg $1
   wasm-bindgen --target web --out-dir "$2" --out-name "$3" \
     "$target/wasm32-unknown-unknown/wasm-pkg/client_wasm.wasm"
-  node_modules/.bin/wasm-opt -Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
+  # --one-caller-inline-max-function-size=25: functions called once are not
+  # merged into their caller past 25 bytes (bigger but ~2.5 KB smaller in gzip).
+  node_modules/.bin/wasm-opt -Oz --converge --one-caller-inline-max-function-size=25 \
+    --low-memory-unused --zero-filled-memory --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     "$2/$3_bg.wasm" -o "$2/$3_bg.wasm"
   node_modules/.bin/esbuild --minify --format=esm --log-level=warning "$2/$3.js" \
