@@ -14,8 +14,8 @@ use core::cell::UnsafeCell;
 use core::ptr::null_mut;
 
 const PAGE: usize = 65536;
-/// Classes 2^3 .. 2^31 bytes (index = log2 of the block size).
-const CLASSES: usize = 32;
+/// Classes 2^3 .. 2^30 bytes (index = log2 of the block size).
+const CLASSES: usize = 31;
 
 struct State {
     /// Head of each class's free list (the next pointer is stored in the block).
@@ -64,20 +64,31 @@ unsafe impl GlobalAlloc for Classes {
         }
         let size = 1usize << k;
         let align = align.max(size.min(16));
-        let mut start = (s.next + align - 1) & !(align - 1);
-        if start + size > s.end || s.end == 0 {
-            let pages = (size + align).div_ceil(PAGE);
-            let got = core::arch::wasm32::memory_grow(0, pages);
-            if got == usize::MAX {
-                return null_mut();
+        let fits = |next: usize, end: usize| {
+            let start = next.checked_add(align - 1)? & !(align - 1);
+            (start.checked_add(size)? <= end).then_some(start)
+        };
+        let start = match fits(s.next, s.end) {
+            Some(start) => start,
+            None => {
+                let Some(pages) = size.checked_add(align).map(|b| b.div_ceil(PAGE)) else {
+                    return null_mut();
+                };
+                let got = core::arch::wasm32::memory_grow(0, pages);
+                if got == usize::MAX {
+                    return null_mut();
+                }
+                let base = got * PAGE;
+                if base != s.end {
+                    s.next = base;
+                }
+                s.end = base + pages * PAGE;
+                match fits(s.next, s.end) {
+                    Some(start) => start,
+                    None => return null_mut(),
+                }
             }
-            let base = got * PAGE;
-            if base != s.end {
-                s.next = base;
-            }
-            s.end = base + pages * PAGE;
-            start = (s.next + align - 1) & !(align - 1);
-        }
+        };
         s.next = start + size;
         start as *mut u8
     }
