@@ -17,10 +17,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { ensurePackage, root } from './mqtt_client/harness.mjs';
 import { rawClient } from './spec_client/harness.mjs';
-import { serveAdmin, startPostgres, startSpecServer } from './admin/harness.mjs';
+import { launchChromium, serveAdmin, startPostgres, startSpecServer } from './admin/harness.mjs';
 
 const artifacts = join(root, 'tests/artifacts');
 let dir, dbFile, server, web, browser, page, writer, pg, pgServer;
@@ -93,11 +92,7 @@ before(async () => {
   dbFile = join(dir, 'demo.db');
   server = await startSpecServer(['--demo', '--database', `sqlite:${dbFile}`]);
   web = await serveAdmin();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   writer = await rawClient(server.wsUrl, 'admin-writer');

@@ -10,10 +10,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { root, ensurePackage } from './mqtt_client/harness.mjs';
 import { rawClient } from './spec_client/harness.mjs';
 import { startDemo } from '../../scripts/demo.mjs';
+import { launchChromium } from './admin/harness.mjs';
 
 const artifacts = join(root, 'tests/artifacts');
 let demo, browser, page, writer;
@@ -22,11 +22,7 @@ const pageErrors = [];
 before(async () => {
   ensurePackage();
   demo = await startDemo();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   writer = await rawClient(demo.mqttUrl, 'e2e-writer');

@@ -1,12 +1,14 @@
 // For the admin page's tests: mqttspec-server on OS-assigned ports (the
 // ports are read from its ready line), a throwaway PostgreSQL cluster
 // (initdb as user postgres, like tests/src/postgres.rs), and a static server
-// for web/ with a private copy of client-wasm/pkg under /pkg/.
+// for web/ with a private copy of client-wasm/pkg under /pkg/; headless
+// Chromium for the page tests (this and dashboard.test.mjs).
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
+import { chromium } from 'playwright-core';
 import { freePort, pkgDir, root } from '../mqtt_client/harness.mjs';
 import { binary } from '../spec_client/harness.mjs';
 
@@ -103,3 +105,12 @@ export async function serveAdmin() {
   };
 }
 
+
+/** Headless Chromium as the page tests run it. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}
