@@ -15,25 +15,28 @@ const svgEl = (tag, attrs) => {
   return el;
 };
 
-/** Can `meta` be charted: a numeric column and a time column? */
+/** A numeric column that is not the key (a key is no measurement). */
+const isMeasure = (c) => isNumeric(c) && !c.is_primary;
+
+/** Can `meta` be charted: a numeric column besides the key, and a time column? */
 export function chartable(meta) {
-  return meta.columns.some(isNumeric) && meta.columns.some(isTemporal);
+  return meta.columns.some(isMeasure) && meta.columns.some(isTemporal);
 }
 
 /**
  * @param {HTMLElement} element replaced by the chart and its column pickers
  * @param {object} spec a connected SpecClient
- * @param {object} meta `{schema, table, columns}` (see `chartable`)
+ * @param {object} meta `{schema, table, columns}` (`chartable`)
  * @param {object} opts `onError(error)`, `limit` (points, default 200)
  */
 export function mountTimeChart(element, spec, meta, { onError, limit = 200 }) {
   const entity = `${meta.schema}.${meta.table}`;
   const key = primaryKey(meta)?.name;
-  const numeric = meta.columns.filter((c) => isNumeric(c) && !c.is_primary).map((c) => c.name);
+  const numeric = meta.columns.filter(isMeasure).map((c) => c.name);
   const temporal = meta.columns.filter(isTemporal).map((c) => c.name);
   const groups = meta.columns.filter((c) => !c.is_primary && !isNumeric(c) && !isTemporal(c)).map((c) => c.name);
   const pick = (id, values, selected) => h('select', { id, onchange: () => start() }, options(values, selected));
-  const yPick = pick('chart-y', numeric.length ? numeric : meta.columns.filter(isNumeric).map((c) => c.name));
+  const yPick = pick('chart-y', numeric);
   const xPick = pick('chart-x', temporal);
   const byPick = pick('chart-by', [['', '(one line)'], ...groups], groups.find((g) => /(^|_)(id|device|name|kind|type)$/.test(g)) ?? '');
   const svg = svgEl('svg', { id: 'chart', viewBox: '0 0 600 240', role: 'img' });

@@ -120,6 +120,7 @@ test('the entity list shows the demo tables and the table shows what the databas
   assert.deepEqual(await domRows(), await asShown(users));
   const types = await page.$$eval('#columns-table tr', (trs) => trs.slice(1).map((tr) => tr.children[0].textContent));
   assert.deepEqual(types, ['id', 'name', 'email', 'status', 'created_at']);
+  assert.ok(await page.isHidden('#chart-card'), 'no chart: users have no measurement besides the key');
 });
 
 test('filters with several operators give the rows the database gives', async () => {
