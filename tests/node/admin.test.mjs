@@ -3,8 +3,9 @@
 //   several operators, sort and pages, rows written elsewhere (MQTT.js and
 //   the sqlite3 CLI) appearing live and flashing, create / edit / delete
 //   through the generated form, a server error shown with its code, the
-//   chart's points equal to the readings in the database, and the typed-name
-//   fallback for servers without the entity list;
+//   chart's points equal to the readings in the database;
+// - a server without the entity list (answering as ResolveSpec's does, over
+//   mosquitto): the page says so and opens an entity typed by name;
 // - a fresh PostgreSQL schema the page has never seen (numeric, boolean,
 //   timestamptz, jsonb, nullable text): listed, its rows shown as stored,
 //   a row edited through the form, a psql insert appearing live, and the
@@ -17,9 +18,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackage, root } from './mqtt_client/harness.mjs';
+import { ensurePackage, root, startMosquitto } from './mqtt_client/harness.mjs';
 import { rawClient } from './spec_client/harness.mjs';
-import { launchChromium, serveAdmin, startPostgres, startSpecServer } from './admin/harness.mjs';
+import { launchChromium, serveAdmin, startListlessServer, startPostgres, startSpecServer } from './admin/harness.mjs';
 
 const artifacts = join(root, 'tests/artifacts');
 let dir, dbFile, server, web, browser, page, writer, pg, pgServer;
@@ -269,21 +270,35 @@ test('create, edit and delete through the generated form', async () => {
   await page.screenshot({ path: join(artifacts, 'admin-users.png'), fullPage: true });
 });
 
-test('against a server without the entity list the user types a name', async () => {
-  // What a server without the list answers (ResolveSpec: model_not_found) makes listEntities say "no list".
-  const listed = await page.evaluate(async () => {
-    const { listEntities } = await import('./entities.js');
-    const refuse = (code) => ({ meta: () => Promise.reject(Object.assign(new Error('Model not found: .*'), { code })) });
-    return [await listEntities(refuse('model_not_found')), await listEntities(refuse('invalid_message'))];
-  });
-  assert.deepEqual(listed, [null, null]);
-  await page.fill('#entity-name', 'users');
-  await page.click('#open-entity');
-  await page.waitForFunction(() => document.getElementById('entity-title').textContent === 'public.users' && window.admin.table);
-  await page.fill('#entity-name', 'nope');
-  await page.click('#open-entity');
-  await page.waitForFunction(() => window.admin.error?.code === 'model_not_found');
-  assert.match(await page.textContent('#error'), /model_not_found: no entity "nope"/);
+test('against a server without the entity list the page says so and opens a typed name', async () => {
+  // mosquitto and a stand-in answering as the reference server does (meta of "*": model_not_found).
+  const broker = await startMosquitto();
+  const users = sqlite('SELECT * FROM public_users ORDER BY id LIMIT 3');
+  const meta = await page.evaluate(() => window.admin.spec.meta('public.users').then((r) => r.data));
+  const listless = await startListlessServer(broker.tcpUrl, meta, users);
+  const old = await browser.newPage();
+  try {
+    old.on('pageerror', (e) => pageErrors.push(e.message));
+    await old.goto(`${web.url}?broker=${encodeURIComponent(broker.wsUrl)}`);
+    await old.waitForFunction(() => window.admin?.state === 'connected' && document.getElementById('entity-hint').dataset.listed === 'false');
+    assert.equal(await old.textContent('#entity-hint'), 'This server does not list its entities: type a name to open one.');
+    assert.equal(await old.$$eval('#entity-list li', (lis) => lis.length), 0);
+    assert.ok(await old.isHidden('#error'), 'no list is not an error');
+    await old.fill('#entity-name', 'public.users');
+    await old.click('#open-entity');
+    await old.waitForFunction((n) => document.querySelectorAll('#rows tbody tr').length === n, users.length);
+    assert.equal(await old.textContent('#entity-title'), 'public.users');
+    const shown = await old.$$eval('#rows tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+    assert.deepEqual(shown, users.map((u) => meta.columns.map((c) => cell(u[c.name]) ?? '')));
+    await old.fill('#entity-name', 'nope');
+    await old.click('#open-entity');
+    await old.waitForFunction(() => window.admin.error?.code === 'model_not_found');
+    assert.match(await old.textContent('#error'), /model_not_found: Model not found: \.nope/);
+  } finally {
+    await old.close();
+    await listless.stop();
+    broker.stop();
+  }
   assert.deepEqual(pageErrors, [], 'no uncaught page errors');
 });
 

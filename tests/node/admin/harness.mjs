@@ -114,3 +114,32 @@ export function launchChromium() {
       '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
 }
+
+/**
+ * A stand-in for a server without the entity list (ResolveSpec's MQTTSpec,
+ * or mqttspec-server before it): MQTT.js on `brokerUrl` answering requests
+ * of every client the way the reference does: a `meta` of an unknown
+ * entity, `*` included, is `model_not_found`; `meta`, `read`, `subscribe`
+ * and `unsubscribe` of the one entity `meta` describes work on `rows`.
+ */
+export async function startListlessServer(brokerUrl, meta, rows) {
+  const mqtt = (await import('mqtt')).default;
+  const client = await mqtt.connectAsync(brokerUrl, { clientId: 'listless-server', reconnectPeriod: 0 });
+  const known = (m) => [meta.table, `${meta.schema}.${meta.table}`].includes(m.schema ? `${m.schema}.${m.entity}` : m.entity);
+  const answer = (m) => {
+    if (m.type === 'subscription' && m.operation === 'unsubscribe') return { data: { unsubscribed: true, subscription_id: m.subscription_id } };
+    if (!known(m)) return { error: { code: 'model_not_found', message: `Model not found: ${m.schema ?? ''}.${m.entity}` } };
+    if (m.operation === 'meta') return { data: meta };
+    if (m.operation === 'read') return { data: rows, metadata: { total: rows.length, count: rows.length } };
+    if (m.operation === 'subscribe') return { data: { subscription_id: `sub-${m.id}`, schema: meta.schema, entity: meta.table } };
+    return { error: { code: 'invalid_operation', message: `Unknown operation: ${m.operation}` } };
+  };
+  client.on('message', (topic, payload) => {
+    const m = JSON.parse(payload.toString());
+    const reply = answer(m);
+    client.publish(topic.replace(/\/request$/, '/response'),
+      JSON.stringify({ id: m.id, type: 'response', success: !reply.error, ...reply, timestamp: new Date().toISOString() }), { qos: 1 });
+  });
+  await client.subscribeAsync('spec/+/request', { qos: 1 });
+  return { stop: () => client.endAsync() };
+}
