@@ -99,10 +99,3 @@ export function inputAttributes(column) {
     default: return { type: 'text' };
   }
 }
-
-/** Cell text of `value` in `column`. */
-export function formatCell(column, value) {
-  if (value === null || value === undefined) return '';
-  if (typeof value === 'object') return JSON.stringify(value);
-  return String(value);
-}

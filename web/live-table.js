@@ -5,7 +5,7 @@
 // read would. Changed rows flash. An entity without a primary key cannot be
 // followed row by row: it is read (not live) and can be reloaded.
 import { h, text } from './dom.js';
-import { formatCell, primaryKey } from './columns.js';
+import { primaryKey } from './columns.js';
 
 /**
  * @param {HTMLElement} element replaced by the table and its pager
@@ -59,7 +59,7 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
         tr = h('tr', { dataset: { key: id }, onclick: () => onPick?.(shown.find((r) => !key || text(r[key]) === id)) });
         trs.set(id, tr);
       }
-      const cells = meta.columns.map((c) => [formatCell(c, row[c.name]), row[c.name] === null || row[c.name] === undefined]);
+      const cells = meta.columns.map((c) => [text(row[c.name]), row[c.name] === null || row[c.name] === undefined]);
       if (tr.childElementCount !== cells.length || cells.some(([t], i) => tr.children[i].textContent !== t)) {
         tr.replaceChildren(...cells.map(([t, isNull]) => h('td', { className: isNull ? 'null' : '' }, t)));
       }
@@ -146,7 +146,6 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
     setQuery,
     /** The rows on the page now. */
     rows: () => shown,
-    state: () => ({ ...state, total }),
     close: () => { generation++; return live?.close() ?? Promise.resolve(); },
     ready: start(),
   };
