@@ -3,7 +3,10 @@
 // so page p of size n follows the first (p + 1) * n rows and shows the last
 // n of them: a row created or deleted before the page shifts it, as a fresh
 // read would. Changed rows flash. An entity without a primary key cannot be
-// followed row by row: it is read (not live) and can be reloaded.
+// followed row by row: it is read (not live) and can be reloaded. The
+// count of all matches ("of N") is read again after every change of the
+// entity (a subscription beside the live query: most changes fall outside
+// the page and never reach the view).
 import { h, text } from './dom.js';
 import { primaryKey } from './columns.js';
 
@@ -18,6 +21,7 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
   const key = primaryKey(meta)?.name ?? null;
   const state = { filters: [], sort: key ? [{ column: key, direction: 'asc' }] : [], pageSize: 25, page: 0 };
   let live = null;
+  let changes = null; // the subscription that keeps the count current
   let shown = [];
   let total = null;
   let generation = 0;
@@ -99,8 +103,8 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
 
   async function start() {
     const mine = ++generation;
-    const previous = live;
-    live = null;
+    const previous = [live, changes];
+    live = changes = null;
     trs.clear();
     body.replaceChildren();
     renderHead();
@@ -115,10 +119,10 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
             const changed = first ? new Set() : new Set([...change.added, ...change.updated].map((r) => text(r[key])));
             first = false;
             render(rows, changed);
-            if (change.added.length || change.removed.length) count();
           });
-        if (mine !== generation) { await query.close(); return; }
-        live = query;
+        const counted = await spec.subscribe(entity, { filters: state.filters, onError }, () => { if (mine === generation) count(); });
+        if (mine !== generation) { await Promise.all([query.close(), counted.unsubscribe()]); return; }
+        [live, changes] = [query, counted];
         render(query.rows());
       } else {
         const { data } = await spec.read(entity, { options: { filters: state.filters, sort: state.sort, limit } });
@@ -128,8 +132,13 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
     } catch (e) {
       onError(e);
     } finally {
-      await previous?.close().catch(() => {});
+      await stop(...previous);
     }
+  }
+
+  /** End a live query and a subscription (either may be null). */
+  async function stop(query, subscription) {
+    await Promise.all([query?.close(), subscription?.unsubscribe()].map((p) => p?.catch(() => {})));
   }
 
   function setPage(page) {
@@ -146,7 +155,7 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
     setQuery,
     /** The rows on the page now. */
     rows: () => shown,
-    close: () => { generation++; return live?.close() ?? Promise.resolve(); },
+    close: () => { generation++; return stop(live, changes); },
     ready: start(),
   };
 }

@@ -180,6 +180,12 @@ test('sort by a header and pages of the readings follow the database order', asy
   await page.waitForFunction((n) => document.getElementById('page-info').textContent === `rows 11–20 of ${n}`, all.length);
   await page.click('#prev-page');
   await waitIds(all.slice(0, 10).map((r) => r.id));
+  // A reading far below this page changes no row shown, but the count follows it.
+  const low = await writer.request({ operation: 'create', schema: 'public', entity: 'sensor_readings',
+    data: { device_id: 'device-1', value: 0.5, ts: '2024-01-01T00:30:00.000Z' } });
+  assert.equal(low.success, true, JSON.stringify(low));
+  await page.waitForFunction((n) => document.getElementById('page-info').textContent === `rows 1–10 of ${n}`, all.length + 1);
+  await waitIds(all.slice(0, 10).map((r) => r.id));
 });
 
 test('the chart draws the readings the database holds, one line per device, and follows new ones', async () => {
