@@ -120,10 +120,12 @@ export function mountLiveTable(element, spec, meta, { onPick, onError }) {
             first = false;
             render(rows, changed);
           });
-        const counted = await spec.subscribe(entity, { filters: state.filters, onError }, () => { if (mine === generation) count(); });
-        if (mine !== generation) { await Promise.all([query.close(), counted.unsubscribe()]); return; }
-        [live, changes] = [query, counted];
+        if (mine !== generation) return stop(query);
+        live = query; // from here a newer start() stops it
         render(query.rows());
+        const counted = await spec.subscribe(entity, { filters: state.filters, onError }, () => { if (mine === generation) count(); });
+        if (mine !== generation) return stop(null, counted);
+        changes = counted;
       } else {
         const { data } = await spec.read(entity, { options: { filters: state.filters, sort: state.sort, limit } });
         if (mine === generation) render(data);
