@@ -55,10 +55,12 @@ async function start(settings) {
     showError(e);
   }
   renderEntityList();
-  const wanted = new URL(location.href).searchParams.get('entity') ?? location.hash.slice(1);
-  const first = admin.entities?.find((m) => entityName(m) === wanted) ?? admin.entities?.[0];
-  if (wanted && !first) await openByName(wanted);
-  else if (first) await openEntity(first);
+  // The entity named by ?entity= or #schema.entity, else the first listed.
+  const wanted = new URL(location.href).searchParams.get('entity') ?? decodeURIComponent(location.hash.slice(1));
+  const listed = admin.entities?.find((m) => entityName(m) === wanted);
+  if (listed) await openEntity(listed);
+  else if (wanted) await openByName(wanted);
+  else if (admin.entities?.length) await openEntity(admin.entities[0]);
 }
 
 function renderEntityList() {
