@@ -27,8 +27,10 @@ rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
 bindgen "" "$out" mqttspec_wasm
 bindgen --no-default-features "$out/mqtt" mqttspec_mqtt
-cp client-wasm/js/widgets.js client-wasm/js/widgets.d.ts "$out/"
+# Hand-written JS entries (widgets, live stores, React bindings, the SharedWorker) ship as written.
+cp client-wasm/js/*.js client-wasm/js/*.d.ts "$out/"
+cp client-wasm/README.md client-wasm/CHANGELOG.md LICENSE-MIT LICENSE-APACHE "$out/"
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
-sed "s/@VERSION@/$version/" client-wasm/package.template.json > "$out/package.json"
-[ -f client-wasm/README.md ] && cp client-wasm/README.md "$out/README.md"
+repository=$(awk -F'"' '/^repository = / {print $2; exit}' Cargo.toml)
+sed -e "s/@VERSION@/$version/" -e "s|@REPOSITORY@|$repository|g" client-wasm/package.template.json > "$out/package.json"
 echo "pkg: $out ($(wc -c < "$out/mqttspec_wasm_bg.wasm") bytes of wasm; MQTT only: $(wc -c < "$out/mqtt/mqttspec_mqtt_bg.wasm"))"
