@@ -27,6 +27,11 @@ rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
 bindgen "" "$out" mqttspec_wasm
 bindgen --no-default-features "$out/mqtt" mqttspec_mqtt
+# wasm-bindgen declares `[Symbol.dispose]()`: have the declarations pull in the lib that
+# types it, so apps on ES2022 libs type-check them without skipLibCheck.
+for d in "$out/mqttspec_wasm.d.ts" "$out/mqtt/mqttspec_mqtt.d.ts"; do
+  sed -i '1i /// <reference lib="esnext.disposable" />' "$d"
+done
 # Hand-written JS entries (widgets, live stores, React bindings, the SharedWorker) ship as written.
 cp client-wasm/js/*.js client-wasm/js/*.d.ts "$out/"
 cp client-wasm/README.md client-wasm/CHANGELOG.md LICENSE-MIT LICENSE-APACHE "$out/"

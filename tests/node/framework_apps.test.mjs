@@ -19,7 +19,7 @@ import { binary, rawClient, serveDir, startServer } from './spec_client/harness.
 const APPS = ['react', 'svelte'];
 const QUERY = { sort: [{ column: 'id', direction: 'desc' }], limit: 5 };
 
-let dir, server, tcpPort, browser, writer;
+let dir, server, tcpPort, browser, writer, tarball;
 const web = {};
 
 /** `npm pack` the built package; returns the tarball's path. */
@@ -42,7 +42,7 @@ before(async () => {
   assert.ok(existsSync(binary), `${binary} is missing: run cargo build --bin mqttspec-server first`);
   ensurePackage();
   dir = mkdtempSync(join(tmpdir(), 'framework-apps-'));
-  const tarball = pack(dir);
+  tarball = pack(dir);
   for (const app of APPS) web[app] = await serveDir(buildApp(app, tarball));
   tcpPort = await freePort();
   server = startServer({ dbFile: join(dir, 'demo.db'), mqttPort: tcpPort, wsPort: await freePort() });
@@ -61,6 +61,29 @@ after(async () => {
   for (const w of Object.values(web)) await w.stop();
   await server?.kill();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the tarball is publishable: metadata, licenses, changelog, every entry with its types', () => {
+  const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').map((f) => f.replace(/^package\//, ''));
+  for (const file of ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE-MIT', 'LICENSE-APACHE',
+    'mqttspec_wasm.js', 'mqttspec_wasm.d.ts', 'mqttspec_wasm_bg.wasm', 'mqtt/mqttspec_mqtt.js', 'mqtt/mqttspec_mqtt.d.ts',
+    'live.js', 'live.d.ts', 'react.js', 'react.d.ts', 'shared-worker.js', 'shared-client.js', 'stable-key.js', 'widgets.js']) {
+    assert.ok(listing.includes(file), `${file} is missing from the tarball`);
+  }
+  const meta = JSON.parse(execFileSync('tar', ['-xzOf', tarball, 'package/package.json'], { encoding: 'utf8' }));
+  assert.equal(meta.license, 'MIT OR Apache-2.0');
+  assert.match(meta.repository.url, /^git\+https:\/\//);
+  assert.ok(meta.homepage && meta.engines?.node, 'homepage and engines');
+  assert.equal(meta.peerDependenciesMeta.react.optional, true, 'React is needed only by mqttspec-wasm/react');
+  for (const [entry, target] of Object.entries(meta.exports)) {
+    const files = typeof target === 'string' ? [target] : Object.values(target);
+    for (const f of files) assert.ok(listing.includes(f.replace(/^\.\//, '')), `export ${entry} points at missing ${f}`);
+  }
+});
+
+test('TypeScript (strict, ES2022 libs, no skipLibCheck) type-checks an app using every entry', () => {
+  // tests/vite-apps/react/src/typed.tsx: its @ts-expect-error lines fail the check if a type were `any`.
+  execFileSync('npx', ['tsc', '-p', '.'], { cwd: join(root, 'tests/vite-apps/react'), stdio: 'inherit' });
 });
 
 /** Ids of the newest five users, read by the independent client. */
