@@ -216,3 +216,53 @@ test('shared: without SharedWorker, each tab connects on its own and the store w
     await relay.stop();
   }
 });
+
+test('shared: connection events reach every tab; subscribe (callback and for await), update, delete and meta go through the worker', async () => {
+  const relay = await startRelay(server.tcpPort);
+  const context = await browser.newContext();
+  try {
+    const a = await newPage(context);
+    const b = await newPage(context);
+    const options = { clientId: 'shared-ops', shared: true, reconnectPeriod: 200 };
+    await openStore(a.page, relay.url, options);
+    await openStore(b.page, relay.url, options);
+    await Promise.all([waitForStore(a.page, 'live', await newestIds()), waitForStore(b.page, 'live', await newestIds())]);
+
+    // Tab A iterates a subscription, tab B has one with a callback.
+    await a.page.evaluate(async () => {
+      const sub = await window.spec.subscribe('public.users', {});
+      window.firstNote = (async () => { for await (const n of sub) return { operation: n.operation, name: n.data.name }; })();
+    });
+    await b.page.evaluate(async () => {
+      window.notes = [];
+      window.sub = await window.spec.subscribe('public.users', { filters: [{ column: 'status', operator: 'eq', value: 'active' }] },
+        (n) => window.notes.push(n.operation));
+    });
+    const id = Number(await createUser('shared-ops-row'));
+    assert.deepEqual(await a.page.evaluate(() => window.firstNote), { operation: 'create', name: 'shared-ops-row' });
+    await b.page.waitForFunction(() => window.notes.includes('create'));
+
+    relay.refuse = true;
+    relay.cut();
+    await Promise.all([waitForStore(a.page, 'stale'), waitForStore(b.page, 'stale')]);
+    assert.equal(await a.page.evaluate(() => window.spec.connected), false);
+    relay.refuse = false;
+    await Promise.all([waitForStore(a.page, 'live'), waitForStore(b.page, 'live')]);
+    assert.equal(await b.page.evaluate(() => window.spec.connected), true);
+
+    const renamed = await b.page.evaluate((id) => window.spec.update('public.users', id, { name: 'renamed-in-b' }), id);
+    assert.equal(renamed.data.name, 'renamed-in-b');
+    await a.page.waitForFunction((id) => window.store.getSnapshot().rows.find((r) => r.id === id)?.name === 'renamed-in-b', id);
+    const meta = await b.page.evaluate(() => window.spec.meta('public.users'));
+    assert.ok(meta.data.columns.some((c) => c.name === 'email'), JSON.stringify(meta.data));
+    const refused = await b.page.evaluate(() => window.spec.read('public.nope').then(() => null, (e) => ({ name: e.name, code: e.code })));
+    assert.deepEqual(refused, { name: 'SpecError', code: 'model_not_found' });
+    await a.page.evaluate((id) => window.spec.delete('public.users', id), id);
+    await Promise.all([waitForStore(a.page, 'live', await newestIds()), waitForStore(b.page, 'live', await newestIds())]);
+    assert.ok(!(await newestIds()).includes(id));
+    await b.page.waitForFunction(() => window.notes.includes('delete'));
+  } finally {
+    await context.close();
+    await relay.stop();
+  }
+});
