@@ -1,10 +1,11 @@
 // The package as an app developer gets it: `npm pack` of client-wasm/pkg is
-// installed into two Vite apps (tests/vite-apps/react and /svelte), each
+// installed into three Vite apps (tests/vite-apps/react, /svelte and /vue), each
 // built with `vite build` and run in headless Chromium against
 // mqttspec-server --demo. React: SpecProvider + useLiveQuery + useSpec under
 // StrictMode, a write from the page and one from another client show up, and
 // `shared: true` gives two tabs one broker connection that survives closing
-// one of them. Svelte: a liveStore used as a Svelte store (`$users`).
+// one of them. Svelte: a liveStore used as a Svelte store (`$users`). Vue: a
+// liveStore in a shallowRef.
 // Needs `cargo build --bin mqttspec-server`, network for the apps' first `npm ci`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { chromium } from 'playwright-core';
 import { root, ensurePackage, freePort, pkgDir, startRelay } from './mqtt_client/harness.mjs';
 import { binary, rawClient, serveDir, startServer } from './spec_client/harness.mjs';
 
-const APPS = ['react', 'svelte'];
+const APPS = ['react', 'svelte', 'vue'];
 const QUERY = { sort: [{ column: 'id', direction: 'desc' }], limit: 5 };
 
 let dir, server, tcpPort, browser, writer, tarball;
@@ -173,6 +174,19 @@ test('Svelte (Vite build): a liveStore is a Svelte store', async () => {
     const { page, errors } = await open(context, 'svelte', { broker: server.wsUrl });
     await shows(page, 'live', await newestIds());
     await createUser('from-node-for-svelte');
+    await shows(page, 'live', await newestIds());
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
+test('Vue (Vite build): a liveStore in a shallowRef', async () => {
+  const context = await browser.newContext();
+  try {
+    const { page, errors } = await open(context, 'vue', { broker: server.wsUrl });
+    await shows(page, 'live', await newestIds());
+    await createUser('from-node-for-vue');
     await shows(page, 'live', await newestIds());
     assert.deepEqual(errors, []);
   } finally {
