@@ -13,8 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { root, ensurePackage, freePort, pkgDir, startRelay } from './mqtt_client/harness.mjs';
+import { root, ensurePackage, freePort, pkgDir, startRelay, launchBrowser } from './mqtt_client/harness.mjs';
 import { binary, rawClient, serveDir, startServer } from './spec_client/harness.mjs';
 
 const APPS = ['react', 'svelte', 'vue'];
@@ -48,11 +47,7 @@ before(async () => {
   tcpPort = await freePort();
   server = startServer({ dbFile: join(dir, 'demo.db'), mqttPort: tcpPort, wsPort: await freePort() });
   await server.ready;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchBrowser();
   writer = await rawClient(server.wsUrl, 'apps-writer');
 });
 
@@ -168,28 +163,18 @@ test('React with shared: true: two tabs, one broker connection; closing one keep
   }
 });
 
-test('Svelte (Vite build): a liveStore is a Svelte store', async () => {
-  const context = await browser.newContext();
-  try {
-    const { page, errors } = await open(context, 'svelte', { broker: server.wsUrl });
-    await shows(page, 'live', await newestIds());
-    await createUser('from-node-for-svelte');
-    await shows(page, 'live', await newestIds());
-    assert.deepEqual(errors, []);
-  } finally {
-    await context.close();
-  }
-});
-
-test('Vue (Vite build): a liveStore in a shallowRef', async () => {
-  const context = await browser.newContext();
-  try {
-    const { page, errors } = await open(context, 'vue', { broker: server.wsUrl });
-    await shows(page, 'live', await newestIds());
-    await createUser('from-node-for-vue');
-    await shows(page, 'live', await newestIds());
-    assert.deepEqual(errors, []);
-  } finally {
-    await context.close();
-  }
-});
+// Svelte: the store as `$users`; Vue: the store in a shallowRef.
+for (const [app, how] of [['svelte', 'a liveStore is a Svelte store'], ['vue', 'a liveStore in a shallowRef']]) {
+  test(`${app} (Vite build): ${how}`, async () => {
+    const context = await browser.newContext();
+    try {
+      const { page, errors } = await open(context, app, { broker: server.wsUrl });
+      await shows(page, 'live', await newestIds());
+      await createUser(`from-node-for-${app}`);
+      await shows(page, 'live', await newestIds());
+      assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  });
+}

@@ -11,8 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { ensurePackage, freePort, pkgDir, startRelay, startStatic } from './mqtt_client/harness.mjs';
+import { ensurePackage, freePort, pkgDir, startRelay, startStatic, launchBrowser } from './mqtt_client/harness.mjs';
 import { binary, rawClient, startServer } from './spec_client/harness.mjs';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>live bindings test</title>
@@ -34,11 +33,7 @@ before(async () => {
   server.tcpPort = mqttPort;
   await server.ready;
   web = await startStatic(pkgDir, PAGE);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchBrowser();
   writer = await rawClient(server.wsUrl, 'live-writer');
 });
 

@@ -8,8 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { root, ensurePackage, freePort } from './mqtt_client/harness.mjs';
+import { root, ensurePackage, freePort, launchBrowser } from './mqtt_client/harness.mjs';
 import { binary, serveDir, startServer } from './spec_client/harness.mjs';
 
 const app = join(root, 'tests/vite-app');
@@ -26,11 +25,7 @@ before(async () => {
   server = startServer({ dbFile: join(dir, 'demo.db'), mqttPort: await freePort(), wsPort: await freePort() });
   await server.ready;
   web = await serveDir(join(app, 'dist'));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
