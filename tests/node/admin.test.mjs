@@ -18,9 +18,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePackage, root, startMosquitto } from './mqtt_client/harness.mjs';
+import { ensurePackage, launchBrowser, root, startMosquitto } from './mqtt_client/harness.mjs';
 import { rawClient } from './spec_client/harness.mjs';
-import { launchChromium, serveAdmin, startListlessServer, startPostgres, startSpecServer } from './admin/harness.mjs';
+import { serveAdmin, startListlessServer, startPostgres, startSpecServer } from './admin/harness.mjs';
 
 const artifacts = join(root, 'tests/artifacts');
 let dir, dbFile, server, web, browser, page, writer, pg, pgServer;
@@ -93,7 +93,7 @@ before(async () => {
   dbFile = join(dir, 'demo.db');
   server = await startSpecServer(['--demo', '--database', `sqlite:${dbFile}`]);
   web = await serveAdmin();
-  browser = await launchChromium();
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   writer = await rawClient(server.wsUrl, 'admin-writer');

@@ -10,10 +10,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { root, ensurePackage } from './mqtt_client/harness.mjs';
+import { root, ensurePackage, launchBrowser } from './mqtt_client/harness.mjs';
 import { rawClient } from './spec_client/harness.mjs';
 import { startDemo } from '../../scripts/demo.mjs';
-import { launchChromium } from './admin/harness.mjs';
 
 const artifacts = join(root, 'tests/artifacts');
 let demo, browser, page, writer;
@@ -22,7 +21,7 @@ const pageErrors = [];
 before(async () => {
   ensurePackage();
   demo = await startDemo();
-  browser = await launchChromium();
+  browser = await launchBrowser();
   page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   writer = await rawClient(demo.mqttUrl, 'e2e-writer');

@@ -1,18 +1,14 @@
 // For the admin page's tests: mqttspec-server on OS-assigned ports (the
 // ports are read from its ready line), a throwaway PostgreSQL cluster
 // (initdb as user postgres, like tests/src/postgres.rs), and a static server
-// for web/ with a private copy of client-wasm/pkg under /pkg/; headless
-// Chromium for the page tests (this and dashboard.test.mjs).
+// for web/ with a private copy of client-wasm/pkg under /pkg/, and a
+// stand-in for a server without the entity list.
 import { execFileSync, spawn } from 'node:child_process';
-import { createServer } from 'node:http';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
-import { chromium } from 'playwright-core';
+import { join } from 'node:path';
 import { freePort, pkgDir, root } from '../mqtt_client/harness.mjs';
-import { binary } from '../spec_client/harness.mjs';
-
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+import { binary, serveDir } from '../spec_client/harness.mjs';
 
 /** Kill `proc`'s process group when this process exits. */
 function reap(proc) {
@@ -91,28 +87,8 @@ export async function serveAdmin() {
   const site = mkdtempSync(join(tmpdir(), 'admin-site-'));
   cpSync(join(root, 'web'), site, { recursive: true });
   cpSync(pkgDir, join(site, 'pkg'), { recursive: true });
-  const server = createServer((req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const file = join(site, path.endsWith('/') ? `${path}index.html` : path);
-    if (!file.startsWith(site) || !existsSync(file)) { res.writeHead(404); res.end('not found'); return; }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache' });
-    res.end(readFileSync(file));
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}/`,
-    stop: () => new Promise((r) => server.close(() => { rmSync(site, { recursive: true, force: true }); r(); })),
-  };
-}
-
-
-/** Headless Chromium as the page tests run it. */
-export function launchChromium() {
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  const server = await serveDir(site);
+  return { url: server.url, stop: async () => { await server.stop(); rmSync(site, { recursive: true, force: true }); } };
 }
 
 /**
