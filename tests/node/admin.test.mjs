@@ -15,7 +15,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, launchBrowser, root, startMosquitto } from './mqtt_client/harness.mjs';
@@ -124,7 +124,7 @@ test('the entity list shows the demo tables and the table shows what the databas
   assert.ok(await page.isHidden('#chart-card'), 'no chart: users have no measurement besides the key');
 });
 
-test('filters with several operators give the rows the database gives', async () => {
+test('filters with every operator give the rows the database gives', async () => {
   const cases = [
     [[{ column: 'status', operator: 'eq', value: 'active' }, { column: 'name', operator: 'like', pattern: '%o%' }],
       "status = 'active' AND name LIKE '%o%'"],
@@ -135,7 +135,17 @@ test('filters with several operators give the rows the database gives', async ()
       'id IN (1, 3, 5) AND email IS NOT NULL'],
     [[{ column: 'created_at', operator: 'gte', value: '2024-01-03T10:00:00.000Z' }, { column: 'id', operator: 'neq', value: 5 }],
       "created_at >= '2024-01-03T10:00:00.000Z' AND id <> 5"],
+    [[{ column: 'id', operator: 'gt', value: 1 }, { column: 'id', operator: 'lte', value: 3 }],
+      'id > 1 AND id <= 3'],
+    [[{ column: 'email', operator: 'is_null' }, { logic: 'OR', column: 'id', operator: 'lt', value: 3 }],
+      'email IS NULL OR id < 3'],
   ];
+  const used = new Set(cases.flatMap(([filters]) => filters.map((f) => f.operator)));
+  const all = await page.evaluate(async () => (await import('./filters.js')).OPERATORS.map((o) => o.op));
+  assert.deepEqual([...used].sort(), [...all].sort(), 'every operator of the builder is exercised');
+  const wire = [...readFileSync(join(root, 'crates/mqttspec-proto/src/options.rs'), 'utf8')
+    .matchAll(/FilterOp::\w+ => "(\w+)"/g)].map((m) => m[1]);
+  assert.deepEqual(all, wire, 'the builder offers the protocol\'s operators (mqttspec_proto::FilterOp), in wire order');
   for (const [filters, where] of cases) {
     await setFilters(filters);
     const expected = sqlite(`SELECT * FROM public_users WHERE ${where} ORDER BY id`);
