@@ -48,7 +48,7 @@ export function mountRowForm(element, spec, meta, { onError, onDone }) {
       return { column, input, touched, locked };
     });
     grid.replaceChildren(...fields.map(({ column, input }) => h('label', { dataset: { column: column.name } },
-      h('span', {}, column.name, h('small', {}, ` ${column.type}${column.is_nullable ? '' : ', required'}`)), input.el)));
+      h('span', {}, column.name, h('small', {}, ` ${column.type}${column.is_nullable ? '' : ', not null'}`)), input.el)));
   }
 
   /** The fields to send: changed ones on edit; filled or touched ones on create. */
