@@ -33,8 +33,15 @@ rm -rf "$out" && mkdir -p "$out/mqtt"
 # `mqttspec-wasm`: MqttClient + SpecClient. `mqttspec-wasm/mqtt`: MqttClient alone.
 bindgen "" "$out" mqttspec_wasm
 bindgen --no-default-features "$out/mqtt" mqttspec_mqtt
-cp client-wasm/js/widgets.js client-wasm/js/widgets.d.ts "$out/"
+# wasm-bindgen declares `[Symbol.dispose]()`: have the declarations pull in the lib that
+# types it, so apps on ES2022 libs type-check them without skipLibCheck.
+for d in "$out/mqttspec_wasm.d.ts" "$out/mqtt/mqttspec_mqtt.d.ts"; do
+  sed -i '1i /// <reference lib="esnext.disposable" />' "$d"
+done
+# Hand-written JS entries (widgets, live stores, React bindings, the SharedWorker) ship as written.
+cp client-wasm/js/*.js client-wasm/js/*.d.ts "$out/"
+cp client-wasm/README.md client-wasm/CHANGELOG.md LICENSE-MIT LICENSE-APACHE "$out/"
 version=$(awk -F'"' '/^version = / {print $2; exit}' Cargo.toml)
-sed "s/@VERSION@/$version/" client-wasm/package.template.json > "$out/package.json"
-[ -f client-wasm/README.md ] && cp client-wasm/README.md "$out/README.md"
+repository=$(awk -F'"' '/^repository = / {print $2; exit}' Cargo.toml)
+sed -e "s/@VERSION@/$version/" -e "s|@REPOSITORY@|$repository|g" client-wasm/package.template.json > "$out/package.json"
 echo "pkg: $out ($(wc -c < "$out/mqttspec_wasm_bg.wasm") bytes of wasm; MQTT only: $(wc -c < "$out/mqtt/mqttspec_mqtt_bg.wasm"))"

@@ -1,166 +1,148 @@
-// The dashboard: a SpecClient connection (through the tunnel when the page
-// is served by it), a live users table with filter and sort controls, a form
-// to create/update/delete users, and a chart of sensor readings fed by a
-// subscription. `window.dashboard` exposes the state for end-to-end tests.
-import init, { SpecClient } from './pkg/mqttspec_wasm.js';
-import { mountLiveTable } from './pkg/widgets.js';
-import { LineChart } from './chart.js';
+// The live admin: connect, list the entities the server offers (`meta` of
+// "*", or a name typed by the user on servers without the list), and for
+// the entity picked: its columns, a filter builder, a live table with sort
+// and pages, a live chart of a numeric column over a time column, and a
+// create / edit / delete form generated from `meta`. Errors of the server
+// are shown with their code. `window.admin` exposes the state for tests.
+import init from './pkg/mqttspec_wasm.js';
+import { connect, defaultBrokerUrl, otherTunnelForm } from './connection.js';
+import { describeEntity, entityName, listEntities } from './entities.js';
+import { mountFilters } from './filters.js';
+import { mountLiveTable } from './live-table.js';
+import { chartable, mountTimeChart } from './time-chart.js';
+import { mountRowForm } from './row-form.js';
+import { h } from './dom.js';
+import { kindOf } from './columns.js';
 
 const $ = (id) => document.getElementById(id);
-const dashboard = (window.dashboard = { state: 'idle', spec: null, table: null, readings: 0 });
-
-/** ws(s)://<this host><this page's folder>mqtt: the broker route of the tunnel. */
-function defaultBrokerUrl() {
-  const explicit = new URL(location.href).searchParams.get('broker');
-  if (explicit) return explicit;
-  const url = new URL('mqtt', location.href);
-  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.search = '';
-  return url.href;
-}
-
-/** The tunnel URL of this page in the other form (subdomain <-> path), if it is a tunnel URL. */
-function otherTunnelForm() {
-  const id = /^[a-z0-9]{12}$/;
-  const [first, ...rest] = location.hostname.split('.');
-  if (id.test(first) && rest.length) {
-    return { label: 'Path form', url: `${location.protocol}//${location.host.slice(first.length + 1)}/${first}/` };
-  }
-  const segment = location.pathname.split('/')[1] ?? '';
-  if (id.test(segment)) {
-    // An IP address has no subdomains; locally `<id>.localhost` resolves to loopback.
-    const host = /^[\d.]+$|^\[/.test(location.hostname) ? `localhost${location.port ? `:${location.port}` : ''}` : location.host;
-    return { label: 'Subdomain form', url: `${location.protocol}//${segment}.${host}/` };
-  }
-  return null;
-}
+const admin = (window.admin = { state: 'idle', spec: null, entities: null, meta: null, table: null, chart: null, form: null, error: null });
 
 function setState(state, text) {
-  dashboard.state = state;
-  const el = $('state');
-  el.dataset.state = state;
-  el.textContent = text ?? state;
+  admin.state = state;
+  $('state').dataset.state = state;
+  $('state').textContent = text ?? state;
 }
 
-let countdown = null;
-function showCountdown(ms) {
-  clearInterval(countdown);
-  const el = $('countdown');
-  if (!ms) { el.hidden = true; return; }
-  const until = Date.now() + ms;
-  const tick = () => {
-    const left = Math.max(0, until - Date.now());
-    el.hidden = false;
-    el.textContent = left > 0 ? `Reconnecting in ${(left / 1000).toFixed(1)} s…` : 'Reconnecting…';
-    if (!left) clearInterval(countdown);
-  };
-  tick();
-  countdown = setInterval(tick, 100);
+/** Show a failure (a SpecError's code and message, or an input error) above the view. */
+function showError(e) {
+  admin.error = { code: e?.code ?? 'error', message: e?.message ?? String(e) };
+  const box = $('error');
+  box.hidden = false;
+  box.dataset.code = admin.error.code;
+  box.replaceChildren(h('strong', {}, admin.error.code), `: ${admin.error.message}`,
+    h('button', { type: 'button', className: 'ghost', onclick: clearError, title: 'dismiss' }, '×'));
+  if (!(e?.code)) console.error(e);
 }
 
-async function connect(url, clientId, token) {
-  await dashboard.spec?.end();
-  setState('connecting', 'connecting…');
-  const spec = await SpecClient.connect(url, {
-    clientId, token: token || undefined, reconnectPeriod: 1000, maxReconnectDelay: 8000, timeoutMs: 15000,
+function clearError() {
+  admin.error = null;
+  $('error').hidden = true;
+}
+
+function showResult(message) {
+  clearError();
+  $('result').textContent = message;
+}
+
+async function start(settings) {
+  await closeEntity();
+  await admin.spec?.end();
+  admin.spec = await connect(settings, setState);
+  try {
+    admin.entities = await listEntities(admin.spec);
+  } catch (e) {
+    admin.entities = null; // e.g. unauthorized: a typed name may still be allowed
+    showError(e);
+  }
+  renderEntityList();
+  // The entity named by ?entity= or #schema.entity, else the first listed.
+  const wanted = new URL(location.href).searchParams.get('entity') ?? decodeURIComponent(location.hash.slice(1));
+  const listed = admin.entities?.find((m) => entityName(m) === wanted);
+  if (listed) await openEntity(listed);
+  else if (wanted) await openByName(wanted);
+  else if (admin.entities?.length) await openEntity(admin.entities[0]);
+}
+
+function renderEntityList() {
+  const list = admin.entities ?? [];
+  $('entity-list').replaceChildren(...list.map((meta) => h('li', {},
+    h('button', { type: 'button', className: 'entity', dataset: { entity: entityName(meta) }, onclick: () => openEntity(meta).catch(showError) },
+      entityName(meta), h('small', {}, ` ${meta.columns.length} columns`)))));
+  $('entity-hint').textContent = admin.entities
+    ? `${list.length} entit${list.length === 1 ? 'y' : 'ies'} on this server.`
+    : 'This server does not list its entities: type a name to open one.';
+  $('entity-hint').dataset.listed = String(Boolean(admin.entities));
+}
+
+async function openByName(name) {
+  try {
+    await openEntity(await describeEntity(admin.spec, name));
+  } catch (e) {
+    showError(e);
+  }
+}
+
+async function closeEntity() {
+  await Promise.all([admin.table?.close(), admin.chart?.close()]);
+  admin.table = admin.chart = admin.form = admin.meta = null;
+}
+
+async function openEntity(meta) {
+  await closeEntity();
+  clearError();
+  $('result').textContent = '';
+  admin.meta = meta;
+  const name = entityName(meta);
+  history.replaceState(null, '', `#${name}`);
+  for (const b of document.querySelectorAll('#entity-list button')) b.classList.toggle('active', b.dataset.entity === name);
+  $('entity-view').hidden = false;
+  $('entity-title').textContent = name;
+  $('columns-table').replaceChildren(
+    h('tr', {}, ['column', 'type', 'kind', 'nullable', 'key'].map((t) => h('th', {}, t))),
+    ...meta.columns.map((c) => h('tr', {}, h('td', {}, c.name), h('td', {}, c.type), h('td', {}, kindOf(c)),
+      h('td', {}, c.is_nullable ? 'yes' : ''), h('td', {}, c.is_primary ? 'primary' : c.is_unique ? 'unique' : c.has_index ? 'index' : ''))));
+  const spec = admin.spec;
+  admin.form = mountRowForm($('form'), spec, meta, { onError: showError, onDone: showResult });
+  admin.table = mountLiveTable($('table'), spec, meta, { onError: showError, onPick: (row) => admin.form.edit(row) });
+  mountFilters($('filters'), meta, (read) => {
+    let filters;
+    try { filters = read(); } catch (e) { showError(e); return; }
+    clearError();
+    admin.table.setQuery({ filters, page: 0 });
+    admin.chart?.setFilters(filters);
   });
-  dashboard.spec = spec;
-  spec.on('connect', () => { setState('connected', `connected as ${spec.clientId}`); showCountdown(0); });
-  spec.on('offline', () => setState('offline', 'offline'));
-  spec.on('close', (info) => { if (info?.reconnectInMs) { setState('reconnecting', 'reconnecting'); showCountdown(info.reconnectInMs); } });
-  spec.on('reconnect', () => setState('reconnecting', 'reconnecting…'));
-  spec.on('error', (e) => console.warn('mqttspec:', e.code, e.message));
-  setState('connected', `connected as ${spec.clientId}`);
-  await Promise.all([startTable(spec), startChart(spec)]);
+  $('chart-card').hidden = !chartable(meta);
+  if (chartable(meta)) admin.chart = mountTimeChart($('chart-box'), spec, meta, { onError: showError });
+  await Promise.all([admin.table.ready, admin.chart?.ready]);
 }
 
-function tableQuery() {
-  const status = $('filter-status').value;
-  const [column, direction] = $('sort').value.split(':');
-  return {
-    filters: status ? [{ column: 'status', operator: 'eq', value: status }] : [],
-    sort: [{ column, direction }],
-    limit: Math.max(1, Math.min(500, Number($('limit').value) || 25)),
-  };
-}
-
-async function startTable(spec) {
-  await dashboard.table?.close();
-  dashboard.table = await mountLiveTable($('users-table'), spec, 'public.users', {
-    ...tableQuery(),
-    columns: ['id', 'name', 'email', 'status', 'created_at'],
-    format: (column, value) => (column === 'created_at' && value ? String(value).replace('T', ' ').slice(0, 19) : value ?? ''),
-  });
-}
-
-async function startChart(spec) {
-  const chart = new LineChart($('chart'), $('legend'));
-  dashboard.chart = chart;
-  // History: the last ten minutes (not the old seed rows), newest 120.
-  const since = new Date(Date.now() - 10 * 60_000).toISOString();
-  const { data } = await spec.read('public.sensor_readings', { options: {
-    filters: [{ column: 'ts', operator: 'gte', value: since }],
-    sort: [{ column: 'id', direction: 'desc' }], limit: 120 } });
-  for (const r of data.reverse()) chart.push(r.device_id, Number(r.value));
-  await spec.subscribe('public.sensor_readings', {}, (n) => {
-    if (n.operation !== 'create') return;
-    chart.push(n.data.device_id, Number(n.data.value));
-    dashboard.readings += 1;
-    $('sensor-count').textContent = `${dashboard.readings} new reading${dashboard.readings === 1 ? '' : 's'} since connect`;
-  });
-}
-
-function wireForms() {
+function wire() {
   $('url').value = defaultBrokerUrl();
-  $('client-id').value = `dash-${Math.random().toString(16).slice(2, 10)}`;
-  $('page-url').href = $('page-url').textContent = location.href.split('?')[0];
+  $('client-id').value = `admin-${Math.random().toString(16).slice(2, 10)}`;
+  $('page-url').href = $('page-url').textContent = location.href.split(/[?#]/)[0];
   const other = otherTunnelForm();
   $('other-form-label').textContent = other?.label ?? 'Other form';
   $('other-url').href = $('other-url').textContent = other?.url ?? '(not served through the tunnel)';
   $('broker-url').textContent = $('url').value;
+  const settings = () => ({ url: $('url').value, clientId: $('client-id').value, token: $('token').value });
   $('connect-form').addEventListener('submit', (e) => {
     e.preventDefault();
     $('broker-url').textContent = $('url').value;
-    connect($('url').value, $('client-id').value, $('token').value).catch(fail);
+    start(settings()).catch(failed);
   });
-  $('filter-form').addEventListener('change', () => dashboard.table?.setQuery(tableQuery()).catch(fail));
-  $('users-table').addEventListener('click', (e) => {
-    const key = e.target.closest('tr')?.dataset.key;
-    const row = dashboard.table?.rows().find((r) => String(r.id) === key);
-    if (!row) return;
-    $('row-id').value = row.id;
-    $('row-name').value = row.name ?? '';
-    $('row-email').value = row.email ?? '';
-    $('row-status').value = row.status ?? 'active';
-  });
-  $('row-form').addEventListener('submit', async (e) => {
+  $('entity-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const id = $('row-id').value;
-    const data = { name: $('row-name').value, email: $('row-email').value || null, status: $('row-status').value };
-    await report(id ? dashboard.spec.update('public.users', Number(id), data) : dashboard.spec.create('public.users', data),
-      (r) => `${id ? 'Updated' : 'Created'} user ${r.data.id}`);
+    if (!admin.spec) return showError({ code: 'not_connected', message: 'connect first' });
+    openByName($('entity-name').value);
   });
-  $('delete').addEventListener('click', async () => {
-    const id = $('row-id').value;
-    if (!id) { $('row-result').textContent = 'Pick a row (click it) or type an id to delete.'; return; }
-    await report(dashboard.spec.delete('public.users', Number(id)), () => `Deleted user ${id}`);
-    $('row-form').reset();
-  });
+  return settings;
 }
 
-async function report(promise, ok) {
-  try {
-    $('row-result').textContent = ok(await promise);
-  } catch (e) {
-    $('row-result').textContent = `${e.code ?? 'error'}: ${e.message}`;
-  }
-}
-
-function fail(e) {
+function failed(e) {
   setState('error', `${e.code ?? 'error'}: ${e.message}`);
-  console.error(e);
+  showError(e);
 }
 
 await init();
-wireForms();
-connect($('url').value, $('client-id').value, '').catch(fail);
+const settings = wire();
+start(settings()).catch(failed);

@@ -166,6 +166,16 @@ async fn jwt_auth_and_tenancy_hooks() {
         .await
         .unwrap());
     assert_eq!(a1["tenant_id"], 1, "tenant stamped on create");
+    let listed = ok(&t1
+        .request(json!({"type": "request", "operation": "meta", "entity": "*"}))
+        .await
+        .unwrap());
+    assert!(
+        listed["entities"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|e| e["table"] == "items")),
+        "an authenticated tenant lists the entities; tenancy filters rows, not entities: {listed}"
+    );
     let a2 = ok(&t1
         .request(items(
             "create",

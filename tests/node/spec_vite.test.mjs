@@ -5,16 +5,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
-import { chromium } from 'playwright-core';
-import { root, ensurePackage, freePort } from './mqtt_client/harness.mjs';
-import { binary, startServer } from './spec_client/harness.mjs';
+import { join } from 'node:path';
+import { root, ensurePackage, freePort, launchBrowser } from './mqtt_client/harness.mjs';
+import { binary, serveDir, startServer } from './spec_client/harness.mjs';
 
 const app = join(root, 'tests/vite-app');
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
 
 let dir, server, web, browser;
 
@@ -27,25 +24,13 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'spec-vite-'));
   server = startServer({ dbFile: join(dir, 'demo.db'), mqttPort: await freePort(), wsPort: await freePort() });
   await server.ready;
-  const dist = join(app, 'dist');
-  web = createServer((req, res) => {
-    const path = normalize(new URL(req.url, 'http://x').pathname);
-    const file = join(dist, path === '/' ? 'index.html' : path);
-    if (!file.startsWith(dist) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  await new Promise((r) => web.listen(0, '127.0.0.1', r));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  web = await serveDir(join(app, 'dist'));
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  await new Promise((r) => (web ? web.close(r) : r()));
+  await web?.stop();
   await server?.kill();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -54,7 +39,7 @@ test('the Vite-built app loads the package and shows live rows', async () => {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  const url = `http://127.0.0.1:${web.address().port}/?broker=${encodeURIComponent(server.wsUrl)}`;
+  const url = `${web.url}?broker=${encodeURIComponent(server.wsUrl)}`;
   await page.goto(url);
   await page.waitForFunction(() => document.getElementById('state').textContent !== 'loading', null, { timeout: 30_000 });
   const state = await page.textContent('#state');

@@ -138,6 +138,50 @@ pub struct SubscribeData {
     pub resume: Option<Resume>,
 }
 
+/// The `entity` of a `meta` request that asks for every entity the caller
+/// may use instead of one (an addition of this project; see
+/// docs/MQTTSPEC_PROTOCOL.md, "Listing the entities"). `*` is not a table
+/// name any schema uses, and a request carrying it is still valid where
+/// `entity` is required, so an older server answers `model_not_found`.
+pub const ALL_ENTITIES: &str = "*";
+
+/// One column in `meta` data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnMeta {
+    /// Column name.
+    pub name: String,
+    /// The database's type name (`int8`, `numeric`, `TEXT`, `timestamptz`...).
+    #[serde(rename = "type")]
+    pub sql_type: String,
+    /// NULL allowed.
+    pub is_nullable: bool,
+    /// Part of the primary key.
+    pub is_primary: bool,
+    /// Has a single-column unique index.
+    pub is_unique: bool,
+    /// First column of some index.
+    pub has_index: bool,
+}
+
+/// `data` of a successful `meta` response for one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableMeta {
+    /// Schema of the entity.
+    pub schema: String,
+    /// Entity name.
+    pub table: String,
+    /// Its columns, in table order.
+    pub columns: Vec<ColumnMeta>,
+}
+
+/// `data` of a successful `meta` response for [`ALL_ENTITIES`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EntityList {
+    /// Every entity the caller may use, each described as a one-entity
+    /// `meta` would, ordered by schema and name.
+    pub entities: Vec<TableMeta>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +257,29 @@ mod tests {
         assert_eq!(
             (v["seq"].as_u64(), v["resume"].as_str()),
             (Some(9), Some("reset"))
+        );
+    }
+
+    #[test]
+    fn entity_list_shape() {
+        let list = EntityList {
+            entities: vec![TableMeta {
+                schema: "public".into(),
+                table: "users".into(),
+                columns: vec![ColumnMeta {
+                    name: "id".into(),
+                    sql_type: "int8".into(),
+                    is_nullable: false,
+                    is_primary: true,
+                    is_unique: true,
+                    has_index: true,
+                }],
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&list).unwrap(),
+            json!({"entities": [{"schema": "public", "table": "users", "columns": [{"name": "id",
+                "type": "int8", "is_nullable": false, "is_primary": true, "is_unique": true, "has_index": true}]}]})
         );
     }
 }

@@ -29,6 +29,7 @@ use crate::subscriptions::{Subscription, Subscriptions};
 
 mod changes;
 mod instances;
+mod meta;
 
 use instances::Claim;
 pub use instances::SharedMode;
@@ -457,11 +458,14 @@ impl Handler {
             return Err(fail(ErrorCode::InvalidMessage, "message has no \"entity\""));
         }
         let schema = message.schema.as_deref();
+        if let Some(scope) = meta::list_scope(operation, schema, entity_name) {
+            return self.list_entities(caller, scope);
+        }
         let entity = self.registry.find(schema, entity_name).ok_or_else(|| {
             fail(
                 ErrorCode::ModelNotFound,
                 format!(
-                    "no entity {:?} in schema {:?}: send \"meta\" on a known entity, or check the name",
+                    "no entity {:?} in schema {:?}: send \"meta\" with entity \"*\" to list the entities, or check the name",
                     entity_name,
                     schema.unwrap_or("")
                 ),
@@ -482,7 +486,7 @@ impl Handler {
         ctx.record_id = record_id(&message, &entity);
         self.hooks.run(HookPoint::BeforeHandle, &mut ctx)?;
         let Some((before, after)) = HookPoint::around(operation) else {
-            return Ok((meta(&entity), None));
+            return Ok((meta::meta(&entity)?, None));
         };
         self.hooks.run(before, &mut ctx)?;
         check_options(&entity, &ctx.options)?;
@@ -899,17 +903,4 @@ pub fn check_options(entity: &Entity, options: &Options) -> Result<(), Failure> 
 fn valid_like_pattern(pattern: &str) -> bool {
     let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
     trailing % 2 == 0
-}
-
-/// `meta` data: the entity's columns.
-fn meta(entity: &Entity) -> Value {
-    let columns: Vec<Value> = entity
-        .columns
-        .iter()
-        .map(|c| {
-            json!({"name": c.name, "type": c.sql_type, "is_nullable": c.nullable,
-                   "is_primary": c.primary, "is_unique": c.unique, "has_index": c.indexed})
-        })
-        .collect();
-    json!({"schema": entity.schema, "table": entity.name, "columns": columns})
 }

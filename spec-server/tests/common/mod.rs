@@ -240,6 +240,41 @@ async fn reads(a: &SpecClient) {
         (Some("id"), Some(true))
     );
     assert_eq!(meta["columns"][2]["is_unique"], true, "email is unique");
+    let list = r(json!({"type": "request", "operation": "meta", "entity": "*"}))
+        .await
+        .unwrap();
+    let list = ok(&list);
+    let listed: Vec<String> = list["entities"]
+        .as_array()
+        .expect("an entity list")
+        .iter()
+        .map(|e| {
+            format!(
+                "{}.{}",
+                e["schema"].as_str().unwrap_or(""),
+                e["table"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for name in [
+        "public.items",
+        "public.logs",
+        "public.sensor_readings",
+        "public.users",
+    ] {
+        assert!(
+            listed.iter().any(|l| l == name),
+            "{name} listed: {listed:?}"
+        );
+    }
+    let users = list["entities"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["table"] == "users"));
+    assert_eq!(
+        users,
+        Some(&meta),
+        "each entity as its own meta describes it"
+    );
     let none = r(
         json!({"type": "request", "operation": "read", "entity": "users",
                         "options": {"columns": ["id"], "omit_columns": ["id"]}}),

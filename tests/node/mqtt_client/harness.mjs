@@ -161,13 +161,18 @@ export async function startStatic(dir, page = PAGE) {
   return { url: `http://127.0.0.1:${port}/`, stop: () => new Promise((r) => server.close(r)) };
 }
 
-/** Headless Chromium with one page that has both clients loaded. */
-export async function openPage(url) {
-  const browser = await chromium.launch({
+/** Headless Chromium as the tests run it (`extraArgs` added to the usual flags). */
+export function launchBrowser(extraArgs = []) {
+  return chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run', '--js-flags=--expose-gc'],
+      '--disable-component-update', '--disable-sync', '--no-first-run', ...extraArgs],
   });
+}
+
+/** Headless Chromium with one page that has both clients loaded. */
+export async function openPage(url) {
+  const browser = await launchBrowser(['--js-flags=--expose-gc']);
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));

@@ -2,7 +2,9 @@
 // (embedded broker, SQLite file) and gives a second, independent MQTTSpec
 // client written by hand on MQTT.js.
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize } from 'node:path';
 import mqtt from 'mqtt';
 import { root, pkgDir, startStatic } from '../mqtt_client/harness.mjs';
 
@@ -70,4 +72,19 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>spec client test</titl
  * (`window.spec`) and MQTT.js (`window.mqtt`), `/pkg/*` client-wasm/pkg. */
 export function startSpecStatic() {
   return startStatic(pkgDir, PAGE);
+}
+
+const DIST_TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
+
+/** Static server for a built app (a Vite `dist/`): `/` is index.html. */
+export async function serveDir(dir) {
+  const server = createServer((req, res) => {
+    const path = normalize(new URL(req.url, 'http://x').pathname);
+    const file = join(dir, path === '/' ? 'index.html' : path);
+    if (!file.startsWith(dir) || !existsSync(file)) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': DIST_TYPES[extname(file)] ?? 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}/`, stop: () => new Promise((r) => server.close(r)) };
 }
