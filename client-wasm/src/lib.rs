@@ -4,12 +4,20 @@
 //! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket (`MqttClient` in JS).
 //! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
 //! - `timer`: timers kept in a Worker so a background tab keeps its keepalive.
+//! - `alloc`: the wasm build's allocator (smaller than dlmalloc).
 
+#[cfg(target_arch = "wasm32")]
+mod alloc;
 pub mod mqtt;
 mod reply;
 #[cfg(feature = "spec")]
 pub mod spec;
 mod timer;
+
+/// Power-of-two size classes instead of dlmalloc: see `alloc`.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOC: alloc::Classes = alloc::Classes::new();
 
 /// Panic messages in the browser console: feature `panic-hook`, on by
 /// default, off in the MQTT-only entry point (built without default features).

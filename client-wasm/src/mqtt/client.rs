@@ -638,7 +638,7 @@ fn open_socket(rc: &Shared) {
                 let mut m = String::from("could not connect to ");
                 m.push_str(&rc.borrow().url);
                 m.push_str(" (WebSocket closed with code ");
-                m.push_str(&ev.code().to_string());
+                push_decimal(&mut m, ev.code());
                 m.push_str(
                     "): check the URL, that the broker listens for MQTT over WebSocket, and TLS",
                 );
@@ -952,6 +952,14 @@ fn dispatch(rc: &Shared, event: Event) {
             emit_kind(rc, EventKind::Connect, &[&info]);
         }
     }
+}
+
+/// Append `n` in decimal (`to_string` would link `core::fmt`).
+fn push_decimal(out: &mut String, n: u16) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
 }
 
 /// An error for a negative ack, naming the MQTT 5 reason code.

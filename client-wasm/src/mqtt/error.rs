@@ -47,7 +47,7 @@ impl core::fmt::Display for ClientError {
 
 impl From<mqtt_session::Error> for ClientError {
     fn from(e: mqtt_session::Error) -> Self {
-        ClientError::new(e.code(), e.to_string())
+        ClientError::new(e.code(), e.message())
     }
 }
 

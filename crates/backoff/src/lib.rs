@@ -74,7 +74,10 @@ impl Backoff {
         } else {
             0.0
         };
-        nominal.mul_f64(0.5 + 0.5 * random)
+        // Not `mul_f64`: its panic path (and message) would be linked into
+        // the browser client's wasm; `as` saturates and the factor is <= 1.
+        let nanos = nominal.as_nanos() as f64 * (0.5 + 0.5 * random);
+        Duration::from_nanos(nanos as u64)
     }
 
     /// [`Backoff::next_delay`] in whole milliseconds, saturating at `u32::MAX`.

@@ -7,13 +7,41 @@
 use bytes::BytesMut;
 
 /// Why the stream cannot be framed; the connection should be closed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    #[error("malformed MQTT remaining length (more than 4 bytes)")]
+    /// Malformed MQTT remaining length (more than 4 bytes).
     MalformedLength,
-    #[error("MQTT packet of {size} bytes exceeds the limit of {limit} bytes")]
+    /// A packet larger than the framer's limit.
     TooLarge { size: usize, limit: usize },
 }
+
+impl FrameError {
+    /// Append the explanation (no `core::fmt`: see [`crate::Error`]).
+    pub(crate) fn push_message(&self, m: &mut String) {
+        match self {
+            FrameError::MalformedLength => {
+                m.push_str("malformed MQTT remaining length (more than 4 bytes)")
+            }
+            FrameError::TooLarge { size, limit } => {
+                m.push_str("MQTT packet of ");
+                crate::error::push_decimal(m, *size);
+                m.push_str(" bytes exceeds the limit of ");
+                crate::error::push_decimal(m, *limit);
+                m.push_str(" bytes");
+            }
+        }
+    }
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut m = String::new();
+        self.push_message(&mut m);
+        f.write_str(&m)
+    }
+}
+
+impl std::error::Error for FrameError {}
 
 /// Reassembles whole packets from arbitrary chunks.
 #[derive(Debug)]
