@@ -9,8 +9,8 @@
 //! memory; what must survive hibernation (tunnel id, public URLs, whether a
 //! forwarder ever held the tunnel) is in the socket attachment and storage.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::convert::Infallible;
 use std::rc::Rc;
 
 use futures_channel::{mpsc, oneshot};
@@ -25,6 +25,7 @@ use tunnel_proto::names;
 use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::stream::{self, Grants, SendStop, SendWindow, WsData, INVALID_TEXT_CODE};
+use tunnel_proto::table::{BodyVerdict, Chunk, Part, PartKind, Slots, StreamTable, MAX_STREAMS};
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
@@ -107,14 +108,11 @@ pub struct Tunnel {
     state: State,
     config: Config,
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
-    /// WebSocket opens waiting for `ws_opened`/`ws_refused`.
-    opening: RefCell<HashMap<u32, oneshot::Sender<Message>>>,
-    /// Window updates for request bodies being streamed, by stream id.
-    credits: RefCell<HashMap<u32, mpsc::UnboundedSender<u32>>>,
-    /// Streamed answer bodies being received, by stream id.
-    bodies: RefCell<HashMap<u32, BodySender>>,
-    /// Next stream id to try.
-    next_stream: Cell<u32>,
+    /// v2 streams: WebSocket opens waiting for `ws_opened`/`ws_refused`,
+    /// window grants of request bodies being uploaded, answer bodies being
+    /// received (shared with the public response bodies, which report what
+    /// their reader consumed).
+    streams: Rc<RefCell<StreamTable<EdgeSlots>>>,
     /// Public requests waiting for a forwarder to (re)connect, woken when
     /// one has answered `ready`.
     held: RefCell<Vec<oneshot::Sender<()>>>,
@@ -126,11 +124,18 @@ pub struct Tunnel {
     policy: RefCell<Option<Option<Enforcer>>>,
 }
 
-/// Feeds one streamed answer body to the public response, counting the
-/// bytes the public reader has not taken yet (the forwarder's window).
-struct BodySender {
-    tx: mpsc::UnboundedSender<Result<Vec<u8>>>,
-    unacked: Rc<RefCell<v2::Unacked>>,
+/// What the DO keeps per stream in its [`StreamTable`].
+struct EdgeSlots;
+
+impl Slots for EdgeSlots {
+    /// A relayed WebSocket's open waiting for `ws_opened`/`ws_refused`.
+    type Open = oneshot::Sender<Message>;
+    /// The forwarder's `window` grants of a request body being uploaded.
+    type Grants = mpsc::UnboundedSender<u32>;
+    /// Feeds one streamed answer body to the public response.
+    type Body = mpsc::UnboundedSender<Result<Vec<u8>>>;
+    /// Public sockets' messages go straight to them (hibernation tags).
+    type Input = Infallible;
 }
 
 /// The forwarder's `window` grants for one uploaded body.
@@ -465,22 +470,20 @@ impl Tunnel {
             }
         }
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
-        let (tx, rx) = oneshot::channel();
-        let request_id = self.inflight.borrow_mut().start(tx);
         // v2: the answer's body may stream; its channel exists before the
         // request leaves so that no chunk can arrive without a receiver.
-        let body_stream = v2.then(|| {
-            let stream_id = self.new_stream_id();
+        let body_stream = if v2 {
             let (tx, rx) = mpsc::unbounded();
-            let unacked = Rc::default();
-            let sender = BodySender {
-                tx,
-                unacked: Rc::clone(&unacked),
-            };
-            self.bodies.borrow_mut().insert(stream_id, sender);
-            (stream_id, (rx, unacked))
-        });
+            match self.new_stream(Part::Body(tx)) {
+                Ok(stream_id) => Some((stream_id, rx)),
+                Err(refusal) => return text(503, format!("{refusal}; retry later")),
+            }
+        } else {
+            None
+        };
         let stream_id = body_stream.as_ref().map(|(id, _)| *id);
+        let (tx, rx) = oneshot::channel();
+        let request_id = self.inflight.borrow_mut().start(tx);
         let frame = Message::HttpRequest {
             request_id: request_id.clone(),
             method,
@@ -495,7 +498,7 @@ impl Tunnel {
         drop(body);
         let forget_body = || {
             if let Some(id) = stream_id {
-                self.bodies.borrow_mut().remove(&id);
+                self.streams.borrow_mut().detach(id, PartKind::Body);
             }
         };
         if let Err(e) = ws.send_with_str(frame) {
@@ -513,7 +516,7 @@ impl Tunnel {
             Some(id) => {
                 let upload = Box::pin(self.upload(&mut req, &ws, id));
                 let result = select(upload, wait).await;
-                self.credits.borrow_mut().remove(&id);
+                self.streams.borrow_mut().detach(id, PartKind::Grants);
                 match result {
                     Either::Left((Ok(Ok(())), wait)) => wait.await,
                     Either::Left((Ok(Err(refusal)), _)) => {
@@ -576,15 +579,12 @@ impl Tunnel {
         meta: &RequestMeta,
         head: bool,
         stream_id: u32,
-        body: (
-            mpsc::UnboundedReceiver<Result<Vec<u8>>>,
-            Rc<RefCell<v2::Unacked>>,
-        ),
+        body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
     ) -> Result<Response> {
         let (status, headers) = match public_head(status_code, headers, &meta.prefix) {
             Ok(h) => h,
             Err(refusal) => {
-                self.bodies.borrow_mut().remove(&stream_id);
+                self.streams.borrow_mut().detach(stream_id, PartKind::Body);
                 return respond(refusal, head);
             }
         };
@@ -599,14 +599,14 @@ impl Tunnel {
             .with_headers(public);
         if head || matches!(status, 204 | 205 | 304) {
             // No body may follow; the forwarder's chunks are dropped.
-            self.bodies.borrow_mut().remove(&stream_id);
+            self.streams.borrow_mut().detach(stream_id, PartKind::Body);
             return Ok(builder.empty());
         }
         let forwarder = forwarder.clone();
-        let (body, unacked) = body;
+        let streams = Rc::clone(&self.streams);
         let body = body.map(move |chunk| {
             if let Ok(bytes) = &chunk {
-                unacked.borrow_mut().consumed(bytes.len());
+                streams.borrow_mut().consumed(stream_id, bytes.len());
                 let ack = Message::Window {
                     stream_id,
                     bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
@@ -629,7 +629,13 @@ impl Tunnel {
         stream_id: u32,
     ) -> Result<std::result::Result<(), Response>> {
         let (tx, credits) = mpsc::unbounded::<u32>();
-        self.credits.borrow_mut().insert(stream_id, tx);
+        if let Err(refusal) = self
+            .streams
+            .borrow_mut()
+            .insert(stream_id, Part::Grants(tx))
+        {
+            return Err(Error::RustError(refusal.to_string()));
+        }
         let mut window = SendWindow::new();
         let mut grants = ChannelGrants(credits);
         let mut total = 0usize;
@@ -666,31 +672,23 @@ impl Tunnel {
 
     /// A body frame from the forwarder.
     fn on_body(&self, frame: Frame<'_>) {
-        let mut bodies = self.bodies.borrow_mut();
-        let Some(BodySender { tx, unacked }) = bodies.get(&frame.stream_id) else {
-            // The public side is gone, or HEAD: the forwarder may stop.
-            if !frame.is_end() && !frame.is_abort() {
-                self.cancel_answer(frame.stream_id);
-            }
-            return;
-        };
-        let over = unacked.borrow_mut().received(frame.payload.len());
-        let delivered = if frame.is_abort() {
-            let _ = tx.unbounded_send(Err(Error::RustError(
-                "the local service's answer failed midway".into(),
-            )));
-            false
-        } else if let Err(reason) = over {
-            console_warn!("stream {}: {reason}", frame.stream_id);
-            let _ = tx.unbounded_send(Err(Error::RustError(reason)));
-            false
-        } else {
-            frame.payload.is_empty() || tx.unbounded_send(Ok(frame.payload.to_vec())).is_ok()
-        };
-        if !delivered || frame.is_end() || frame.is_abort() {
-            bodies.remove(&frame.stream_id);
-        }
-        if !delivered && !frame.is_abort() {
+        let abort = frame.is_abort();
+        let verdict = self.streams.borrow_mut().on_body(&frame, |tx, chunk| {
+            let chunk = match chunk {
+                Chunk::Data(bytes) => Ok(bytes.to_vec()),
+                Chunk::Failed(_) if abort => Err(Error::RustError(
+                    "the local service's answer failed midway".into(),
+                )),
+                Chunk::Failed(reason) => {
+                    console_warn!("stream {}: {reason}", frame.stream_id);
+                    Err(Error::RustError(reason))
+                }
+            };
+            tx.unbounded_send(chunk).is_ok()
+        });
+        // The public side is gone, or HEAD, or the forwarder overran its
+        // window: it may stop.
+        if verdict == BodyVerdict::Cancel {
             self.cancel_answer(frame.stream_id);
         }
     }
@@ -711,21 +709,19 @@ impl Tunnel {
             .map_or(1, |m| m.version)
     }
 
-    /// A stream id not used by a relayed or opening WebSocket.
-    fn new_stream_id(&self) -> u32 {
-        loop {
-            let id = self.next_stream.get();
-            self.next_stream.set(id.wrapping_add(1));
-            if !self.opening.borrow().contains_key(&id)
-                && !self.bodies.borrow().contains_key(&id)
-                && self
-                    .state
-                    .get_websockets_with_tag(&stream_tag(id))
-                    .is_empty()
-            {
-                return id;
-            }
-        }
+    /// A new stream with `part`, under an id not used by a live stream
+    /// nor by a relayed WebSocket (those outlive the table across
+    /// hibernation).
+    fn new_stream(
+        &self,
+        part: Part<EdgeSlots>,
+    ) -> std::result::Result<u32, tunnel_proto::table::Refusal> {
+        self.streams.borrow_mut().allocate(part, |id| {
+            !self
+                .state
+                .get_websockets_with_tag(&stream_tag(id))
+                .is_empty()
+        })
     }
 
     /// The stream of a relayed public socket (`None` for the forwarder's).
@@ -759,13 +755,15 @@ impl Tunnel {
             .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
             .map(|(_, v)| v.clone())
             .collect();
-        let stream_id = self.new_stream_id();
+        let (tx, rx) = oneshot::channel();
+        let stream_id = match self.new_stream(Part::Open(tx)) {
+            Ok(id) => id,
+            Err(refusal) => return text(503, format!("{refusal}; retry later")),
+        };
         let pair = WebSocketPair::new()?;
         let tag = stream_tag(stream_id);
         self.state
             .accept_websocket_with_tags(&pair.server, &[PUBLIC_TAG, &tag]);
-        let (tx, rx) = oneshot::channel();
-        self.opening.borrow_mut().insert(stream_id, tx);
         let open = Message::WsOpen {
             stream_id,
             uri: meta.uri.clone(),
@@ -773,7 +771,7 @@ impl Tunnel {
             protocols: v2::parse_subprotocols(&offered),
         };
         let refuse = |status: u16, message: String| {
-            self.opening.borrow_mut().remove(&stream_id);
+            self.streams.borrow_mut().take_open(stream_id);
             // Never answered with 101: the server side just goes away.
             let _ = pair.server.close(Some(1011), Some("upgrade refused"));
             text(status, message)
@@ -890,7 +888,7 @@ impl Tunnel {
         };
         if let Message::WsOpened { stream_id, .. } | Message::WsRefused { stream_id, .. } = message
         {
-            let waiter = self.opening.borrow_mut().remove(&stream_id);
+            let waiter = self.streams.borrow_mut().take_open(stream_id);
             match waiter {
                 Some(tx) => drop(tx.send(message)),
                 None => console_log!("dropped a late answer to ws_open {stream_id}"),
@@ -949,7 +947,7 @@ impl Tunnel {
                 ws.send_with_str(Message::Pong.encode())
             }
             Message::Window { stream_id, bytes } => {
-                if let Some(tx) = self.credits.borrow().get(&stream_id) {
+                if let Some(tx) = self.streams.borrow_mut().grants(stream_id) {
                     let _ = tx.unbounded_send(bytes);
                 }
                 Ok(())
@@ -1005,7 +1003,7 @@ impl Tunnel {
                 console_warn!(
                     "malformed answer to ws_open {stream_id} from the forwarder (502): {error}"
                 );
-                let waiter = self.opening.borrow_mut().remove(&stream_id);
+                let waiter = self.streams.borrow_mut().take_open(stream_id);
                 if let Some(tx) = waiter {
                     drop(tx.send(answer));
                 }
@@ -1038,9 +1036,8 @@ impl Tunnel {
     fn forwarder_gone(&self) {
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
-        self.opening.borrow_mut().clear();
-        self.credits.borrow_mut().clear();
-        for (_, BodySender { tx, .. }) in self.bodies.borrow_mut().drain() {
+        let streams = self.streams.borrow_mut().drain();
+        for tx in streams.into_iter().filter_map(|(_, s)| s.body) {
             let _ = tx.unbounded_send(Err(Error::RustError(
                 "the tunnel's forwarder disconnected midway".into(),
             )));
@@ -1057,10 +1054,10 @@ impl DurableObject for Tunnel {
             state,
             config: Config::from_env(&env),
             inflight: RefCell::new(Inflight::new(random_u64())),
-            opening: RefCell::new(HashMap::new()),
-            bodies: RefCell::new(HashMap::new()),
-            credits: RefCell::new(HashMap::new()),
-            next_stream: Cell::new(random_u64() as u32),
+            streams: Rc::new(RefCell::new(StreamTable::new(
+                random_u64() as u32,
+                MAX_STREAMS,
+            ))),
             held: RefCell::new(Vec::new()),
             dead: RefCell::new(Vec::new()),
             policy: RefCell::new(None),

@@ -64,8 +64,9 @@ pub struct Upload {
 type LocalBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 impl Upload {
-    /// The request body: each chunk hyper takes is acknowledged to the edge
-    /// with `window`, so the edge sends at most `v2::WINDOW` bytes ahead.
+    /// The request body: each chunk hyper takes is reported
+    /// ([`Out::Consumed`]) and acknowledged to the edge with `window`, so
+    /// the edge sends at most `v2::WINDOW` bytes ahead.
     fn into_body(self) -> LocalBody {
         let Upload {
             stream_id,
@@ -76,11 +77,8 @@ impl Upload {
             futures_util::stream::unfold((chunks, out), move |(mut chunks, out)| async move {
                 let chunk = chunks.recv().await?;
                 if let Ok(bytes) = &chunk {
-                    let ack = Message::Window {
-                        stream_id,
-                        bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                    };
-                    let _ = out.send(Out::Frame(WsMessage::text(ack.encode())));
+                    let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    let _ = out.send(Out::Consumed(stream_id, n));
                 }
                 let frame = chunk
                     .map(hyper::body::Frame::data)

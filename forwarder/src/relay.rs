@@ -391,8 +391,15 @@ where
                             println!("  -> {method} {uri} headers: {headers:?}");
                         }
                         let target = routes.find(&uri).clone();
-                        let sink = stream_id.map(|id| streams.body_sink(id));
-                        let upload = stream_id.filter(|_| body_streamed).map(|id| streams.upload(id));
+                        let (sink, upload) = match stream_id.map(|id| streams.request(id, body_streamed)).transpose() {
+                            Ok(Some((sink, upload))) => (Some(sink), upload),
+                            Ok(None) => (None, None),
+                            Err(refusal) => {
+                                let refused = Message::Error { request_id: Some(request_id), code: ErrorCode::InternalError, message: refusal.to_string() };
+                                let _ = answers_tx.send(Out::Frame(WsMessage::text(refused.encode())));
+                                continue;
+                            }
+                        };
                         tokio::spawn(async move {
                             let (m, u) = (method.clone(), uri.clone());
                             let relayed = Relayed { request_id, method, uri, headers, body, upload };
@@ -441,6 +448,16 @@ where
             }
             Some(out) = answers.recv() => match out {
                 Out::Frame(frame) => {
+                    if let Some(i) = inspector {
+                        i.to_edge(&frame);
+                    }
+                    if let Err(e) = sink.send(frame).await {
+                        return End::Lost(format!("sending to the edge failed: {e}"));
+                    }
+                }
+                Out::Consumed(id, bytes) => {
+                    streams.consumed(id, bytes);
+                    let frame = WsMessage::text(Message::Window { stream_id: id, bytes }.encode());
                     if let Some(i) = inspector {
                         i.to_edge(&frame);
                     }

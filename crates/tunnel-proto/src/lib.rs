@@ -27,6 +27,7 @@ pub mod policy;
 pub mod rewrite;
 pub mod route;
 pub mod stream;
+pub mod table;
 pub mod v1;
 pub mod v2;
 

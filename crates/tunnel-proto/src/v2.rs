@@ -154,7 +154,7 @@ impl Unacked {
         self.0 = self.0.saturating_add(n as u64);
         if self.0 > u64::from(WINDOW) {
             Err(format!(
-                "the forwarder sent {} body bytes beyond what the edge acknowledged (window {WINDOW}); stream dropped",
+                "the peer sent {} body bytes beyond what this side acknowledged (window {WINDOW}); stream dropped",
                 self.0
             ))
         } else {
@@ -165,6 +165,11 @@ impl Unacked {
     /// `n` bytes were consumed (and acknowledged).
     pub fn consumed(&mut self, n: usize) {
         self.0 = self.0.saturating_sub(n as u64);
+    }
+
+    /// Bytes received and not consumed yet.
+    pub fn get(&self) -> u64 {
+        self.0
     }
 }
 
