@@ -18,6 +18,7 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
+use tunnel_proto::heads::{self, RequestHead, ResponseHead};
 use tunnel_proto::inflight::{
     public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
 };
@@ -449,8 +450,18 @@ impl Tunnel {
             .as_ref()
             .and_then(Option::as_ref)
             .is_some_and(Enforcer::needs_body);
-        let v2 = Self::version_of(&ws) >= v2::VERSION;
+        let version = Self::version_of(&ws);
+        let v2 = version >= v2::VERSION;
+        // v3: a body of declared length up to one chunk travels inside the
+        // request frame (one message), longer or unknown ones stream.
+        let small = version >= heads::VERSION
+            && req
+                .headers()
+                .get("content-length")?
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .is_some_and(|n| n <= v2::MAX_CHUNK);
         let streamed_upload = v2
+            && !small
             && !needs_body
             && !matches!(method.as_str(), "GET" | "HEAD")
             && req.inner().body().is_some();
@@ -484,24 +495,39 @@ impl Tunnel {
         let stream_id = body_stream.as_ref().map(|(id, _)| *id);
         let (tx, rx) = oneshot::channel();
         let request_id = self.inflight.borrow_mut().start(tx);
-        let frame = Message::HttpRequest {
-            request_id: request_id.clone(),
-            method,
-            uri: meta.uri.clone(),
-            headers: request_headers(&pairs, &meta),
-            body: encode_body(&body),
-            timestamp: Date::now().as_millis(),
-            stream_id,
-            body_streamed: streamed_upload,
-        }
-        .encode();
+        let headers = request_headers(&pairs, &meta);
+        let sent = match stream_id.filter(|_| version >= heads::VERSION) {
+            // v3: head and body in one binary frame, no JSON, no base64.
+            Some(id) => {
+                let head = RequestHead {
+                    request_id: request_id.clone(),
+                    method,
+                    uri: meta.uri.clone(),
+                    headers,
+                };
+                ws.send_with_bytes(head.encode(id, (!streamed_upload).then_some(&body[..])))
+            }
+            None => ws.send_with_str(
+                Message::HttpRequest {
+                    request_id: request_id.clone(),
+                    method,
+                    uri: meta.uri.clone(),
+                    headers,
+                    body: encode_body(&body),
+                    timestamp: Date::now().as_millis(),
+                    stream_id,
+                    body_streamed: streamed_upload,
+                }
+                .encode(),
+            ),
+        };
         drop(body);
         let forget_body = || {
             if let Some(id) = stream_id {
                 self.streams.borrow_mut().detach(id, PartKind::Body);
             }
         };
-        if let Err(e) = ws.send_with_str(frame) {
+        if let Err(e) = sent {
             self.inflight.borrow_mut().finish(&request_id);
             forget_body();
             return text(
@@ -606,7 +632,10 @@ impl Tunnel {
         let streams = Rc::clone(&self.streams);
         let body = body.map(move |chunk| {
             if let Ok(bytes) = &chunk {
-                streams.borrow_mut().consumed(stream_id, bytes.len());
+                // The last chunk (END) needs no acknowledgement.
+                if !streams.borrow_mut().consumed(stream_id, bytes.len()) {
+                    return chunk;
+                }
                 let ack = Message::Window {
                     stream_id,
                     bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
@@ -668,6 +697,39 @@ impl Tunnel {
         }
         forwarder.send_with_bytes(Frame::body(stream_id, v2::FLAG_END, b"").encode())?;
         Ok(Ok(()))
+    }
+
+    /// v3: the head of an answer (and its first body bytes, all of them
+    /// with END) settles the request like `http_response_head`; the bytes
+    /// go to the answer's body like a body frame.
+    fn on_response(&self, frame: Frame<'_>) {
+        let (head, body) = match ResponseHead::decode(&frame) {
+            Ok(h) => h,
+            Err(e) => {
+                console_warn!("ignored a bad answer head from the forwarder: {e}");
+                self.cancel_answer(frame.stream_id);
+                return;
+            }
+        };
+        let waiter = self.inflight.borrow_mut().finish(&head.request_id);
+        let Some(tx) = waiter else {
+            console_log!("dropped a late or duplicate answer for {}", head.request_id);
+            if !frame.is_end() {
+                self.cancel_answer(frame.stream_id);
+            }
+            return;
+        };
+        let answer = Message::HttpResponseHead {
+            request_id: head.request_id,
+            stream_id: frame.stream_id,
+            status_code: head.status,
+            headers: head.headers,
+        };
+        // The receiver may have given up in the same instant: nothing to do.
+        drop(tx.send(answer));
+        if frame.is_end() || !body.is_empty() {
+            self.on_body(Frame::body(frame.stream_id, frame.flags, body));
+        }
     }
 
     /// A body frame from the forwarder.
@@ -845,7 +907,8 @@ impl Tunnel {
         }
     }
 
-    /// A binary frame from the forwarder: one message for a public socket.
+    /// A binary message from the forwarder: one frame, or (v3) a batch of
+    /// them.
     fn on_binary(&self, bytes: &[u8]) -> Result<()> {
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
@@ -854,9 +917,38 @@ impl Tunnel {
                 return Ok(());
             }
         };
-        if frame.kind == FrameKind::Body {
-            self.on_body(frame);
-            return Ok(());
+        if frame.kind != FrameKind::Batch {
+            return self.on_frame(frame);
+        }
+        for inner in heads::unbatch(&frame) {
+            match inner {
+                Ok(inner) => self.on_frame(inner)?,
+                Err(e) => {
+                    console_warn!("ignored the rest of a bad batch from the forwarder: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One binary frame from the forwarder: a body chunk, an answer's head
+    /// (v3), or one message for a public socket.
+    fn on_frame(&self, frame: Frame<'_>) -> Result<()> {
+        match frame.kind {
+            FrameKind::Body => {
+                self.on_body(frame);
+                return Ok(());
+            }
+            FrameKind::Response => {
+                self.on_response(frame);
+                return Ok(());
+            }
+            FrameKind::Request | FrameKind::Batch => {
+                console_warn!("ignored a {:?} frame from the forwarder", frame.kind);
+                return Ok(());
+            }
+            FrameKind::WsMessage => {}
         }
         for public in self
             .state

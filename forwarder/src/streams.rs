@@ -92,6 +92,8 @@ pub struct Streams {
     timeout: Duration,
     /// Bytes that may wait in one stream's queue.
     queue_bytes: usize,
+    /// v3 was agreed: answer heads go in binary frames.
+    binary: bool,
 }
 
 /// A control message as a text frame for the edge.
@@ -109,14 +111,21 @@ fn close_frame(code: u16, reason: &str) -> WsMessage {
 
 impl Streams {
     /// Streams whose tasks report on `out`; `timeout` bounds connecting,
-    /// `queue_bytes` what may wait for one slow local side.
-    pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration, queue_bytes: usize) -> Self {
+    /// `queue_bytes` what may wait for one slow local side; `binary`: the
+    /// edge agreed to v3 (binary heads).
+    pub fn new(
+        out: mpsc::UnboundedSender<Out>,
+        timeout: Duration,
+        queue_bytes: usize,
+        binary: bool,
+    ) -> Self {
         Self {
             // The edge picks the ids; this side only validates them.
             table: StreamTable::new(0, MAX_STREAMS),
             out,
             timeout,
             queue_bytes,
+            binary,
         }
     }
 
@@ -181,6 +190,9 @@ impl Streams {
             });
             return;
         }
+        if frame.kind != FrameKind::WsMessage {
+            return; // Heads and batches are the session's (relay.rs).
+        }
         let message = match WsData::from_frame(&frame) {
             Ok(WsData::Text(t)) => WsMessage::text(t),
             Ok(WsData::Binary(b)) => WsMessage::binary(b.to_vec()),
@@ -215,6 +227,7 @@ impl Streams {
             stream_id: id,
             out: self.out.clone(),
             credits,
+            binary: self.binary,
         };
         if !upload {
             return Ok((sink, None));

@@ -21,6 +21,7 @@
 )]
 
 pub mod headers;
+pub mod heads;
 pub mod inflight;
 pub mod names;
 pub mod policy;

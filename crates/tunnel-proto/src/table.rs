@@ -344,10 +344,16 @@ impl<S: Slots> StreamTable<S> {
         }
     }
 
-    /// The reader of stream `id`'s body took `n` bytes.
-    pub fn consumed(&mut self, id: u32, n: usize) {
-        if let Some(entry) = self.streams.get_mut(&id) {
-            entry.unacked.consumed(n);
+    /// The reader of stream `id`'s body took `n` bytes. Whether the body
+    /// is still being received (so the driver acknowledges the bytes with
+    /// `window`; after its END nothing more will come).
+    pub fn consumed(&mut self, id: u32, n: usize) -> bool {
+        match self.streams.get_mut(&id) {
+            Some(entry) if entry.body.is_some() => {
+                entry.unacked.consumed(n);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -489,7 +495,7 @@ mod tests {
                 BodyVerdict::Open
             );
         }
-        t.consumed(9, 10);
+        assert!(t.consumed(9, 10));
         assert_eq!(
             t.on_body(&Frame::body(9, 0, &[0; 10]), |_, _| true),
             BodyVerdict::Open
@@ -608,7 +614,10 @@ mod tests {
                             prop_assert!(t.body(id).is_none());
                         }
                     }
-                    Op::Consumed(i, n) => t.consumed(u32::from(i), n),
+                    Op::Consumed(i, n) => {
+                        let live = t.body(u32::from(i)).is_some();
+                        prop_assert_eq!(t.consumed(u32::from(i), n), live);
+                    }
                     Op::Detach(i, p) => { t.detach(u32::from(i), kind(p)); }
                     Op::Close(i) => { t.close(u32::from(i)); }
                 }
