@@ -10,7 +10,6 @@
 //! forwarder ever held the tunnel) is in the socket attachment and storage.
 
 use std::cell::RefCell;
-use std::convert::Infallible;
 use std::rc::Rc;
 
 use futures_channel::{mpsc, oneshot};
@@ -114,6 +113,10 @@ pub struct Tunnel {
     /// received (shared with the public response bodies, which report what
     /// their reader consumed).
     streams: Rc<RefCell<StreamTable<EdgeSlots>>>,
+    /// The live forwarder socket, found once: the lookup by tag reads
+    /// every forwarder socket's attachment, and it was done for every
+    /// relayed message. Cleared whenever a forwarder socket comes or goes.
+    live: RefCell<Option<WebSocket>>,
     /// Public requests waiting for a forwarder to (re)connect, woken when
     /// one has answered `ready`.
     held: RefCell<Vec<oneshot::Sender<()>>>,
@@ -135,8 +138,8 @@ impl Slots for EdgeSlots {
     type Grants = mpsc::UnboundedSender<u32>;
     /// Feeds one streamed answer body to the public response.
     type Body = mpsc::UnboundedSender<Result<Vec<u8>>>;
-    /// Public sockets' messages go straight to them (hibernation tags).
-    type Input = Infallible;
+    /// A relayed public socket, found once by its stream tag.
+    type Input = WebSocket;
 }
 
 /// The forwarder's `window` grants for one uploaded body.
@@ -190,12 +193,42 @@ fn random_u64() -> u64 {
 impl Tunnel {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
+        if let Some(ws) = self.live.borrow().as_ref() {
+            return Some(ws.clone());
+        }
         let dead = self.dead.borrow();
-        self.state
+        let found = self
+            .state
             .get_websockets_with_tag(FORWARDER_TAG)
             .into_iter()
             .filter(|ws| !dead.contains(&Self::since(ws)))
-            .max_by_key(Self::since)
+            .max_by_key(Self::since);
+        self.live.borrow_mut().clone_from(&found);
+        found
+    }
+
+    /// A forwarder socket came or went: look the live one up again.
+    fn forget_forwarder(&self) {
+        self.live.borrow_mut().take();
+    }
+
+    /// The public socket of relayed stream `id`: from the stream table, or
+    /// (after the DO was evicted and woke again) by its tag.
+    fn public_socket(&self, id: u32) -> Option<WebSocket> {
+        if let Some(ws) = self.streams.borrow_mut().input(id) {
+            return Some(ws.clone());
+        }
+        let ws = self
+            .state
+            .get_websockets_with_tag(&stream_tag(id))
+            .into_iter()
+            .next()?;
+        // Full table: found by tag again next time.
+        let _ = self
+            .streams
+            .borrow_mut()
+            .insert(id, Part::Input(ws.clone()));
+        Some(ws)
     }
 
     /// The forwarder's socket unless it has been silent for longer than its
@@ -222,6 +255,7 @@ impl Tunnel {
             meta.ping_interval_ms.unwrap_or_default()
         );
         self.dead.borrow_mut().push(meta.since);
+        self.forget_forwarder();
         let _ = ws.close(Some(1011), Some("no ping from the forwarder; reconnect"));
         self.forwarder_gone();
         self.released(&ws, false).await?;
@@ -315,6 +349,7 @@ impl Tunnel {
         self.state
             .accept_websocket_with_tags(&pair.server, &[FORWARDER_TAG]);
         pair.server.serialize_attachment(&meta)?;
+        self.forget_forwarder();
         self.state.storage().put(ESTABLISHED_KEY, true).await?;
         Response::from_websocket(pair.client)
     }
@@ -833,7 +868,7 @@ impl Tunnel {
             protocols: v2::parse_subprotocols(&offered),
         };
         let refuse = |status: u16, message: String| {
-            self.streams.borrow_mut().take_open(stream_id);
+            self.streams.borrow_mut().close(stream_id);
             // Never answered with 101: the server side just goes away.
             let _ = pair.server.close(Some(1011), Some("upgrade refused"));
             text(status, message)
@@ -864,6 +899,12 @@ impl Tunnel {
         };
         match answer {
             Message::WsOpened { protocol, .. } => {
+                // Messages of the local side find the public socket here
+                // (a full table: by its tag).
+                let _ = self
+                    .streams
+                    .borrow_mut()
+                    .insert(stream_id, Part::Input(pair.server.clone()));
                 let headers = Headers::new();
                 if let Some(protocol) = protocol {
                     headers.set("sec-websocket-protocol", &protocol)?;
@@ -950,10 +991,7 @@ impl Tunnel {
             }
             FrameKind::WsMessage => {}
         }
-        for public in self
-            .state
-            .get_websockets_with_tag(&stream_tag(frame.stream_id))
-        {
+        if let Some(public) = self.public_socket(frame.stream_id) {
             let sent = match WsData::from_frame(&frame) {
                 Ok(WsData::Text(t)) => public.send_with_str(t),
                 Ok(WsData::Binary(b)) => public.send_with_bytes(b),
@@ -1126,6 +1164,7 @@ impl Tunnel {
     /// The forwarder's socket ended: every waiting request gets 502 and
     /// every relayed WebSocket is closed with 1011.
     fn forwarder_gone(&self) {
+        self.forget_forwarder();
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
         let streams = self.streams.borrow_mut().drain();
@@ -1153,6 +1192,7 @@ impl DurableObject for Tunnel {
             held: RefCell::new(Vec::new()),
             dead: RefCell::new(Vec::new()),
             policy: RefCell::new(None),
+            live: RefCell::new(None),
         }
     }
 
@@ -1212,8 +1252,10 @@ impl DurableObject for Tunnel {
                 let _ = f.send_with_str(close.encode());
             }
             let _ = ws.close(v2::sendable_close_code(code), Some(reason));
+            self.streams.borrow_mut().detach(stream_id, PartKind::Input);
             return Ok(());
         }
+        self.forget_forwarder();
         if !self.superseded(&ws) {
             self.forwarder_gone();
             self.released(&ws, code == 1000).await?;
@@ -1233,9 +1275,11 @@ impl DurableObject for Tunnel {
                 };
                 let _ = f.send_with_str(close.encode());
             }
+            self.streams.borrow_mut().detach(stream_id, PartKind::Input);
             return Ok(());
         }
         console_warn!("forwarder socket error: {error}");
+        self.forget_forwarder();
         if !self.superseded(&ws) {
             self.forwarder_gone();
             self.released(&ws, false).await?;
