@@ -640,7 +640,7 @@ impl Tunnel {
         meta: &RequestMeta,
         head: bool,
         stream_id: u32,
-        body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
+        mut body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
     ) -> Result<Response> {
         let (status, headers) = match public_head(status_code, headers, &meta.prefix) {
             Ok(h) => h,
@@ -662,6 +662,22 @@ impl Tunnel {
             // No body may follow; the forwarder's chunks are dropped.
             self.streams.borrow_mut().detach(stream_id, PartKind::Body);
             return Ok(builder.empty());
+        }
+        if self.streams.borrow_mut().body(stream_id).is_none() {
+            // The whole body is here already (v3: a small answer comes in
+            // one frame): answer it with its length rather than as a
+            // stream, which costs the runtime (and wrangler dev's proxy)
+            // a chunked body.
+            let mut whole = Vec::new();
+            loop {
+                match body.try_recv() {
+                    Ok(Ok(chunk)) => whole.extend_from_slice(&chunk),
+                    Err(mpsc::TryRecvError::Closed) => return Ok(builder.fixed(whole)),
+                    Ok(Err(e)) => return text(502, format!("the answer failed: {e}")),
+                    // The table dropped its sender, so nothing can be pending.
+                    Err(_) => return text(502, "the answer's body ended without its end"),
+                }
+            }
         }
         let forwarder = forwarder.clone();
         let streams = Rc::clone(&self.streams);

@@ -82,6 +82,8 @@ fn a_v3_forwarder_gets_binary_requests_and_may_answer_in_batches() {
     assert_eq!(r.status(), 201, "{}", r.text());
     assert_eq!(r.header("x-v3"), Some("yes"));
     assert_eq!(r.body, b"made");
+    // A whole answer goes out with its length, not as a chunked stream.
+    assert_eq!(r.header("content-length"), Some("4"));
 
     // A head without END, then body frames, all in one batch.
     let caller = call(w, "GET", &fwd.id, "/streamed", b"");
