@@ -113,10 +113,12 @@ pub struct Tunnel {
     /// received (shared with the public response bodies, which report what
     /// their reader consumed).
     streams: Rc<RefCell<StreamTable<EdgeSlots>>>,
-    /// The live forwarder socket, found once: the lookup by tag reads
-    /// every forwarder socket's attachment, and it was done for every
-    /// relayed message. Cleared whenever a forwarder socket comes or goes.
-    live: RefCell<Option<WebSocket>>,
+    /// The live forwarder socket and its attachment, found once: the
+    /// lookup by tag reads every forwarder socket's attachment, and it was
+    /// done (with two more reads) for every relayed message and request.
+    /// Cleared whenever a forwarder socket comes or goes; the attachment
+    /// is kept in step by [`Tunnel::store_meta`].
+    live: RefCell<Option<(WebSocket, Option<ControlMeta>)>>,
     /// Public requests waiting for a forwarder to (re)connect, woken when
     /// one has answered `ready`.
     held: RefCell<Vec<oneshot::Sender<()>>>,
@@ -193,7 +195,7 @@ fn random_u64() -> u64 {
 impl Tunnel {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
-        if let Some(ws) = self.live.borrow().as_ref() {
+        if let Some((ws, _)) = self.live.borrow().as_ref() {
             return Some(ws.clone());
         }
         let dead = self.dead.borrow();
@@ -202,9 +204,32 @@ impl Tunnel {
             .get_websockets_with_tag(FORWARDER_TAG)
             .into_iter()
             .filter(|ws| !dead.contains(&Self::since(ws)))
-            .max_by_key(Self::since);
-        self.live.borrow_mut().clone_from(&found);
-        found
+            .max_by_key(Self::since)?;
+        let meta = found.deserialize_attachment::<ControlMeta>().ok().flatten();
+        *self.live.borrow_mut() = Some((found.clone(), meta));
+        Some(found)
+    }
+
+    /// The attachment of forwarder socket `ws` (from the cache when it is
+    /// the live one).
+    fn meta_of(&self, ws: &WebSocket) -> Option<ControlMeta> {
+        if let Some((live, meta)) = self.live.borrow().as_ref() {
+            if live == ws {
+                return meta.clone();
+            }
+        }
+        ws.deserialize_attachment::<ControlMeta>().ok().flatten()
+    }
+
+    /// Store the attachment of forwarder socket `ws` (and its cached copy).
+    fn store_meta(&self, ws: &WebSocket, meta: &ControlMeta) -> Result<()> {
+        ws.serialize_attachment(meta)?;
+        if let Some((live, cached)) = self.live.borrow_mut().as_mut() {
+            if live == ws {
+                *cached = Some(meta.clone());
+            }
+        }
+        Ok(())
     }
 
     /// A forwarder socket came or went: look the live one up again.
@@ -240,7 +265,7 @@ impl Tunnel {
         let Some(ws) = self.forwarder() else {
             return Ok(None);
         };
-        let Some(meta) = ws.deserialize_attachment::<ControlMeta>().ok().flatten() else {
+        let Some(meta) = self.meta_of(&ws) else {
             return Ok(Some(ws));
         };
         let heard = meta.heard.max(meta.since);
@@ -264,12 +289,10 @@ impl Tunnel {
 
     /// A live forwarder that has answered `ready` (requests can be sent).
     async fn ready_forwarder(&self) -> Result<Option<WebSocket>> {
-        Ok(self.live_forwarder().await?.filter(|ws| {
-            ws.deserialize_attachment::<ControlMeta>()
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.version >= 1)
-        }))
+        Ok(self
+            .live_forwarder()
+            .await?
+            .filter(|ws| self.meta_of(ws).is_some_and(|m| m.version >= 1)))
     }
 
     /// Whether a newer forwarder socket replaced `ws` (resume).
@@ -485,7 +508,7 @@ impl Tunnel {
             .as_ref()
             .and_then(Option::as_ref)
             .is_some_and(Enforcer::needs_body);
-        let version = Self::version_of(&ws);
+        let version = self.version_of(&ws);
         let v2 = version >= v2::VERSION;
         // v3: a body of declared length up to one chunk travels inside the
         // request frame (one message), longer or unknown ones stream.
@@ -815,11 +838,8 @@ impl Tunnel {
     }
 
     /// The protocol version the forwarder on `ws` agreed to.
-    fn version_of(ws: &WebSocket) -> u32 {
-        ws.deserialize_attachment::<ControlMeta>()
-            .ok()
-            .flatten()
-            .map_or(1, |m| m.version)
+    fn version_of(&self, ws: &WebSocket) -> u32 {
+        self.meta_of(ws).map_or(1, |m| m.version)
     }
 
     /// A new stream with `part`, under an id not used by a live stream
@@ -856,7 +876,7 @@ impl Tunnel {
         meta: RequestMeta,
         forwarder: WebSocket,
     ) -> Result<Response> {
-        if Self::version_of(&forwarder) < v2::VERSION {
+        if self.version_of(&forwarder) < v2::VERSION {
             return text(
                 501,
                 "this tunnel's forwarder speaks tunnel protocol v1, which cannot relay WebSockets; upgrade ttf",
@@ -1067,7 +1087,7 @@ impl Tunnel {
                 meta.version = version.unwrap_or(1);
                 meta.ping_interval_ms = ping_interval_ms.filter(|_| version.is_some());
                 meta.heard = Date::now().as_millis();
-                ws.serialize_attachment(&meta)?;
+                self.store_meta(ws, &meta)?;
                 let reply = Message::ConnectionEstablished {
                     connection_id: format!("{}-{:016x}", meta.tunnel_id, random_u64()),
                     tunnel_id: meta.tunnel_id,
@@ -1086,9 +1106,9 @@ impl Tunnel {
                 Ok(())
             }
             Message::Ping => {
-                if let Some(mut meta) = ws.deserialize_attachment::<ControlMeta>()? {
+                if let Some(mut meta) = self.meta_of(ws) {
                     meta.heard = Date::now().as_millis();
-                    ws.serialize_attachment(&meta)?;
+                    self.store_meta(ws, &meta)?;
                 }
                 ws.send_with_str(Message::Pong.encode())
             }
