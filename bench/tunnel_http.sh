@@ -55,30 +55,8 @@ start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port
 wait_line "$work/ttf.log" "established" 60
 tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
 
-# workerd run directly, without wrangler's proxy: the same build, a config
-# written here (capnp embeds are relative to the config file).
-wd_bin="$root/node_modules/.bin/workerd"
-if [ -x "$wd_bin" ]; then
-  wd_port=$(free_port)
-  mkdir -p "$work/wd/state"
-  cp edge-worker/build/index.js edge-worker/build/index_bg.wasm "$work/wd/"
-  cat >"$work/wd/config.capnp" <<CAPNP
-using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [ (name = "main", worker = .edge), (name = "do-disk", disk = (path = "$work/wd/state", writable = true)) ],
-  sockets = [ (name = "http", address = "127.0.0.1:$wd_port", http = (), service = "main") ],
-);
-const edge :Workerd.Worker = (
-  modules = [ (name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm") ],
-  compatibilityDate = "2025-09-01",
-  bindings = [ (name = "TUNNEL", durableObjectNamespace = "Tunnel"), (name = "BENCH_FLOOR", text = "true"),
-               (name = "BASE_DOMAIN", text = ""), (name = "REQUIRE_AUTH", text = "false") ],
-  durableObjectNamespaces = [ (className = "Tunnel", uniqueKey = "mqttspec-edge-Tunnel", enableSql = true) ],
-  durableObjectStorage = (localDisk = "do-disk"),
-);
-CAPNP
-  start workerd "$wd_bin" serve "$work/wd/config.capnp" --experimental
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$wd_port/_health" >/dev/null && break; sleep 0.1; done
+# workerd run directly, without wrangler's proxy (scripts/bench-procs.sh).
+if start_workerd '(name = "BENCH_FLOOR", text = "true")'; then
   start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$up_port" --inspect off
   wait_line "$work/ttf-wd.log" "established" 60
   wd_id=$(awk '/established/ {print $2; exit}' "$work/ttf-wd.log")
@@ -86,7 +64,6 @@ CAPNP
   wd_tunnel="http://127.0.0.1:$wd_port/$wd_id/hello"
   wd_names="wd_floor wd_tunnel"
 else
-  echo "no node_modules/.bin/workerd: skipping the direct-workerd rows"
   wd_names=""
 fi
 
