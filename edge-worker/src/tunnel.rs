@@ -418,6 +418,11 @@ impl Tunnel {
                 *slot = Some(enforcer);
             }
         }
+        let mut slot = self.policy.borrow_mut();
+        let Some(Some(enforcer)) = slot.as_mut() else {
+            // No policy (the common case): the headers are not even read.
+            return Ok(None);
+        };
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let visitor = Visitor {
             headers: &pairs,
@@ -425,10 +430,6 @@ impl Tunnel {
             client_ip: meta.client_ip.as_deref(),
         };
         let now = Date::now().as_millis();
-        let mut slot = self.policy.borrow_mut();
-        let Some(Some(enforcer)) = slot.as_mut() else {
-            return Ok(None);
-        };
         let verdict = match body {
             None => enforcer.check(&visitor, now),
             Some(body) => enforcer.check_body(&visitor, body, now),
