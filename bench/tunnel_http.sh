@@ -51,13 +51,13 @@ start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
 # (log level error: per-request log lines would cost wrangler's node process CPU during the run)
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
 curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
-start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port"
+start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port" --inspect 127.0.0.1:0
 wait_line "$work/ttf.log" "established" 60
 tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
 
 # workerd run directly, without wrangler's proxy (scripts/bench-procs.sh).
 if start_workerd '(name = "BENCH_FLOOR", text = "true")'; then
-  start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$up_port" --inspect off
+  start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$up_port" --inspect 127.0.0.1:0
   wait_line "$work/ttf-wd.log" "established" 60
   wd_id=$(awk '/established/ {print $2; exit}' "$work/ttf-wd.log")
   wd_floor="http://127.0.0.1:$wd_port/_floor"
@@ -70,7 +70,7 @@ fi
 py_port=$(free_port)
 start py python3 tests/fixtures/py_http_server.py "$py_port"
 wait_line "$work/py.log" "listening" 10
-start ttf-py "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$py_port"
+start ttf-py "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$py_port" --inspect 127.0.0.1:0
 wait_line "$work/ttf-py.log" "established" 60
 py_id=$(awk '/established/ {print $2; exit}' "$work/ttf-py.log")
 

@@ -38,10 +38,10 @@ start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
   --inspector-port "$(free_port)" --persist-to "$work/state" --show-interactive-dev-session=false --log-level error
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
 curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
-start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$echo_port"
+start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$echo_port" --inspect 127.0.0.1:0
 wait_line "$work/ttf.log" "established" 60
 tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
-start ttf-v2 "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$echo_port" --protocol 2 --inspect off
+start ttf-v2 "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$echo_port" --protocol 2 --inspect 127.0.0.1:0
 wait_line "$work/ttf-v2.log" "established" 60
 v2_id=$(awk '/established/ {print $2; exit}' "$work/ttf-v2.log")
 
@@ -50,7 +50,7 @@ tunnel="ws://127.0.0.1:$w_port/$tunnel_id/echo"
 tunnel_v2="ws://127.0.0.1:$w_port/$v2_id/echo"
 tunnel_wd=""
 if start_workerd; then
-  start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$echo_port" --inspect off
+  start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$echo_port" --inspect 127.0.0.1:0
   wait_line "$work/ttf-wd.log" "established" 60
   tunnel_wd="ws://127.0.0.1:$wd_port/$(awk '/established/ {print $2; exit}' "$work/ttf-wd.log")/echo"
 fi
