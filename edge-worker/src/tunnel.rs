@@ -1262,8 +1262,16 @@ impl DurableObject for Tunnel {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        if let Some(stream_id) = self.stream_of(&ws) {
-            return self.on_public_message(&ws, stream_id, message);
+        // The live forwarder's messages skip the tag lookup.
+        let forwarder = self
+            .live
+            .borrow()
+            .as_ref()
+            .is_some_and(|(live, _)| live == &ws);
+        if !forwarder {
+            if let Some(stream_id) = self.stream_of(&ws) {
+                return self.on_public_message(&ws, stream_id, message);
+            }
         }
         match message {
             WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text).await,
