@@ -48,6 +48,8 @@ pub enum HeadError {
     Frame(#[from] FrameError),
     #[error("a batch inside a batch")]
     Nested,
+    #[error("binary tunnel frame of kind {0:?} is not a batch")]
+    NotABatch(FrameKind),
 }
 
 /// A relayed public request (kind 4).
@@ -255,12 +257,13 @@ impl Batch {
 /// (the rest of the batch is not trusted).
 pub fn unbatch<'a>(frame: &Frame<'a>) -> impl Iterator<Item = Result<Frame<'a>, HeadError>> {
     let mut r = Reader(frame.payload);
-    let mut failed = frame.kind != FrameKind::Batch;
+    let kind = frame.kind;
+    let mut failed = kind != FrameKind::Batch;
     let mut first = true;
     std::iter::from_fn(move || {
         if failed {
             if std::mem::take(&mut first) {
-                return Some(Err(HeadError::Short));
+                return Some(Err(HeadError::NotABatch(kind)));
             }
             return None;
         }
@@ -384,7 +387,8 @@ mod tests {
         let frame = Frame::decode(&nested).unwrap();
         assert_eq!(unbatch(&frame).next(), Some(Err(HeadError::Nested)));
         let not_batch = Frame::ws_message(1, false, b"x");
-        assert_eq!(unbatch(&not_batch).count(), 1);
+        let got: Vec<_> = unbatch(&not_batch).collect();
+        assert_eq!(got, vec![Err(HeadError::NotABatch(FrameKind::WsMessage))]);
     }
 
     #[test]
