@@ -9,6 +9,10 @@
 #   do_404     oha -> wrangler dev, a tunnel id nobody opened: worker -> Tunnel DO -> one storage
 #              read -> 404 (what a storage read costs on wrangler dev, for comparison)
 #   tunnel     oha -> wrangler dev (workerd, edge worker + Tunnel DO) -> ttf -> local service
+#   wd_floor   oha -> workerd run directly (node_modules/.bin/workerd serve, a generated config with
+#              the same build, no wrangler proxy in front) /_floor: the worker + DO floor without
+#              wrangler dev's proxy (skipped when workerd is not installed)
+#   wd_tunnel  oha -> workerd directly -> Tunnel DO -> ttf -> local service
 #   bore       oha -> bore server -> bore local -> local service (plain TCP tunnel, the peer baseline)
 #   *-fresh    c=1 latency on a fresh public connection per request (oha --disable-keepalive), for
 #              direct / tunnel with the hyper local service and with Python's http.server
@@ -47,14 +51,26 @@ start wrangler node_modules/.bin/wrangler dev --ip 127.0.0.1 --port "$w_port" \
 # (log level error: per-request log lines would cost wrangler's node process CPU during the run)
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null && break; sleep 1; done
 curl -sf "http://127.0.0.1:$w_port/_health" >/dev/null || { echo "wrangler dev did not come up:"; cat "$work/wrangler.log"; exit 1; }
-start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port"
+start ttf "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$up_port" --inspect 127.0.0.1:0
 wait_line "$work/ttf.log" "established" 60
 tunnel_id=$(awk '/established/ {print $2; exit}' "$work/ttf.log")
+
+# workerd run directly, without wrangler's proxy (scripts/bench-procs.sh).
+if start_workerd '(name = "BENCH_FLOOR", text = "true")'; then
+  start ttf-wd "$target/release/ttf" -e "ws://127.0.0.1:$wd_port/_tunnel" -p "$up_port" --inspect 127.0.0.1:0
+  wait_line "$work/ttf-wd.log" "established" 60
+  wd_id=$(awk '/established/ {print $2; exit}' "$work/ttf-wd.log")
+  wd_floor="http://127.0.0.1:$wd_port/_floor"
+  wd_tunnel="http://127.0.0.1:$wd_port/$wd_id/hello"
+  wd_names="wd_floor wd_tunnel"
+else
+  wd_names=""
+fi
 
 py_port=$(free_port)
 start py python3 tests/fixtures/py_http_server.py "$py_port"
 wait_line "$work/py.log" "listening" 10
-start ttf-py "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$py_port"
+start ttf-py "$target/release/ttf" -e "ws://127.0.0.1:$w_port/_tunnel" -p "$py_port" --inspect 127.0.0.1:0
 wait_line "$work/ttf-py.log" "established" 60
 py_id=$(awk '/established/ {print $2; exit}' "$work/ttf-py.log")
 
@@ -84,7 +100,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$do_404")
 run() { # NAME URL CONCURRENCY N -> json file
   oha --no-tui --output-format json -c "$3" -n "$4" "$2" >"$work/$1-c$3.json"
 }
-for name in direct floor do_floor do_404 tunnel bore; do
+for name in direct floor do_floor do_404 tunnel bore $wd_names; do
   url_var=$name; [ $name = bore ] && url_var=bored
   url=${!url_var}
   echo "measuring $name: $LAT_N requests at c=1, $RPS_N at c=32"
@@ -113,7 +129,10 @@ def load(name, c):
     total = sum(codes.values())
     lat = j["latencyPercentiles"]
     return {"p50": lat["p50"] * 1000, "p99": lat["p99"] * 1000, "rps": j["summary"]["requestsPerSec"], "ok": ok, "total": total}
-rows = {n: (load(n, 1), load(n, 32)) for n in ("direct", "floor", "do_floor", "do_404", "tunnel", "bore")}
+names = ["direct", "floor", "do_floor", "do_404", "tunnel", "bore"]
+if os.path.exists(os.path.join(work, "wd_floor-c1.json")):
+    names += ["wd_floor", "wd_tunnel"]
+rows = {n: (load(n, 1), load(n, 32)) for n in names}
 print()
 print(f"{'path':8} {'p50 c=1 (ms)':>13} {'p99 c=1 (ms)':>13} {'req/s c=32':>11} {'ok':>10}")
 for n, (l, r) in rows.items():
@@ -136,6 +155,10 @@ if local:
 do_ratio = rows["tunnel"][1]["rps"] / rows["do_floor"][1]["rps"]
 do_added = rows["tunnel"][0]["p50"] - rows["do_floor"][0]["p50"]
 print(f"worker + Durable Object floor (/_floor, a DO answering a constant): tunnel req/s at c=32 is {do_ratio*100:.0f}% of it (issue 17 target >= 60%: {'met' if do_ratio >= 0.6 else 'NOT met'}); tunnel p50 over it: {do_added:.2f} ms (target <= 1 ms: {'met' if do_added <= 1 else 'NOT met'})")
+if "wd_floor" in rows:
+    wd_ratio = rows["wd_tunnel"][1]["rps"] / rows["wd_floor"][1]["rps"]
+    wd_added = rows["wd_tunnel"][0]["p50"] - rows["wd_floor"][0]["p50"]
+    print(f"workerd run directly (no wrangler proxy): tunnel req/s at c=32 is {wd_ratio*100:.0f}% of its worker + DO floor (target >= 60%: {'met' if wd_ratio >= 0.6 else 'NOT met'}); tunnel p50 over it: {wd_added:.2f} ms (target <= 1 ms: {'met' if wd_added <= 1 else 'NOT met'})")
 print(f"req/s at c=32, floor / bore: {rows['floor'][1]['rps']/rows['bore'][1]['rps']*100:.0f}% (the ceiling wrangler dev allows)")
 print(f"req/s at c=32, tunnel / bore: {ratio*100:.0f}% (target >= 25%: {'met' if ratio >= 0.25 else 'NOT met'}); tunnel / direct: {rows['tunnel'][1]['rps']/rows['direct'][1]['rps']*100:.0f}%")
 fresh = {n: load(f"{n}-fresh", 1) for n in ("direct", "tunnel", "py_direct", "py_tunnel")}

@@ -9,8 +9,7 @@
 //! memory; what must survive hibernation (tunnel id, public URLs, whether a
 //! forwarder ever held the tunnel) is in the socket attachment and storage.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_channel::{mpsc, oneshot};
@@ -18,6 +17,7 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tunnel_proto::headers::{request_headers, RequestMeta, META_HEADER};
+use tunnel_proto::heads::{self, RequestHead, ResponseHead};
 use tunnel_proto::inflight::{
     public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
 };
@@ -25,6 +25,7 @@ use tunnel_proto::names;
 use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::stream::{self, Grants, SendStop, SendWindow, WsData, INVALID_TEXT_CODE};
+use tunnel_proto::table::{BodyVerdict, Chunk, Part, PartKind, Slots, StreamTable, MAX_STREAMS};
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
@@ -107,14 +108,17 @@ pub struct Tunnel {
     state: State,
     config: Config,
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
-    /// WebSocket opens waiting for `ws_opened`/`ws_refused`.
-    opening: RefCell<HashMap<u32, oneshot::Sender<Message>>>,
-    /// Window updates for request bodies being streamed, by stream id.
-    credits: RefCell<HashMap<u32, mpsc::UnboundedSender<u32>>>,
-    /// Streamed answer bodies being received, by stream id.
-    bodies: RefCell<HashMap<u32, BodySender>>,
-    /// Next stream id to try.
-    next_stream: Cell<u32>,
+    /// v2 streams: WebSocket opens waiting for `ws_opened`/`ws_refused`,
+    /// window grants of request bodies being uploaded, answer bodies being
+    /// received (shared with the public response bodies, which report what
+    /// their reader consumed).
+    streams: Rc<RefCell<StreamTable<EdgeSlots>>>,
+    /// The live forwarder socket and its attachment, found once: the
+    /// lookup by tag reads every forwarder socket's attachment, and it was
+    /// done (with two more reads) for every relayed message and request.
+    /// Cleared whenever a forwarder socket comes or goes; the attachment
+    /// is kept in step by [`Tunnel::store_meta`].
+    live: RefCell<Option<(WebSocket, Option<ControlMeta>)>>,
     /// Public requests waiting for a forwarder to (re)connect, woken when
     /// one has answered `ready`.
     held: RefCell<Vec<oneshot::Sender<()>>>,
@@ -126,11 +130,18 @@ pub struct Tunnel {
     policy: RefCell<Option<Option<Enforcer>>>,
 }
 
-/// Feeds one streamed answer body to the public response, counting the
-/// bytes the public reader has not taken yet (the forwarder's window).
-struct BodySender {
-    tx: mpsc::UnboundedSender<Result<Vec<u8>>>,
-    unacked: Rc<RefCell<v2::Unacked>>,
+/// What the DO keeps per stream in its [`StreamTable`].
+struct EdgeSlots;
+
+impl Slots for EdgeSlots {
+    /// A relayed WebSocket's open waiting for `ws_opened`/`ws_refused`.
+    type Open = oneshot::Sender<Message>;
+    /// The forwarder's `window` grants of a request body being uploaded.
+    type Grants = mpsc::UnboundedSender<u32>;
+    /// Feeds one streamed answer body to the public response.
+    type Body = mpsc::UnboundedSender<Result<Vec<u8>>>;
+    /// A relayed public socket, found once by its stream tag.
+    type Input = WebSocket;
 }
 
 /// The forwarder's `window` grants for one uploaded body.
@@ -184,12 +195,65 @@ fn random_u64() -> u64 {
 impl Tunnel {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
+        if let Some((ws, _)) = self.live.borrow().as_ref() {
+            return Some(ws.clone());
+        }
         let dead = self.dead.borrow();
-        self.state
+        let found = self
+            .state
             .get_websockets_with_tag(FORWARDER_TAG)
             .into_iter()
             .filter(|ws| !dead.contains(&Self::since(ws)))
-            .max_by_key(Self::since)
+            .max_by_key(Self::since)?;
+        let meta = found.deserialize_attachment::<ControlMeta>().ok().flatten();
+        *self.live.borrow_mut() = Some((found.clone(), meta));
+        Some(found)
+    }
+
+    /// The attachment of forwarder socket `ws` (from the cache when it is
+    /// the live one).
+    fn meta_of(&self, ws: &WebSocket) -> Option<ControlMeta> {
+        if let Some((live, meta)) = self.live.borrow().as_ref() {
+            if live == ws {
+                return meta.clone();
+            }
+        }
+        ws.deserialize_attachment::<ControlMeta>().ok().flatten()
+    }
+
+    /// Store the attachment of forwarder socket `ws` (and its cached copy).
+    fn store_meta(&self, ws: &WebSocket, meta: &ControlMeta) -> Result<()> {
+        ws.serialize_attachment(meta)?;
+        if let Some((live, cached)) = self.live.borrow_mut().as_mut() {
+            if live == ws {
+                *cached = Some(meta.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// A forwarder socket came or went: look the live one up again.
+    fn forget_forwarder(&self) {
+        self.live.borrow_mut().take();
+    }
+
+    /// The public socket of relayed stream `id`: from the stream table, or
+    /// (after the DO was evicted and woke again) by its tag.
+    fn public_socket(&self, id: u32) -> Option<WebSocket> {
+        if let Some(ws) = self.streams.borrow_mut().input(id) {
+            return Some(ws.clone());
+        }
+        let ws = self
+            .state
+            .get_websockets_with_tag(&stream_tag(id))
+            .into_iter()
+            .next()?;
+        // Full table: found by tag again next time.
+        let _ = self
+            .streams
+            .borrow_mut()
+            .insert(id, Part::Input(ws.clone()));
+        Some(ws)
     }
 
     /// The forwarder's socket unless it has been silent for longer than its
@@ -201,7 +265,7 @@ impl Tunnel {
         let Some(ws) = self.forwarder() else {
             return Ok(None);
         };
-        let Some(meta) = ws.deserialize_attachment::<ControlMeta>().ok().flatten() else {
+        let Some(meta) = self.meta_of(&ws) else {
             return Ok(Some(ws));
         };
         let heard = meta.heard.max(meta.since);
@@ -216,6 +280,7 @@ impl Tunnel {
             meta.ping_interval_ms.unwrap_or_default()
         );
         self.dead.borrow_mut().push(meta.since);
+        self.forget_forwarder();
         let _ = ws.close(Some(1011), Some("no ping from the forwarder; reconnect"));
         self.forwarder_gone();
         self.released(&ws, false).await?;
@@ -224,12 +289,10 @@ impl Tunnel {
 
     /// A live forwarder that has answered `ready` (requests can be sent).
     async fn ready_forwarder(&self) -> Result<Option<WebSocket>> {
-        Ok(self.live_forwarder().await?.filter(|ws| {
-            ws.deserialize_attachment::<ControlMeta>()
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.version >= 1)
-        }))
+        Ok(self
+            .live_forwarder()
+            .await?
+            .filter(|ws| self.meta_of(ws).is_some_and(|m| m.version >= 1)))
     }
 
     /// Whether a newer forwarder socket replaced `ws` (resume).
@@ -309,6 +372,7 @@ impl Tunnel {
         self.state
             .accept_websocket_with_tags(&pair.server, &[FORWARDER_TAG]);
         pair.server.serialize_attachment(&meta)?;
+        self.forget_forwarder();
         self.state.storage().put(ESTABLISHED_KEY, true).await?;
         Response::from_websocket(pair.client)
     }
@@ -354,6 +418,11 @@ impl Tunnel {
                 *slot = Some(enforcer);
             }
         }
+        let mut slot = self.policy.borrow_mut();
+        let Some(Some(enforcer)) = slot.as_mut() else {
+            // No policy (the common case): the headers are not even read.
+            return Ok(None);
+        };
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
         let visitor = Visitor {
             headers: &pairs,
@@ -361,10 +430,6 @@ impl Tunnel {
             client_ip: meta.client_ip.as_deref(),
         };
         let now = Date::now().as_millis();
-        let mut slot = self.policy.borrow_mut();
-        let Some(Some(enforcer)) = slot.as_mut() else {
-            return Ok(None);
-        };
         let verdict = match body {
             None => enforcer.check(&visitor, now),
             Some(body) => enforcer.check_body(&visitor, body, now),
@@ -444,8 +509,18 @@ impl Tunnel {
             .as_ref()
             .and_then(Option::as_ref)
             .is_some_and(Enforcer::needs_body);
-        let v2 = Self::version_of(&ws) >= v2::VERSION;
+        let version = self.version_of(&ws);
+        let v2 = version >= v2::VERSION;
+        // v3: a body of declared length up to one chunk travels inside the
+        // request frame (one message), longer or unknown ones stream.
+        let small = version >= heads::VERSION
+            && req
+                .headers()
+                .get("content-length")?
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .is_some_and(|n| n <= v2::MAX_CHUNK);
         let streamed_upload = v2
+            && !small
             && !needs_body
             && !matches!(method.as_str(), "GET" | "HEAD")
             && req.inner().body().is_some();
@@ -465,40 +540,53 @@ impl Tunnel {
             }
         }
         let pairs: Vec<(String, String)> = req.headers().entries().collect();
-        let (tx, rx) = oneshot::channel();
-        let request_id = self.inflight.borrow_mut().start(tx);
         // v2: the answer's body may stream; its channel exists before the
         // request leaves so that no chunk can arrive without a receiver.
-        let body_stream = v2.then(|| {
-            let stream_id = self.new_stream_id();
+        let body_stream = if v2 {
             let (tx, rx) = mpsc::unbounded();
-            let unacked = Rc::default();
-            let sender = BodySender {
-                tx,
-                unacked: Rc::clone(&unacked),
-            };
-            self.bodies.borrow_mut().insert(stream_id, sender);
-            (stream_id, (rx, unacked))
-        });
+            match self.new_stream(Part::Body(tx)) {
+                Ok(stream_id) => Some((stream_id, rx)),
+                Err(refusal) => return text(503, format!("{refusal}; retry later")),
+            }
+        } else {
+            None
+        };
         let stream_id = body_stream.as_ref().map(|(id, _)| *id);
-        let frame = Message::HttpRequest {
-            request_id: request_id.clone(),
-            method,
-            uri: meta.uri.clone(),
-            headers: request_headers(&pairs, &meta),
-            body: encode_body(&body),
-            timestamp: Date::now().as_millis(),
-            stream_id,
-            body_streamed: streamed_upload,
-        }
-        .encode();
+        let (tx, rx) = oneshot::channel();
+        let request_id = self.inflight.borrow_mut().start(tx);
+        let headers = request_headers(&pairs, &meta);
+        let sent = match stream_id.filter(|_| version >= heads::VERSION) {
+            // v3: head and body in one binary frame, no JSON, no base64.
+            Some(id) => {
+                let head = RequestHead {
+                    request_id: request_id.clone(),
+                    method,
+                    uri: meta.uri.clone(),
+                    headers,
+                };
+                ws.send_with_bytes(head.encode(id, (!streamed_upload).then_some(&body[..])))
+            }
+            None => ws.send_with_str(
+                Message::HttpRequest {
+                    request_id: request_id.clone(),
+                    method,
+                    uri: meta.uri.clone(),
+                    headers,
+                    body: encode_body(&body),
+                    timestamp: Date::now().as_millis(),
+                    stream_id,
+                    body_streamed: streamed_upload,
+                }
+                .encode(),
+            ),
+        };
         drop(body);
         let forget_body = || {
             if let Some(id) = stream_id {
-                self.bodies.borrow_mut().remove(&id);
+                self.streams.borrow_mut().detach(id, PartKind::Body);
             }
         };
-        if let Err(e) = ws.send_with_str(frame) {
+        if let Err(e) = sent {
             self.inflight.borrow_mut().finish(&request_id);
             forget_body();
             return text(
@@ -513,7 +601,7 @@ impl Tunnel {
             Some(id) => {
                 let upload = Box::pin(self.upload(&mut req, &ws, id));
                 let result = select(upload, wait).await;
-                self.credits.borrow_mut().remove(&id);
+                self.streams.borrow_mut().detach(id, PartKind::Grants);
                 match result {
                     Either::Left((Ok(Ok(())), wait)) => wait.await,
                     Either::Left((Ok(Err(refusal)), _)) => {
@@ -576,15 +664,12 @@ impl Tunnel {
         meta: &RequestMeta,
         head: bool,
         stream_id: u32,
-        body: (
-            mpsc::UnboundedReceiver<Result<Vec<u8>>>,
-            Rc<RefCell<v2::Unacked>>,
-        ),
+        mut body: mpsc::UnboundedReceiver<Result<Vec<u8>>>,
     ) -> Result<Response> {
         let (status, headers) = match public_head(status_code, headers, &meta.prefix) {
             Ok(h) => h,
             Err(refusal) => {
-                self.bodies.borrow_mut().remove(&stream_id);
+                self.streams.borrow_mut().detach(stream_id, PartKind::Body);
                 return respond(refusal, head);
             }
         };
@@ -599,14 +684,33 @@ impl Tunnel {
             .with_headers(public);
         if head || matches!(status, 204 | 205 | 304) {
             // No body may follow; the forwarder's chunks are dropped.
-            self.bodies.borrow_mut().remove(&stream_id);
+            self.streams.borrow_mut().detach(stream_id, PartKind::Body);
             return Ok(builder.empty());
         }
+        if self.streams.borrow_mut().body(stream_id).is_none() {
+            // The whole body is here already (v3: a small answer comes in
+            // one frame): answer it with its length rather than as a
+            // stream, which costs the runtime (and wrangler dev's proxy)
+            // a chunked body.
+            let mut whole = Vec::new();
+            loop {
+                match body.try_recv() {
+                    Ok(Ok(chunk)) => whole.extend_from_slice(&chunk),
+                    Err(mpsc::TryRecvError::Closed) => return Ok(builder.fixed(whole)),
+                    Ok(Err(e)) => return text(502, format!("the answer failed: {e}")),
+                    // The table dropped its sender, so nothing can be pending.
+                    Err(_) => return text(502, "the answer's body ended without its end"),
+                }
+            }
+        }
         let forwarder = forwarder.clone();
-        let (body, unacked) = body;
+        let streams = Rc::clone(&self.streams);
         let body = body.map(move |chunk| {
             if let Ok(bytes) = &chunk {
-                unacked.borrow_mut().consumed(bytes.len());
+                // The last chunk (END) needs no acknowledgement.
+                if !streams.borrow_mut().consumed(stream_id, bytes.len()) {
+                    return chunk;
+                }
                 let ack = Message::Window {
                     stream_id,
                     bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
@@ -629,7 +733,13 @@ impl Tunnel {
         stream_id: u32,
     ) -> Result<std::result::Result<(), Response>> {
         let (tx, credits) = mpsc::unbounded::<u32>();
-        self.credits.borrow_mut().insert(stream_id, tx);
+        if let Err(refusal) = self
+            .streams
+            .borrow_mut()
+            .insert(stream_id, Part::Grants(tx))
+        {
+            return Err(Error::RustError(refusal.to_string()));
+        }
         let mut window = SendWindow::new();
         let mut grants = ChannelGrants(credits);
         let mut total = 0usize;
@@ -664,33 +774,58 @@ impl Tunnel {
         Ok(Ok(()))
     }
 
-    /// A body frame from the forwarder.
-    fn on_body(&self, frame: Frame<'_>) {
-        let mut bodies = self.bodies.borrow_mut();
-        let Some(BodySender { tx, unacked }) = bodies.get(&frame.stream_id) else {
-            // The public side is gone, or HEAD: the forwarder may stop.
-            if !frame.is_end() && !frame.is_abort() {
+    /// v3: the head of an answer (and its first body bytes, all of them
+    /// with END) settles the request like `http_response_head`; the bytes
+    /// go to the answer's body like a body frame.
+    fn on_response(&self, frame: Frame<'_>) {
+        let (head, body) = match ResponseHead::decode(&frame) {
+            Ok(h) => h,
+            Err(e) => {
+                console_warn!("ignored a bad answer head from the forwarder: {e}");
+                self.cancel_answer(frame.stream_id);
+                return;
+            }
+        };
+        let waiter = self.inflight.borrow_mut().finish(&head.request_id);
+        let Some(tx) = waiter else {
+            console_log!("dropped a late or duplicate answer for {}", head.request_id);
+            if !frame.is_end() {
                 self.cancel_answer(frame.stream_id);
             }
             return;
         };
-        let over = unacked.borrow_mut().received(frame.payload.len());
-        let delivered = if frame.is_abort() {
-            let _ = tx.unbounded_send(Err(Error::RustError(
-                "the local service's answer failed midway".into(),
-            )));
-            false
-        } else if let Err(reason) = over {
-            console_warn!("stream {}: {reason}", frame.stream_id);
-            let _ = tx.unbounded_send(Err(Error::RustError(reason)));
-            false
-        } else {
-            frame.payload.is_empty() || tx.unbounded_send(Ok(frame.payload.to_vec())).is_ok()
+        let answer = Message::HttpResponseHead {
+            request_id: head.request_id,
+            stream_id: frame.stream_id,
+            status_code: head.status,
+            headers: head.headers,
         };
-        if !delivered || frame.is_end() || frame.is_abort() {
-            bodies.remove(&frame.stream_id);
+        // The receiver may have given up in the same instant: nothing to do.
+        drop(tx.send(answer));
+        if frame.is_end() || !body.is_empty() {
+            self.on_body(Frame::body(frame.stream_id, frame.flags, body));
         }
-        if !delivered && !frame.is_abort() {
+    }
+
+    /// A body frame from the forwarder.
+    fn on_body(&self, frame: Frame<'_>) {
+        let abort = frame.is_abort();
+        let verdict = self.streams.borrow_mut().on_body(&frame, |tx, chunk| {
+            let chunk = match chunk {
+                Chunk::Data(bytes) => Ok(bytes.to_vec()),
+                Chunk::Failed(_) if abort => Err(Error::RustError(
+                    "the local service's answer failed midway".into(),
+                )),
+                Chunk::Failed(reason) => {
+                    console_warn!("stream {}: {reason}", frame.stream_id);
+                    Err(Error::RustError(reason))
+                }
+            };
+            tx.unbounded_send(chunk).is_ok()
+        });
+        // The public side is gone, or HEAD, or the forwarder overran its
+        // window: it may stop.
+        if verdict == BodyVerdict::Cancel {
             self.cancel_answer(frame.stream_id);
         }
     }
@@ -704,28 +839,23 @@ impl Tunnel {
     }
 
     /// The protocol version the forwarder on `ws` agreed to.
-    fn version_of(ws: &WebSocket) -> u32 {
-        ws.deserialize_attachment::<ControlMeta>()
-            .ok()
-            .flatten()
-            .map_or(1, |m| m.version)
+    fn version_of(&self, ws: &WebSocket) -> u32 {
+        self.meta_of(ws).map_or(1, |m| m.version)
     }
 
-    /// A stream id not used by a relayed or opening WebSocket.
-    fn new_stream_id(&self) -> u32 {
-        loop {
-            let id = self.next_stream.get();
-            self.next_stream.set(id.wrapping_add(1));
-            if !self.opening.borrow().contains_key(&id)
-                && !self.bodies.borrow().contains_key(&id)
-                && self
-                    .state
-                    .get_websockets_with_tag(&stream_tag(id))
-                    .is_empty()
-            {
-                return id;
-            }
-        }
+    /// A new stream with `part`, under an id not used by a live stream
+    /// nor by a relayed WebSocket (those outlive the table across
+    /// hibernation).
+    fn new_stream(
+        &self,
+        part: Part<EdgeSlots>,
+    ) -> std::result::Result<u32, tunnel_proto::table::Refusal> {
+        self.streams.borrow_mut().allocate(part, |id| {
+            !self
+                .state
+                .get_websockets_with_tag(&stream_tag(id))
+                .is_empty()
+        })
     }
 
     /// The stream of a relayed public socket (`None` for the forwarder's).
@@ -747,7 +877,7 @@ impl Tunnel {
         meta: RequestMeta,
         forwarder: WebSocket,
     ) -> Result<Response> {
-        if Self::version_of(&forwarder) < v2::VERSION {
+        if self.version_of(&forwarder) < v2::VERSION {
             return text(
                 501,
                 "this tunnel's forwarder speaks tunnel protocol v1, which cannot relay WebSockets; upgrade ttf",
@@ -759,13 +889,15 @@ impl Tunnel {
             .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
             .map(|(_, v)| v.clone())
             .collect();
-        let stream_id = self.new_stream_id();
+        let (tx, rx) = oneshot::channel();
+        let stream_id = match self.new_stream(Part::Open(tx)) {
+            Ok(id) => id,
+            Err(refusal) => return text(503, format!("{refusal}; retry later")),
+        };
         let pair = WebSocketPair::new()?;
         let tag = stream_tag(stream_id);
         self.state
             .accept_websocket_with_tags(&pair.server, &[PUBLIC_TAG, &tag]);
-        let (tx, rx) = oneshot::channel();
-        self.opening.borrow_mut().insert(stream_id, tx);
         let open = Message::WsOpen {
             stream_id,
             uri: meta.uri.clone(),
@@ -773,7 +905,7 @@ impl Tunnel {
             protocols: v2::parse_subprotocols(&offered),
         };
         let refuse = |status: u16, message: String| {
-            self.opening.borrow_mut().remove(&stream_id);
+            self.streams.borrow_mut().close(stream_id);
             // Never answered with 101: the server side just goes away.
             let _ = pair.server.close(Some(1011), Some("upgrade refused"));
             text(status, message)
@@ -804,6 +936,12 @@ impl Tunnel {
         };
         match answer {
             Message::WsOpened { protocol, .. } => {
+                // Messages of the local side find the public socket here
+                // (a full table: by its tag).
+                let _ = self
+                    .streams
+                    .borrow_mut()
+                    .insert(stream_id, Part::Input(pair.server.clone()));
                 let headers = Headers::new();
                 if let Some(protocol) = protocol {
                     headers.set("sec-websocket-protocol", &protocol)?;
@@ -847,7 +985,8 @@ impl Tunnel {
         }
     }
 
-    /// A binary frame from the forwarder: one message for a public socket.
+    /// A binary message from the forwarder: one frame, or (v3) a batch of
+    /// them.
     fn on_binary(&self, bytes: &[u8]) -> Result<()> {
         let frame = match Frame::decode(bytes) {
             Ok(f) => f,
@@ -856,14 +995,40 @@ impl Tunnel {
                 return Ok(());
             }
         };
-        if frame.kind == FrameKind::Body {
-            self.on_body(frame);
-            return Ok(());
+        if frame.kind != FrameKind::Batch {
+            return self.on_frame(frame);
         }
-        for public in self
-            .state
-            .get_websockets_with_tag(&stream_tag(frame.stream_id))
-        {
+        for inner in heads::unbatch(&frame) {
+            match inner {
+                Ok(inner) => self.on_frame(inner)?,
+                Err(e) => {
+                    console_warn!("ignored the rest of a bad batch from the forwarder: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One binary frame from the forwarder: a body chunk, an answer's head
+    /// (v3), or one message for a public socket.
+    fn on_frame(&self, frame: Frame<'_>) -> Result<()> {
+        match frame.kind {
+            FrameKind::Body => {
+                self.on_body(frame);
+                return Ok(());
+            }
+            FrameKind::Response => {
+                self.on_response(frame);
+                return Ok(());
+            }
+            FrameKind::Request | FrameKind::Batch => {
+                console_warn!("ignored a {:?} frame from the forwarder", frame.kind);
+                return Ok(());
+            }
+            FrameKind::WsMessage => {}
+        }
+        if let Some(public) = self.public_socket(frame.stream_id) {
             let sent = match WsData::from_frame(&frame) {
                 Ok(WsData::Text(t)) => public.send_with_str(t),
                 Ok(WsData::Binary(b)) => public.send_with_bytes(b),
@@ -890,7 +1055,7 @@ impl Tunnel {
         };
         if let Message::WsOpened { stream_id, .. } | Message::WsRefused { stream_id, .. } = message
         {
-            let waiter = self.opening.borrow_mut().remove(&stream_id);
+            let waiter = self.streams.borrow_mut().take_open(stream_id);
             match waiter {
                 Some(tx) => drop(tx.send(message)),
                 None => console_log!("dropped a late answer to ws_open {stream_id}"),
@@ -923,7 +1088,7 @@ impl Tunnel {
                 meta.version = version.unwrap_or(1);
                 meta.ping_interval_ms = ping_interval_ms.filter(|_| version.is_some());
                 meta.heard = Date::now().as_millis();
-                ws.serialize_attachment(&meta)?;
+                self.store_meta(ws, &meta)?;
                 let reply = Message::ConnectionEstablished {
                     connection_id: format!("{}-{:016x}", meta.tunnel_id, random_u64()),
                     tunnel_id: meta.tunnel_id,
@@ -942,14 +1107,14 @@ impl Tunnel {
                 Ok(())
             }
             Message::Ping => {
-                if let Some(mut meta) = ws.deserialize_attachment::<ControlMeta>()? {
+                if let Some(mut meta) = self.meta_of(ws) {
                     meta.heard = Date::now().as_millis();
-                    ws.serialize_attachment(&meta)?;
+                    self.store_meta(ws, &meta)?;
                 }
                 ws.send_with_str(Message::Pong.encode())
             }
             Message::Window { stream_id, bytes } => {
-                if let Some(tx) = self.credits.borrow().get(&stream_id) {
+                if let Some(tx) = self.streams.borrow_mut().grants(stream_id) {
                     let _ = tx.unbounded_send(bytes);
                 }
                 Ok(())
@@ -1005,7 +1170,7 @@ impl Tunnel {
                 console_warn!(
                     "malformed answer to ws_open {stream_id} from the forwarder (502): {error}"
                 );
-                let waiter = self.opening.borrow_mut().remove(&stream_id);
+                let waiter = self.streams.borrow_mut().take_open(stream_id);
                 if let Some(tx) = waiter {
                     drop(tx.send(answer));
                 }
@@ -1036,11 +1201,11 @@ impl Tunnel {
     /// The forwarder's socket ended: every waiting request gets 502 and
     /// every relayed WebSocket is closed with 1011.
     fn forwarder_gone(&self) {
+        self.forget_forwarder();
         let waiters = self.inflight.borrow_mut().drain();
         drop(waiters);
-        self.opening.borrow_mut().clear();
-        self.credits.borrow_mut().clear();
-        for (_, BodySender { tx, .. }) in self.bodies.borrow_mut().drain() {
+        let streams = self.streams.borrow_mut().drain();
+        for tx in streams.into_iter().filter_map(|(_, s)| s.body) {
             let _ = tx.unbounded_send(Err(Error::RustError(
                 "the tunnel's forwarder disconnected midway".into(),
             )));
@@ -1057,13 +1222,14 @@ impl DurableObject for Tunnel {
             state,
             config: Config::from_env(&env),
             inflight: RefCell::new(Inflight::new(random_u64())),
-            opening: RefCell::new(HashMap::new()),
-            bodies: RefCell::new(HashMap::new()),
-            credits: RefCell::new(HashMap::new()),
-            next_stream: Cell::new(random_u64() as u32),
+            streams: Rc::new(RefCell::new(StreamTable::new(
+                random_u64() as u32,
+                MAX_STREAMS,
+            ))),
             held: RefCell::new(Vec::new()),
             dead: RefCell::new(Vec::new()),
             policy: RefCell::new(None),
+            live: RefCell::new(None),
         }
     }
 
@@ -1096,8 +1262,16 @@ impl DurableObject for Tunnel {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> Result<()> {
-        if let Some(stream_id) = self.stream_of(&ws) {
-            return self.on_public_message(&ws, stream_id, message);
+        // The live forwarder's messages skip the tag lookup.
+        let forwarder = self
+            .live
+            .borrow()
+            .as_ref()
+            .is_some_and(|(live, _)| live == &ws);
+        if !forwarder {
+            if let Some(stream_id) = self.stream_of(&ws) {
+                return self.on_public_message(&ws, stream_id, message);
+            }
         }
         match message {
             WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text).await,
@@ -1123,8 +1297,10 @@ impl DurableObject for Tunnel {
                 let _ = f.send_with_str(close.encode());
             }
             let _ = ws.close(v2::sendable_close_code(code), Some(reason));
+            self.streams.borrow_mut().detach(stream_id, PartKind::Input);
             return Ok(());
         }
+        self.forget_forwarder();
         if !self.superseded(&ws) {
             self.forwarder_gone();
             self.released(&ws, code == 1000).await?;
@@ -1144,9 +1320,11 @@ impl DurableObject for Tunnel {
                 };
                 let _ = f.send_with_str(close.encode());
             }
+            self.streams.borrow_mut().detach(stream_id, PartKind::Input);
             return Ok(());
         }
         console_warn!("forwarder socket error: {error}");
+        self.forget_forwarder();
         if !self.superseded(&ws) {
             self.forwarder_gone();
             self.released(&ws, false).await?;

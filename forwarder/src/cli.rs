@@ -74,6 +74,11 @@ pub struct Args {
         value_name = "BYTES"
     )]
     pub stream_buffer: usize,
+    /// Highest tunnel protocol version to ask the edge for (3: binary
+    /// heads and batched frames; 2: JSON heads, as forwarders before
+    /// issue 17 spoke). For compatibility tests.
+    #[arg(long, env = "TTF_PROTOCOL", default_value_t = tunnel_proto::heads::VERSION, value_parser = clap::value_parser!(u32).range(2..=3), hide = true)]
+    pub protocol: u32,
     /// Edge policy: visitors must send these HTTP Basic credentials
     /// (USER:PASS; 401 with a browser prompt otherwise, no interstitial).
     #[arg(long, env = "TTF_BASIC_AUTH", hide_env_values = true, value_name = "USER:PASS", value_parser = BasicAuth::parse)]

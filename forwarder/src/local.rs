@@ -19,9 +19,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tunnel_proto::headers::collect_headers;
+use tunnel_proto::heads::ResponseHead;
 use tunnel_proto::rewrite::Kind;
 use tunnel_proto::stream::{self, Grants, SendStop, SendWindow};
-use tunnel_proto::v1::{decode_body, encode_body};
+use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame};
 use tunnel_proto::{ErrorCode, Headers, Message};
 
@@ -43,8 +44,8 @@ pub struct Relayed {
     pub uri: String,
     /// Headers (wire shape).
     pub headers: Headers,
-    /// Base64 body.
-    pub body: String,
+    /// The whole body (empty when it is streamed in `upload`).
+    pub body: Bytes,
     /// v2: the body arrives as body frames instead.
     pub upload: Option<Upload>,
 }
@@ -64,8 +65,9 @@ pub struct Upload {
 type LocalBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 impl Upload {
-    /// The request body: each chunk hyper takes is acknowledged to the edge
-    /// with `window`, so the edge sends at most `v2::WINDOW` bytes ahead.
+    /// The request body: each chunk hyper takes is reported
+    /// ([`Out::Consumed`]) and acknowledged to the edge with `window`, so
+    /// the edge sends at most `v2::WINDOW` bytes ahead.
     fn into_body(self) -> LocalBody {
         let Upload {
             stream_id,
@@ -76,11 +78,8 @@ impl Upload {
             futures_util::stream::unfold((chunks, out), move |(mut chunks, out)| async move {
                 let chunk = chunks.recv().await?;
                 if let Ok(bytes) = &chunk {
-                    let ack = Message::Window {
-                        stream_id,
-                        bytes: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-                    };
-                    let _ = out.send(Out::Frame(WsMessage::text(ack.encode())));
+                    let n = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                    let _ = out.send(Out::Consumed(stream_id, n));
                 }
                 let frame = chunk
                     .map(hyper::body::Frame::data)
@@ -100,6 +99,9 @@ pub struct BodySink {
     pub out: mpsc::UnboundedSender<Out>,
     /// Window updates (`window` messages) from the edge for this stream.
     pub credits: mpsc::UnboundedReceiver<u32>,
+    /// v3: the answer's head goes in a binary frame (with the whole body
+    /// when it is small and its length known), not `http_response_head`.
+    pub binary: bool,
 }
 
 /// The answer and what the console shows about it.
@@ -149,14 +151,20 @@ impl Local {
         let result = match tokio::time::timeout(self.timeout, answered).await {
             Ok(Ok(Err((response, sink)))) => {
                 let status = response.status().as_u16();
-                let head = Message::HttpResponseHead {
-                    request_id: id,
-                    stream_id: sink.stream_id,
-                    status_code: status,
-                    headers: wire_headers(&response),
+                let detail = if sink.binary {
+                    binary_answer(id, response, sink).await.err()
+                } else {
+                    let head = Message::HttpResponseHead {
+                        request_id: id,
+                        stream_id: sink.stream_id,
+                        status_code: status,
+                        headers: wire_headers(&response),
+                    };
+                    let _ = sink.out.send(Out::Frame(WsMessage::text(head.encode())));
+                    stream_body(response.into_body(), sink, SendWindow::new())
+                        .await
+                        .err()
                 };
-                let _ = sink.out.send(Out::Frame(WsMessage::text(head.encode())));
-                let detail = stream_body(response.into_body(), sink).await.err();
                 return Outcome {
                     message: None,
                     status,
@@ -233,11 +241,9 @@ impl Local {
             .and_then(|_| declared_length(&req.headers));
         let body = match req.upload {
             Some(upload) => upload.into_body(),
-            None => Full::new(Bytes::from(
-                decode_body(&req.body).map_err(|e| invalid(e.to_string()))?,
-            ))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
+            None => Full::new(req.body)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
         };
         let mut builder = Request::builder().method(method).uri(&uri);
         for (name, values) in &req.headers {
@@ -327,15 +333,19 @@ const CANCELLED: &str = "the public side went away; stopped reading the local an
 /// `v2::WINDOW` bytes beyond what the edge acknowledged; the last frame is
 /// flagged END (ABORT if the local body failed). Ends early when the edge
 /// cancels the stream.
-async fn stream_body(mut body: Incoming, sink: BodySink) -> Result<(), String> {
+async fn stream_body(
+    mut body: Incoming,
+    sink: BodySink,
+    mut window: SendWindow,
+) -> Result<(), String> {
     let BodySink {
         stream_id: id,
         out,
         mut credits,
+        ..
     } = sink;
     let send_frame = |frame: Vec<u8>| out.send(Out::Frame(WsMessage::binary(frame))).is_ok();
     let send = |flags: u8, chunk: &[u8]| send_frame(Frame::body(id, flags, chunk).encode());
-    let mut window = SendWindow::new();
     loop {
         // Credits (and the edge's cancel: the credit channel closes) are
         // taken while the local service is quiet too, so an abandoned
@@ -379,6 +389,47 @@ async fn stream_body(mut body: Incoming, sink: BodySink) -> Result<(), String> {
     }
     send(v2::FLAG_END, b"");
     Ok(())
+}
+
+/// v3: the answer as a binary head frame. A body of known length up to
+/// `v2::MAX_CHUNK` is read and goes in that same frame (END): one message
+/// for the whole answer. Anything else (unknown length, larger, SSE) gets
+/// the head at once and streams as body frames.
+async fn binary_answer(
+    request_id: String,
+    response: hyper::Response<Incoming>,
+    sink: BodySink,
+) -> Result<(), String> {
+    use hyper::body::Body as _;
+    let head = ResponseHead {
+        request_id,
+        status: response.status().as_u16(),
+        headers: wire_headers(&response),
+    };
+    let send = |frame: Vec<u8>| sink.out.send(Out::Frame(WsMessage::binary(frame))).is_ok();
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= v2::MAX_CHUNK as u64);
+    if !small {
+        send(head.encode(sink.stream_id, b"", false));
+        return stream_body(response.into_body(), sink, SendWindow::new()).await;
+    }
+    let whole = match response.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            send(head.encode(sink.stream_id, b"", false));
+            send(Frame::body(sink.stream_id, v2::FLAG_ABORT, b"").encode());
+            return Err(format!("reading the local answer failed midway: {e}"));
+        }
+    };
+    // At most MAX_CHUNK bytes: always within the fresh window.
+    if send(head.encode(sink.stream_id, &whole, true)) {
+        Ok(())
+    } else {
+        Err("the control socket closed".into())
+    }
 }
 
 /// Read a whole answer (v1), refusing more than `MAX_RESPONSE_BYTES`.
@@ -479,7 +530,7 @@ mod tests {
                 method: "GET".into(),
                 uri: "/".into(),
                 headers: Headers::new(),
-                body: String::new(),
+                body: Bytes::new(),
                 upload: None,
             };
             let outcome = local.serve(req, &addr, None).await;

@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -15,8 +16,10 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tunnel_proto::heads::{self, Batch, RequestHead};
 use tunnel_proto::policy::Policies;
-use tunnel_proto::v2::{self, Frame};
+use tunnel_proto::v1::decode_body;
+use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::{names, ErrorCode, Message};
 
 use crate::cli::Args;
@@ -239,7 +242,7 @@ async fn session(
         _ = stop.requested() => return Ok(End::Stopped),
     };
     let ready = Message::Ready {
-        version: Some(v2::VERSION),
+        version: Some(args.protocol),
         ping_interval_ms: Some(
             args.ping_interval()
                 .as_millis()
@@ -318,22 +321,164 @@ async fn session(
             println!("Edge policies: {}", names.join(", "));
         }
     }
-    let end = relay(ctx, ws).await;
+    let binary = matches!(established, Message::ConnectionEstablished { version: Some(v), .. } if v >= heads::VERSION);
+    let end = relay(ctx, ws, binary).await;
     if let Some(i) = inspector {
         i.session_ended();
     }
     Ok(end)
 }
 
-/// Relay requests until the socket is lost or the user stops.
-async fn relay<S>(ctx: &Ctx<'_>, ws: tokio_tungstenite::WebSocketStream<S>) -> End
+/// One binary frame from the edge (a batch's frames one by one): a
+/// request (v3), or a body chunk or message for a stream.
+fn on_frame(
+    ctx: &Ctx<'_>,
+    streams: &mut Streams,
+    answers: &mpsc::UnboundedSender<Out>,
+    frame: Frame<'_>,
+) {
+    if frame.kind != FrameKind::Request {
+        if let Some(i) = ctx.inspector {
+            i.edge_binary(&frame);
+        }
+        streams.deliver(frame);
+        return;
+    }
+    let (head, body) = match RequestHead::decode(&frame) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("Ignored a bad request frame from the edge: {e}");
+            return;
+        }
+    };
+    if let Some(i) = ctx.inspector {
+        i.binary_request(&head, frame.stream_id, body);
+    }
+    let RequestHead {
+        request_id,
+        method,
+        uri,
+        headers,
+    } = head;
+    let relayed = Relayed {
+        request_id,
+        method,
+        uri,
+        headers,
+        body: Bytes::copy_from_slice(body),
+        upload: None,
+    };
+    start_request(
+        ctx,
+        streams,
+        answers,
+        relayed,
+        Some(frame.stream_id),
+        !frame.is_end(),
+    );
+}
+
+/// Serve one relayed request in its own task; its answer (or its head
+/// and body frames, on `stream_id`) goes to `answers`. `body_streamed`:
+/// the body follows as body frames.
+fn start_request(
+    ctx: &Ctx<'_>,
+    streams: &mut Streams,
+    answers: &mpsc::UnboundedSender<Out>,
+    mut relayed: Relayed,
+    stream_id: Option<u32>,
+    body_streamed: bool,
+) {
+    let Ctx {
+        args,
+        routes,
+        local,
+        inspector,
+        ..
+    } = *ctx;
+    let local = local.clone();
+    let tap = inspector.cloned().map(|i| (i, relayed.request_id.clone()));
+    let answers = answers.clone();
+    let verbose = args.verbose;
+    if verbose {
+        println!(
+            "  -> {} {} headers: {:?}",
+            relayed.method, relayed.uri, relayed.headers
+        );
+    }
+    let target = routes.find(&relayed.uri).clone();
+    let sink = match stream_id
+        .map(|id| streams.request(id, body_streamed))
+        .transpose()
+    {
+        Ok(Some((sink, upload))) => {
+            relayed.upload = upload;
+            Some(sink)
+        }
+        Ok(None) => None,
+        Err(refusal) => {
+            let refused = Message::Error {
+                request_id: Some(relayed.request_id),
+                code: ErrorCode::InternalError,
+                message: refusal.to_string(),
+            };
+            let _ = answers.send(Out::Frame(WsMessage::text(refused.encode())));
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let (m, u) = (relayed.method.clone(), relayed.uri.clone());
+        let outcome = match &target {
+            Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority, sink).await,
+            Target::MqttTcp(addr) => local.refuse(
+                relayed,
+                ErrorCode::InvalidRequest,
+                format!("this path is bridged to the MQTT broker at {addr}: open a WebSocket (subprotocol mqtt) instead"),
+            ),
+        };
+        println!(
+            "{}",
+            console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed)
+        );
+        if let Some((i, request_id)) = tap {
+            i.done(&request_id, &outcome);
+        }
+        if let Some(detail) = outcome.detail.filter(|_| verbose) {
+            println!("  {detail}");
+        }
+        if let Some(message) = outcome.message {
+            let _ = answers.send(Out::Frame(WsMessage::text(message.encode())));
+        }
+        if let Some(id) = stream_id {
+            let _ = answers.send(Out::Ended(id));
+        }
+    });
+}
+
+/// v3: `first` and the binary frames queued right behind it, as one
+/// message (a batch when there are several, at most `heads::MAX_BATCH`
+/// bytes); the first other item taken from the queue is given back.
+fn gather(answers: &mut mpsc::UnboundedReceiver<Out>, first: Bytes) -> (Vec<u8>, Option<Out>) {
+    let mut batch = Batch::default();
+    batch.push(first.into());
+    loop {
+        match answers.try_recv() {
+            Ok(Out::Frame(WsMessage::Binary(more))) if batch.fits(&more) => batch.push(more.into()),
+            Ok(other) => return (batch.finish(), Some(other)),
+            Err(_) => return (batch.finish(), None),
+        }
+    }
+}
+
+/// Relay requests until the socket is lost or the user stops. `binary`:
+/// the edge agreed to v3 (binary heads, batches).
+async fn relay<S>(ctx: &Ctx<'_>, ws: tokio_tungstenite::WebSocketStream<S>, binary: bool) -> End
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let Ctx {
         args,
         routes,
-        local,
         stop,
         inspector,
         ..
@@ -344,6 +489,7 @@ where
         answers_tx.clone(),
         args.connect_timeout(),
         args.stream_buffer,
+        binary,
     );
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + args.ping_interval(),
@@ -361,12 +507,18 @@ where
                     Some(Ok(WsMessage::Text(text))) => text,
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         match Frame::decode(&bytes) {
-                            Ok(frame) => {
-                                if let Some(i) = inspector {
-                                    i.edge_binary(&frame);
+                            Ok(frame) if frame.kind == FrameKind::Batch => {
+                                for inner in heads::unbatch(&frame) {
+                                    match inner {
+                                        Ok(inner) => on_frame(ctx, &mut streams, &answers_tx, inner),
+                                        Err(e) => {
+                                            eprintln!("Ignored the rest of a bad batch from the edge: {e}");
+                                            break;
+                                        }
+                                    }
                                 }
-                                streams.deliver(frame)
                             }
+                            Ok(frame) => on_frame(ctx, &mut streams, &answers_tx, frame),
                             Err(e) => eprintln!("Ignored a bad binary frame from the edge: {e}"),
                         }
                         continue;
@@ -383,41 +535,16 @@ where
                 }
                 match decoded {
                     Ok(Message::HttpRequest { request_id, method, uri, headers, body, stream_id, body_streamed, .. }) => {
-                        let local = local.clone();
-                        let tap = inspector.cloned().map(|i| (i, request_id.clone()));
-                        let answers = answers_tx.clone();
-                        let verbose = args.verbose;
-                        if verbose {
-                            println!("  -> {method} {uri} headers: {headers:?}");
-                        }
-                        let target = routes.find(&uri).clone();
-                        let sink = stream_id.map(|id| streams.body_sink(id));
-                        let upload = stream_id.filter(|_| body_streamed).map(|id| streams.upload(id));
-                        tokio::spawn(async move {
-                            let (m, u) = (method.clone(), uri.clone());
-                            let relayed = Relayed { request_id, method, uri, headers, body, upload };
-                            let outcome = match &target {
-                                Target::Http(authority) | Target::Ws(authority) => local.serve(relayed, authority, sink).await,
-                                Target::MqttTcp(addr) => local.refuse(
-                                    relayed,
-                                    ErrorCode::InvalidRequest,
-                                    format!("this path is bridged to the MQTT broker at {addr}: open a WebSocket (subprotocol mqtt) instead"),
-                                ),
-                            };
-                            println!("{}", console::request_line(SystemTime::now(), &m, &u, outcome.status, outcome.elapsed));
-                            if let Some((i, request_id)) = tap {
-                                i.done(&request_id, &outcome);
+                        let body = match decode_body(&body) {
+                            Ok(body) => Bytes::from(body),
+                            Err(e) => {
+                                let refused = Message::Error { request_id: Some(request_id), code: ErrorCode::InvalidRequest, message: e.to_string() };
+                                let _ = answers_tx.send(Out::Frame(WsMessage::text(refused.encode())));
+                                continue;
                             }
-                            if let Some(detail) = outcome.detail.filter(|_| verbose) {
-                                println!("  {detail}");
-                            }
-                            if let Some(message) = outcome.message {
-                                let _ = answers.send(Out::Frame(WsMessage::text(message.encode())));
-                            }
-                            if let Some(id) = stream_id {
-                                let _ = answers.send(Out::Ended(id));
-                            }
-                        });
+                        };
+                        let relayed = Relayed { request_id, method, uri, headers, body, upload: None };
+                        start_request(ctx, &mut streams, &answers_tx, relayed, stream_id, body_streamed);
                     }
                     Ok(Message::Ping) => {
                         if sink.send(WsMessage::text(Message::Pong.encode())).await.is_err() {
@@ -439,20 +566,35 @@ where
                     Err(e) => eprintln!("Ignored a bad frame from the edge: {e}"),
                 }
             }
-            Some(out) = answers.recv() => match out {
-                Out::Frame(frame) => {
+            Some(out) = answers.recv() => {
+                let mut next = Some(out);
+                while let Some(out) = next.take() {
+                    let frame = match out {
+                        // v3: binary frames queued together leave as one batch.
+                        Out::Frame(WsMessage::Binary(first)) if binary => {
+                            let (batch, after) = gather(&mut answers, first);
+                            next = after;
+                            WsMessage::binary(batch)
+                        }
+                        Out::Frame(frame) => frame,
+                        Out::Consumed(id, bytes) => {
+                            streams.consumed(id, bytes);
+                            WsMessage::text(Message::Window { stream_id: id, bytes }.encode())
+                        }
+                        Out::Ended(id) => {
+                            if let Some(i) = inspector {
+                                i.stream_ended(id);
+                            }
+                            streams.ended(id);
+                            continue;
+                        }
+                    };
                     if let Some(i) = inspector {
                         i.to_edge(&frame);
                     }
                     if let Err(e) = sink.send(frame).await {
                         return End::Lost(format!("sending to the edge failed: {e}"));
                     }
-                }
-                Out::Ended(id) => {
-                    if let Some(i) = inspector {
-                        i.stream_ended(id);
-                    }
-                    streams.ended(id)
                 }
             },
             _ = heartbeat.tick() => {
@@ -476,5 +618,56 @@ where
                 return End::Stopped;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tunnel_proto::heads::unbatch;
+
+    #[test]
+    fn frames_queued_together_leave_as_one_batch_in_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let frame = |id: u32, text: &str| Frame::ws_message(id, true, text.as_bytes()).encode();
+        for (id, text) in [(2, "b"), (3, "c")] {
+            tx.send(Out::Frame(WsMessage::binary(frame(id, text))))
+                .unwrap();
+        }
+        tx.send(Out::Ended(9)).unwrap();
+        tx.send(Out::Frame(WsMessage::binary(frame(4, "d"))))
+            .unwrap();
+        let (batch, after) = gather(&mut rx, Bytes::from(frame(1, "a")));
+        let batch = Frame::decode(&batch).unwrap();
+        assert_eq!(batch.kind, FrameKind::Batch);
+        let inner: Vec<_> = unbatch(&batch)
+            .map(|f| {
+                let f = f.unwrap();
+                (f.stream_id, f.payload.to_vec())
+            })
+            .collect();
+        assert_eq!(
+            inner,
+            [(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"c".to_vec())]
+        );
+        assert!(matches!(after, Some(Out::Ended(9))), "the order is kept");
+        // Alone in the queue: the frame leaves as itself, not as a batch.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
+        drop(tx);
+        let (single, after) = gather(&mut rx, Bytes::from(frame(6, "f")));
+        assert_eq!(single, frame(6, "f"));
+        assert!(after.is_none());
+    }
+
+    #[test]
+    fn a_batch_stays_under_its_bound() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let big = Frame::body(1, 0, &vec![0u8; heads::MAX_BATCH / 2]).encode();
+        for _ in 0..3 {
+            tx.send(Out::Frame(WsMessage::binary(big.clone()))).unwrap();
+        }
+        let (batch, after) = gather(&mut rx, Bytes::from(big.clone()));
+        assert!(batch.len() <= heads::MAX_BATCH);
+        assert!(matches!(after, Some(Out::Frame(_))), "the rest waits");
     }
 }

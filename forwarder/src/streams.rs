@@ -10,7 +10,7 @@
 //! stream closed with 1013 instead of making the forwarder buffer without
 //! bound.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tunnel_proto::stream::{WsData, INVALID_TEXT_CODE};
+use tunnel_proto::table::{Chunk, Part, PartKind, Refusal, Slots, StreamTable, MAX_STREAMS};
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::{Headers, Message};
 
@@ -47,6 +48,9 @@ pub enum Out {
     Frame(WsMessage),
     /// Stream `id` ended: forget it.
     Ended(u32),
+    /// The local service took this many bytes of stream `id`'s request
+    /// body: the receive window reopens and the edge gets a `window`.
+    Consumed(u32, u32),
 }
 
 /// Input of one stream task.
@@ -67,17 +71,29 @@ impl Cost for Input {
     }
 }
 
+/// What `ttf` keeps per stream in its [`StreamTable`].
+struct ForwarderSlots;
+
+impl Slots for ForwarderSlots {
+    /// The edge opens streams; this side never waits for an open.
+    type Open = Infallible;
+    /// Window updates of a streamed answer body.
+    type Grants = mpsc::UnboundedSender<u32>;
+    /// A streamed request body being received.
+    type Body = mpsc::UnboundedSender<Result<Bytes, String>>;
+    /// The queue of a relayed WebSocket's task.
+    type Input = QueueTx<Input>;
+}
+
 /// The open streams of one control-socket session.
 pub struct Streams {
-    inputs: HashMap<u32, QueueTx<Input>>,
-    /// Window updates of streamed answer bodies.
-    credits: HashMap<u32, mpsc::UnboundedSender<u32>>,
-    /// Streamed request bodies being received.
-    uploads: HashMap<u32, mpsc::UnboundedSender<Result<Bytes, String>>>,
+    table: StreamTable<ForwarderSlots>,
     out: mpsc::UnboundedSender<Out>,
     timeout: Duration,
     /// Bytes that may wait in one stream's queue.
     queue_bytes: usize,
+    /// v3 was agreed: answer heads go in binary frames.
+    binary: bool,
 }
 
 /// A control message as a text frame for the edge.
@@ -95,15 +111,21 @@ fn close_frame(code: u16, reason: &str) -> WsMessage {
 
 impl Streams {
     /// Streams whose tasks report on `out`; `timeout` bounds connecting,
-    /// `queue_bytes` what may wait for one slow local side.
-    pub fn new(out: mpsc::UnboundedSender<Out>, timeout: Duration, queue_bytes: usize) -> Self {
+    /// `queue_bytes` what may wait for one slow local side; `binary`: the
+    /// edge agreed to v3 (binary heads).
+    pub fn new(
+        out: mpsc::UnboundedSender<Out>,
+        timeout: Duration,
+        queue_bytes: usize,
+        binary: bool,
+    ) -> Self {
         Self {
-            inputs: HashMap::new(),
-            credits: HashMap::new(),
-            uploads: HashMap::new(),
+            // The edge picks the ids; this side only validates them.
+            table: StreamTable::new(0, MAX_STREAMS),
             out,
             timeout,
             queue_bytes,
+            binary,
         }
     }
 
@@ -117,8 +139,19 @@ impl Streams {
         target: &Target,
     ) {
         let (tx, rx) = stream_queue::queue(self.queue_bytes);
-        if self.inputs.insert(id, tx).is_some() {
-            eprintln!("The edge reused stream id {id}; the older stream is dropped");
+        if let Err(refusal) = self.table.insert(id, Part::Input(tx)) {
+            eprintln!("Refused a WebSocket stream from the edge: {refusal}");
+            let status = if matches!(refusal, Refusal::Full(_)) {
+                503
+            } else {
+                502
+            };
+            let _ = self.out.send(control(Message::WsRefused {
+                stream_id: id,
+                status,
+                message: refusal.to_string(),
+            }));
+            return;
         }
         let out = self.out.clone();
         let timeout = self.timeout;
@@ -143,25 +176,22 @@ impl Streams {
     /// chunk of a request body.
     pub fn deliver(&mut self, frame: Frame<'_>) {
         if frame.kind == FrameKind::Body {
-            if frame.is_abort() {
-                // Nobody reads the answer any more: its body task stops.
-                self.credits.remove(&frame.stream_id);
-            }
-            let Some(tx) = self.uploads.get(&frame.stream_id) else {
-                return;
-            };
-            let sent = if frame.is_abort() {
-                tx.send(Err("the edge aborted the request body".into()))
-                    .is_ok()
-            } else {
-                frame.payload.is_empty()
-                    || tx.send(Ok(Bytes::copy_from_slice(frame.payload))).is_ok()
-            };
-            // END, ABORT or a dropped body: no more chunks for this request.
-            if !sent || frame.is_end() || frame.is_abort() {
-                self.uploads.remove(&frame.stream_id);
-            }
+            // An ABORT also stops the answer's body task (nobody reads it);
+            // the edge cancels nothing it did not start, so a cancel
+            // verdict needs no answer from this side.
+            let abort = frame.is_abort();
+            self.table.on_body(&frame, |tx, chunk| {
+                let chunk = match chunk {
+                    Chunk::Data(bytes) => Ok(Bytes::copy_from_slice(bytes)),
+                    Chunk::Failed(_) if abort => Err("the edge aborted the request body".into()),
+                    Chunk::Failed(reason) => Err(reason),
+                };
+                tx.send(chunk).is_ok()
+            });
             return;
+        }
+        if frame.kind != FrameKind::WsMessage {
+            return; // Heads and batches are the session's (relay.rs).
         }
         let message = match WsData::from_frame(&frame) {
             Ok(WsData::Text(t)) => WsMessage::text(t),
@@ -181,42 +211,54 @@ impl Streams {
 
     /// Stream `id`'s task ended.
     pub fn ended(&mut self, id: u32) {
-        self.inputs.remove(&id);
-        self.credits.remove(&id);
-        self.uploads.remove(&id);
+        self.table.close(id);
     }
 
-    /// The request body of stream `id`, fed by body frames.
-    pub fn upload(&mut self, id: u32) -> Upload {
-        let (tx, chunks) = mpsc::unbounded_channel();
-        self.uploads.insert(id, tx);
-        Upload {
-            stream_id: id,
-            chunks,
-            out: self.out.clone(),
-        }
-    }
-
-    /// Where the answer body of the request on stream `id` may stream.
-    pub fn body_sink(&mut self, id: u32) -> BodySink {
+    /// The streams of a v2 request on stream `id`: where its answer body
+    /// may stream, and (`upload`) its request body, fed by body frames.
+    pub fn request(
+        &mut self,
+        id: u32,
+        upload: bool,
+    ) -> Result<(BodySink, Option<Upload>), Refusal> {
         let (tx, credits) = mpsc::unbounded_channel();
-        self.credits.insert(id, tx);
-        BodySink {
+        self.table.insert(id, Part::Grants(tx))?;
+        let sink = BodySink {
             stream_id: id,
             out: self.out.clone(),
             credits,
+            binary: self.binary,
+        };
+        if !upload {
+            return Ok((sink, None));
         }
+        let (tx, chunks) = mpsc::unbounded_channel();
+        if let Err(refusal) = self.table.insert(id, Part::Body(tx)) {
+            self.table.detach(id, PartKind::Grants);
+            return Err(refusal);
+        }
+        let upload = Upload {
+            stream_id: id,
+            chunks,
+            out: self.out.clone(),
+        };
+        Ok((sink, Some(upload)))
     }
 
     /// The edge acknowledged `bytes` of stream `id`'s body.
     pub fn window(&mut self, id: u32, bytes: u32) {
-        if let Some(tx) = self.credits.get(&id) {
+        if let Some(tx) = self.table.grants(id) {
             let _ = tx.send(bytes);
         }
     }
 
+    /// The local service took `bytes` of stream `id`'s request body.
+    pub fn consumed(&mut self, id: u32, bytes: u32) {
+        self.table.consumed(id, bytes as usize);
+    }
+
     fn send(&mut self, id: u32, input: Input) {
-        let Some(tx) = self.inputs.get(&id) else {
+        let Some(tx) = self.table.input(id) else {
             return; // Ended already: late messages are dropped.
         };
         match tx.try_send(input) {
@@ -227,7 +269,7 @@ impl Streams {
                 &format!("the local side reads too slowly: {behind} bytes waiting"),
             ),
             Err(Refused::Closed) => {
-                self.inputs.remove(&id);
+                self.table.detach(id, PartKind::Input);
             }
         }
     }
@@ -235,7 +277,7 @@ impl Streams {
     /// Give up stream `id`: the public side gets `code`, the local side
     /// sees its queue end (1001).
     fn fail(&mut self, id: u32, code: u16, reason: &str) {
-        self.inputs.remove(&id);
+        self.table.detach(id, PartKind::Input);
         let _ = self.out.send(control(Message::WsClose {
             stream_id: id,
             code,

@@ -8,7 +8,7 @@
 //! | entry | decoder | fed by |
 //! |---|---|---|
 //! | [`v1_frame`] | `tunnel_proto::Message::decode`, `inflight::salvage`, `public_answer` | control-socket text frames (both ways) |
-//! | [`v2_frame`] | `tunnel_proto::v2::Frame::decode`, resume tokens | control-socket binary frames, `x-tunnel-resume` |
+//! | [`v2_frame`] | `tunnel_proto::v2::Frame::decode`, v3 heads and batches (`tunnel_proto::heads`), resume tokens | control-socket binary frames, `x-tunnel-resume` |
 //! | [`headers_and_token`] | header filtering, `jwt_auth::token_from`, `AuthConfig::verify`, edge policies (`policy::Enforcer`, flag parsers) | public and upgrade request headers, bodies of webhook requests |
 //! | [`names_and_routes`] | `route::route`, `names::parse_name` / `check_allowed` | `Host`, path, `x-tunnel-name`, token claims |
 //! | [`rewrite`] | `rewrite::rewrite` (HTML/CSS/JS), `rewrite_location` | local service answers |
@@ -48,6 +48,12 @@ pub fn v1_frame(data: &[u8]) {
 pub fn v2_frame(data: &[u8]) {
     if let Ok(frame) = Frame::decode(data) {
         assert_eq!(frame.encode(), data, "frames re-encode to their bytes");
+        // v3 payloads: heads and batches (issue 17).
+        let _ = tunnel_proto::heads::RequestHead::decode(&frame);
+        let _ = tunnel_proto::heads::ResponseHead::decode(&frame);
+        for inner in tunnel_proto::heads::unbatch(&frame).map_while(Result::ok) {
+            let _ = tunnel_proto::heads::ResponseHead::decode(&inner);
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Some(id) = v2::resume_token_id(text) {

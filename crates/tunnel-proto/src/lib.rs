@@ -21,12 +21,14 @@
 )]
 
 pub mod headers;
+pub mod heads;
 pub mod inflight;
 pub mod names;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
 pub mod stream;
+pub mod table;
 pub mod v1;
 pub mod v2;
 

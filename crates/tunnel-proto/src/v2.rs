@@ -6,7 +6,8 @@
 //! payloads travel in binary frames with this fixed 6-byte header:
 //!
 //! ```text
-//! byte 0     kind   1 = WebSocket message, 2 = body chunk (see FrameKind)
+//! byte 0     kind   1 = WebSocket message, 2 = body chunk; v3 (see
+//!                   `crate::heads`): 3 = batch, 4 = request, 5 = response
 //! byte 1     flags  bit 0 (0x01) TEXT: the message is a text message
 //!                   bit 1 (0x02) END: last chunk of a body
 //!                   bit 2 (0x04) ABORT: the body failed, or (edge to forwarder,
@@ -47,6 +48,13 @@ pub enum FrameKind {
     WsMessage = 1,
     /// A chunk of a streamed body.
     Body = 2,
+    /// v3: several frames in one message ([`crate::heads::unbatch`]).
+    Batch = 3,
+    /// v3: a relayed request's head and body ([`crate::heads::RequestHead`]).
+    Request = 4,
+    /// v3: an answer's head and first body bytes
+    /// ([`crate::heads::ResponseHead`]).
+    Response = 5,
 }
 
 /// One decoded binary frame, borrowing its payload.
@@ -128,6 +136,9 @@ impl<'a> Frame<'a> {
         let kind = match kind {
             1 => FrameKind::WsMessage,
             2 => FrameKind::Body,
+            3 => FrameKind::Batch,
+            4 => FrameKind::Request,
+            5 => FrameKind::Response,
             other => return Err(FrameError::UnknownKind(other)),
         };
         Ok(Frame {
@@ -154,7 +165,7 @@ impl Unacked {
         self.0 = self.0.saturating_add(n as u64);
         if self.0 > u64::from(WINDOW) {
             Err(format!(
-                "the forwarder sent {} body bytes beyond what the edge acknowledged (window {WINDOW}); stream dropped",
+                "the peer sent {} body bytes beyond what this side acknowledged (window {WINDOW}); stream dropped",
                 self.0
             ))
         } else {
@@ -166,11 +177,20 @@ impl Unacked {
     pub fn consumed(&mut self, n: usize) {
         self.0 = self.0.saturating_sub(n as u64);
     }
+
+    /// Bytes received and not consumed yet.
+    pub fn get(&self) -> u64 {
+        self.0
+    }
 }
 
-/// Whether a forwarder's `ready` version asks for v2.
+/// The version the edge answers a forwarder's `ready` version with: none
+/// (v1) below 2, else the highest both speak (v3: binary heads and
+/// batches, [`crate::heads`]).
 pub fn negotiate(requested: Option<u32>) -> Option<u32> {
-    requested.filter(|v| *v >= VERSION).map(|_| VERSION)
+    requested
+        .filter(|v| *v >= VERSION)
+        .map(|v| v.min(crate::heads::VERSION))
 }
 
 /// Header by which a reconnecting forwarder presents its resume token on
@@ -340,6 +360,10 @@ mod tests {
     fn bad_frames_are_clear_errors() {
         assert_eq!(Frame::decode(&[1, 0, 0]), Err(FrameError::Short(3)));
         let e = Frame::decode(&[9, 0, 0, 0, 0, 1]).unwrap_err();
+        assert_eq!(
+            Frame::decode(&[6, 0, 0, 0, 0, 1]),
+            Err(FrameError::UnknownKind(6))
+        );
         assert_eq!(e, FrameError::UnknownKind(9));
         assert!(e.to_string().contains("unknown binary tunnel frame kind 9"));
     }
@@ -349,7 +373,8 @@ mod tests {
         assert_eq!(negotiate(None), None);
         assert_eq!(negotiate(Some(1)), None);
         assert_eq!(negotiate(Some(2)), Some(2));
-        assert_eq!(negotiate(Some(7)), Some(2));
+        assert_eq!(negotiate(Some(3)), Some(3));
+        assert_eq!(negotiate(Some(7)), Some(3));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tunnel_proto::heads::{unbatch, RequestHead, ResponseHead};
 use tunnel_proto::v1::decode_body;
 use tunnel_proto::v2::{Frame, FrameKind};
 use tunnel_proto::Message;
@@ -113,9 +114,27 @@ impl Inspector {
         }
     }
 
-    /// A binary frame from the edge.
+    /// A relayed request in a binary frame (v3).
+    pub fn binary_request(&self, head: &RequestHead, stream_id: u32, body: &[u8]) {
+        let now = now_ms();
+        self.update(|s| {
+            s.request(
+                now,
+                &head.request_id,
+                Some(stream_id),
+                &head.method,
+                &head.uri,
+                &head.headers,
+                body,
+                None,
+            )
+        });
+    }
+
+    /// A binary frame from the edge (requests: [`Self::binary_request`]).
     pub fn edge_binary(&self, frame: &Frame<'_>) {
         match frame.kind {
+            FrameKind::Batch | FrameKind::Request | FrameKind::Response => {}
             FrameKind::Body => self.update(|s| s.request_chunk(frame.stream_id, frame.payload)),
             FrameKind::WsMessage => self.update(|s| {
                 s.ws_message(
@@ -171,22 +190,42 @@ impl Inspector {
                 let Ok(frame) = Frame::decode(bytes) else {
                     return;
                 };
-                match frame.kind {
-                    FrameKind::Body => {
-                        self.update(|s| s.response_chunk(frame.stream_id, frame.payload))
+                if frame.kind == FrameKind::Batch {
+                    for inner in unbatch(&frame).map_while(Result::ok) {
+                        self.frame_to_edge(&inner);
                     }
-                    FrameKind::WsMessage => self.update(|s| {
-                        s.ws_message(
-                            now_ms(),
-                            frame.stream_id,
-                            Dir::Out,
-                            frame.is_text(),
-                            frame.payload,
-                        )
-                    }),
+                } else {
+                    self.frame_to_edge(&frame);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// One binary frame `ttf` sends to the edge.
+    fn frame_to_edge(&self, frame: &Frame<'_>) {
+        match frame.kind {
+            FrameKind::Response => {
+                if let Ok((head, body)) = ResponseHead::decode(frame) {
+                    self.update(|s| {
+                        s.response_head_on(frame.stream_id, head.status, &head.headers);
+                        if !body.is_empty() {
+                            s.response_chunk(frame.stream_id, body);
+                        }
+                    });
+                }
+            }
+            FrameKind::Batch | FrameKind::Request => {}
+            FrameKind::Body => self.update(|s| s.response_chunk(frame.stream_id, frame.payload)),
+            FrameKind::WsMessage => self.update(|s| {
+                s.ws_message(
+                    now_ms(),
+                    frame.stream_id,
+                    Dir::Out,
+                    frame.is_text(),
+                    frame.payload,
+                )
+            }),
         }
     }
 

@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tunnel_proto::v1::{decode_body, encode_body};
+use tunnel_proto::v1::decode_body;
 use tunnel_proto::Headers;
 
 use super::export;
@@ -269,7 +269,7 @@ async fn replay(
         method,
         uri,
         headers,
-        body: encode_body(&body),
+        body: body.into(),
         upload: None,
     };
     let outcome = ctx.local.serve(relayed, &authority, None).await;
