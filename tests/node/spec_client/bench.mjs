@@ -31,7 +31,12 @@ INSERT INTO public_bench_rows (device_id, value, ts)
   WHERE NOT EXISTS (SELECT 1 FROM public_bench_rows);
 `);
 const mqttPort = await freePort();
-const server = startServer({ dbFile: join(dir, 'bench.db'), mqttPort, wsPort: await freePort(), extra: ['--schema', seed] });
+// The publisher and the in-page MQTT.js probe (no username) use the live queries'
+// notify topics, which the built-in ACL keeps to their own clients: allow them here.
+const acl = join(dir, 'acl');
+writeFileSync(acl, ['bench-live', 'bench-relayed'].map((c) => `topic write spec/${c}/notify/+\n`).join('')
+  + 'topic read spec/bench-live/notify/+\n');
+const server = startServer({ dbFile: join(dir, 'bench.db'), mqttPort, wsPort: await freePort(), extra: ['--schema', seed, '--acl-file', acl] });
 let web, browser;
 try {
   await server.ready;
