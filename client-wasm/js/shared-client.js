@@ -43,7 +43,7 @@ export class SharedSpecClient {
   #lives = new Map();
   #subs = new Map();
   #listeners = new Map();
-  #ended = false;
+  #ended = null; // the error every call rejects with once the client is ended or failed
   /** True while the shared connection is up. */
   connected = false;
   /** The shared connection's MQTT client id. */
@@ -152,7 +152,7 @@ export class SharedSpecClient {
   }
 
   #call(message) {
-    if (this.#ended) return Promise.reject(specError({ code: 'closed', message: 'the client was ended' }));
+    if (this.#ended) return Promise.reject(this.#ended);
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
@@ -161,7 +161,7 @@ export class SharedSpecClient {
   }
 
   #fail(error) {
-    this.#ended = true;
+    this.#ended ??= error;
     this.connected = false;
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();

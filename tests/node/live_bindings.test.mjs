@@ -261,3 +261,17 @@ test('shared: connection events reach every tab; subscribe (callback and for awa
     await relay.stop();
   }
 });
+
+test('shared: a SharedWorker script that cannot load rejects connect with worker_failed, naming the file', async () => {
+  const context = await browser.newContext();
+  await context.route('**/shared-worker.js', (route) => route.fulfill({ status: 404, body: 'not here' }));
+  try {
+    const { page } = await newPage(context);
+    const error = await page.evaluate((url) => window.live.connect(url, { shared: true, clientId: 'no-worker' })
+      .then(() => null, (e) => ({ name: e.name, code: e.code, message: e.message })), server.wsUrl);
+    assert.equal(error?.code, 'worker_failed', JSON.stringify(error));
+    assert.match(error.message, /shared-worker\.js/);
+  } finally {
+    await context.close();
+  }
+});
