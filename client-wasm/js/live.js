@@ -30,9 +30,13 @@ export async function connect(url, options = {}) {
   if (shared && typeof SharedWorker === 'function') {
     return SharedSpecClient.connect(url, withoutFunctions(rest));
   }
-  await init();
+  await loaded();
   return SpecClient.connect(url, rest);
 }
+
+// One load of the wasm module however many connects start at once (tried again after a failure).
+let loading = null;
+const loaded = () => (loading ??= init().catch((e) => { loading = null; throw e; }));
 
 /** Snapshot before a client exists or before the first rows. */
 export const CONNECTING = Object.freeze({ rows: Object.freeze([]), status: 'connecting', error: null });

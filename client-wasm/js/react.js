@@ -15,7 +15,7 @@
 // useLiveQuery keeps one live store per entity and options (compared by value,
 // so an inline options object does not restart the query).
 
-import { createContext, createElement, useContext, useEffect, useMemo, useState, useSyncExternalStore } from 'react';
+import { createContext, createElement, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import { CONNECTING, connect, liveStore, stableKey } from './live.js';
 
 const SpecContext = createContext(null);
@@ -93,8 +93,14 @@ export function useLiveQuery(entity, options) {
   if (!context) throw new Error('useLiveQuery needs a <SpecProvider> above it');
   const { client, error } = context;
   const key = stableKey([entity, options ?? {}]);
-  // eslint-disable-next-line react-hooks/exhaustive-deps
-  const store = useMemo(() => (client ? liveStore(client, entity, options ?? {}) : null), [client, key]);
+  // The key leaves functions out: the store calls the latest render's onError.
+  const onError = useRef(options?.onError);
+  onError.current = options?.onError;
+  const store = useMemo(
+    () => (client ? liveStore(client, entity, { ...options, onError: (e) => onError.current?.(e) }) : null),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [client, key],
+  );
   const snapshot = useSyncExternalStore(
     store ? store.subscribe : noSubscribe,
     store ? store.getSnapshot : () => CONNECTING,

@@ -9,14 +9,14 @@
 //     live {id, lid, entity, options}; closeLive {lid};
 //     subscribe {id, sid, entity, options}; unsubscribe {id, sid}; bye
 //   worker -> tab: ok {id, value}; err {id, error}; event {name, arg};
-//     change {lid, rows, change}; liveError {lid, error}; note {sid, n}
+//     change {lid, rows, change}; liveError {lid, error}; note {sid, n}; subError {sid, error}
 // A tab holds the Web Lock `lock` while it lives; the worker asks for the same
 // lock and, once granted (the tab closed or crashed), forgets the tab's live
 // queries and subscriptions, and ends the connection after the last tab.
 
 import { withoutFunctions } from './stable-key.js';
 
-/** Notifications a subscription without a callback keeps until iterated (oldest dropped past it). */
+/** Notifications an iterated subscription keeps until taken (newer ones dropped past it). */
 const QUEUE_LIMIT = 10_000;
 
 /** An Error like SpecClient's rejections: name SpecError, the server's code. */
@@ -24,15 +24,13 @@ export function specError({ name = 'SpecError', code = 'closed', message = '' } 
   return Object.assign(new Error(message), { name, code });
 }
 
-/** Holds a Web Lock until the page goes away; resolves with its name once held. */
+/** Holds a Web Lock until `release()` or until the page goes away; resolves with
+ * `{ name, release }` once held (name null where Web Locks are missing). */
 function holdTabLock() {
-  if (!globalThis.navigator?.locks) return Promise.resolve(null);
+  if (!globalThis.navigator?.locks) return Promise.resolve({ name: null, release() {} });
   const name = `mqttspec-wasm tab ${crypto.randomUUID()}`;
   return new Promise((held) => {
-    navigator.locks.request(name, () => {
-      held(name);
-      return new Promise(() => {}); // released when the page is gone
-    });
+    navigator.locks.request(name, () => new Promise((release) => held({ name, release })));
   });
 }
 
@@ -44,6 +42,8 @@ export class SharedSpecClient {
   #subs = new Map();
   #listeners = new Map();
   #ended = null; // the error every call rejects with once the client is ended or failed
+  #lock = null;
+  #onPageHide = (e) => { if (!e.persisted) this.end(); };
   /** True while the shared connection is up. */
   connected = false;
   /** The shared connection's MQTT client id. */
@@ -56,11 +56,16 @@ export class SharedSpecClient {
     const name = `mqttspec-wasm ${JSON.stringify([url, options])}`;
     const worker = new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name });
     const client = new SharedSpecClient(worker);
-    const lock = await holdTabLock();
-    const hello = await client.#call({ t: 'hello', url, options, lock });
-    client.connected = hello.connected;
-    client.clientId = hello.clientId;
-    globalThis.addEventListener?.('pagehide', (e) => { if (!e.persisted) client.end(); });
+    client.#lock = await holdTabLock();
+    try {
+      const hello = await client.#call({ t: 'hello', url, options, lock: client.#lock.name });
+      client.connected = hello.connected;
+      client.clientId = hello.clientId;
+    } catch (e) {
+      await client.end();
+      throw e;
+    }
+    globalThis.addEventListener?.('pagehide', client.#onPageHide);
     return client;
   }
 
@@ -90,7 +95,8 @@ export class SharedSpecClient {
     const sid = ++this.#next;
     const queue = [];
     const waiters = [];
-    const entry = { onNotification, queue, waiters };
+    // Notifications are queued for `for await` only once iteration has started (as SpecClient does).
+    const entry = { onNotification, onError: options?.onError, queue, waiters, iterating: false };
     this.#subs.set(sid, entry);
     let value;
     try {
@@ -100,15 +106,20 @@ export class SharedSpecClient {
       throw e;
     }
     const unsubscribe = async () => {
-      if (!this.#subs.delete(sid)) return;
+      if (!this.#subs.delete(sid) || this.#ended) return;
       for (const w of waiters.splice(0)) w({ done: true, value: undefined });
       await this.#call({ t: 'unsubscribe', sid });
     };
     return {
+      /** The server's id when subscribed (a SpecClient's changes after a reconnect; this one keeps the first). */
       subscriptionId: value.subscriptionId,
       unsubscribe,
-      next: () => (queue.length ? Promise.resolve({ done: false, value: queue.shift() })
-        : this.#subs.has(sid) ? new Promise((r) => waiters.push(r)) : Promise.resolve({ done: true, value: undefined })),
+      next: () => {
+        entry.iterating = true;
+        if (queue.length) return Promise.resolve({ done: false, value: queue.shift() });
+        if (!this.#subs.has(sid)) return Promise.resolve({ done: true, value: undefined });
+        return new Promise((r) => waiters.push(r));
+      },
       finish: async () => { await unsubscribe(); return { done: true, value: undefined }; },
       [Symbol.asyncIterator]() { return { next: this.next, return: this.finish }; },
     };
@@ -144,19 +155,27 @@ export class SharedSpecClient {
     this.#port.postMessage({ t: 'bye' });
     this.#fail(specError({ code: 'closed', message: 'the client was ended' }));
     this.#port.close();
+    this.#lock?.release();
+    globalThis.removeEventListener?.('pagehide', this.#onPageHide);
   }
 
   #invoke(method, args) {
     while (args.length && args[args.length - 1] === undefined) args.pop();
-    return this.#call({ t: 'call', method, args });
+    // A plain JSON-like copy: reactive proxies, Dates and functions cannot be posted as they are.
+    return this.#call({ t: 'call', method, args: withoutFunctions(args) });
   }
 
   #call(message) {
     if (this.#ended) return Promise.reject(this.#ended);
     const id = ++this.#next;
     return new Promise((resolve, reject) => {
+      try {
+        this.#port.postMessage({ ...message, id });
+      } catch (e) {
+        reject(specError({ code: 'invalid_argument', message: `cannot send this request to the SharedWorker: ${e.message}` }));
+        return;
+      }
       this.#pending.set(id, { resolve, reject });
-      this.#port.postMessage({ ...message, id });
     });
   }
 
@@ -166,6 +185,8 @@ export class SharedSpecClient {
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();
     for (const { waiters } of this.#subs.values()) for (const w of waiters.splice(0)) w({ done: true, value: undefined });
+    this.#subs.clear();
+    this.#lives.clear();
   }
 
   #emit(name, arg) {
@@ -196,13 +217,16 @@ export class SharedSpecClient {
       case 'liveError':
         this.#lives.get(m.lid)?.onError?.(specError(m.error));
         break;
+      case 'subError':
+        this.#subs.get(m.sid)?.onError?.(specError(m.error));
+        break;
       case 'note': {
         const sub = this.#subs.get(m.sid);
         if (!sub) break;
         sub.onNotification?.(m.n);
         const waiter = sub.waiters.shift();
         if (waiter) waiter({ done: false, value: m.n });
-        else if (!sub.onNotification && sub.queue.push(m.n) > QUEUE_LIMIT) sub.queue.shift();
+        else if (sub.iterating && sub.queue.length < QUEUE_LIMIT) sub.queue.push(m.n);
         break;
       }
     }

@@ -36,8 +36,13 @@ async function hello(port, { url, options, lock }) {
   tabs.set(port, { lives: new Map(), subs: new Map() });
   if (lock && self.navigator?.locks) self.navigator.locks.request(lock, () => leave(port));
   client ??= start(url, options);
-  const c = await client;
-  return { clientId: c.clientId, connected: c.connected };
+  try {
+    const c = await client;
+    return { clientId: c.clientId, connected: c.connected };
+  } catch (e) {
+    forget(port); // the tab gives up (its port stays open for this answer)
+    throw e;
+  }
 }
 
 function toMembers(entry, message) {
@@ -97,7 +102,8 @@ function closeLive(port, { lid }) {
 
 async function subscribe(port, { sid, entity, options }) {
   const c = await client;
-  const handle = c.subscribe(entity, options, (n) => port.postMessage({ t: 'note', sid, n }));
+  const onError = (e) => port.postMessage({ t: 'subError', sid, error: errorData(e) });
+  const handle = c.subscribe(entity, { ...options, onError }, (n) => port.postMessage({ t: 'note', sid, n }));
   tabs.get(port)?.subs.set(sid, handle);
   const h = await handle;
   return { subscriptionId: h.subscriptionId };
@@ -117,14 +123,19 @@ async function call({ method, args }) {
   return c[method](...args);
 }
 
-/** A tab went away: drop its live queries and subscriptions; end the connection after the last tab. */
+/** A tab went away: drop its live queries and subscriptions, close its port. */
 function leave(port) {
+  forget(port);
+  port.close();
+}
+
+/** Drop what a tab held; end the connection after the last tab. */
+function forget(port) {
   const tab = tabs.get(port);
   if (!tab) return;
   for (const lid of [...tab.lives.keys()]) closeLive(port, { lid });
   for (const handle of tab.subs.values()) handle.then((h) => h.unsubscribe()).catch(() => {});
   tabs.delete(port);
-  port.close();
   if (tabs.size === 0 && client) {
     const ending = client;
     client = null;

@@ -275,3 +275,48 @@ test('shared: a SharedWorker script that cannot load rejects connect with worker
     await context.close();
   }
 });
+
+test('shared: a tab whose connect failed leaves nothing behind (the connection ends with the last tab); Dates in writes travel as JSON', async () => {
+  const relay = await startRelay(server.tcpPort);
+  const context = await browser.newContext();
+  try {
+    const { page, errors } = await newPage(context);
+    const options = { clientId: 'shared-retry', shared: true };
+    relay.refuse = true;
+    const failed = await page.evaluate(({ url, options }) => window.live.connect(url, options)
+      .then(() => null, (e) => ({ name: e.name, code: e.code })), { url: relay.url, options });
+    assert.equal(failed?.code, 'CONNECTION_FAILED', JSON.stringify(failed));
+    relay.refuse = false;
+    const row = await page.evaluate(async ({ url, options }) => {
+      window.spec = await window.live.connect(url, options);
+      const { data } = await window.spec.create('public.users',
+        { name: 'dated', email: 'dated@example.com', status: 'active', created_at: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)) });
+      return data;
+    }, { url: relay.url, options });
+    assert.equal(row.created_at, '2026-01-02T03:04:05.000Z');
+    assert.equal(relay.connections, 1);
+    await page.evaluate(() => window.spec.end());
+    await until(() => relay.ws.readyState === relay.ws.CLOSED, 'the shared connection to end after its last tab');
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+    await relay.stop();
+  }
+});
+
+test('connect: two at once load the wasm module once and both clients work', async () => {
+  const context = await browser.newContext();
+  try {
+    const { page, errors } = await newPage(context);
+    const counts = await page.evaluate(async (url) => {
+      const [a, b] = await Promise.all([window.live.connect(url, { clientId: 'twin-a' }), window.live.connect(url, { clientId: 'twin-b' })]);
+      const reads = await Promise.all([a, b].map((c) => c.read('public.users', { options: { limit: 2 } })));
+      await Promise.all([a.end(), b.end()]);
+      return reads.map((r) => r.data.length);
+    }, server.wsUrl);
+    assert.deepEqual(counts, [2, 2]);
+    assert.deepEqual(errors, []);
+  } finally {
+    await context.close();
+  }
+});
