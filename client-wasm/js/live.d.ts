@@ -13,6 +13,8 @@ export interface LiveConnectOptions extends SpecConnectOptions {
 
 /** A subscription of a shared client (same use as SpecClient's SubscriptionHandle). */
 export interface SharedSubscription extends AsyncIterable<Notification> {
+  /** The server's id when subscribed (a shared handle keeps it; the worker's SpecClient
+   * subscribes again under a new id after a reconnect and keeps delivering). */
   readonly subscriptionId: string | undefined;
   unsubscribe(): Promise<void>;
 }
