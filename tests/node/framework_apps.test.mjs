@@ -119,6 +119,8 @@ test('React (Vite build, StrictMode): useLiveQuery shows live rows; writes from 
     await shows(page, 'live', await newestIds());
     await page.fill('#name', 'from-react');
     await page.click('#add');
+    // The form clears once create() resolved: the row is in the database from then on.
+    await page.waitForFunction(() => document.getElementById('name').value === '', null, { timeout: 30_000 });
     const afterPage = await newestIds();
     await shows(page, 'live', afterPage);
     assert.match(await page.textContent('#rows li'), /from-react$/);
