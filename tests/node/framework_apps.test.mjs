@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { root, ensurePackage, freePort, pkgDir, startRelay, launchBrowser } from './mqtt_client/harness.mjs';
-import { binary, rawClient, serveDir, startServer } from './spec_client/harness.mjs';
+import { binary, createUser as createUserBy, rawClient, serveDir, startServer, userIds } from './spec_client/harness.mjs';
 
 const APPS = ['react', 'svelte', 'vue'];
 const QUERY = { sort: [{ column: 'id', direction: 'desc' }], limit: 5 };
@@ -82,19 +82,9 @@ test('TypeScript (strict, ES2022 libs, no skipLibCheck) type-checks an app using
   execFileSync('npx', ['tsc', '-p', '.'], { cwd: join(root, 'tests/vite-apps/react'), stdio: 'inherit' });
 });
 
-/** Ids of the newest five users, read by the independent client. */
-async function newestIds() {
-  const r = await writer.request({ operation: 'read', schema: 'public', entity: 'users', options: QUERY });
-  assert.equal(r.success, true, JSON.stringify(r));
-  return r.data.map((row) => String(row.id));
-}
-
-async function createUser(name) {
-  const r = await writer.request({ operation: 'create', schema: 'public', entity: 'users',
-    data: { name, email: `${name}@example.com`, status: 'active' } });
-  assert.equal(r.success, true, JSON.stringify(r));
-  return String(r.data.id);
-}
+/** Ids of the newest five users (as the pages' data-id text), read by the independent client. */
+const newestIds = async () => (await userIds(writer, QUERY)).map(String);
+const createUser = (name) => createUserBy(writer, name);
 
 async function open(context, app, params) {
   const page = await context.newPage();

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, freePort, pkgDir, startRelay, startStatic, launchBrowser } from './mqtt_client/harness.mjs';
-import { binary, rawClient, startServer } from './spec_client/harness.mjs';
+import { binary, createUser as createUserBy, rawClient, startServer, userIds } from './spec_client/harness.mjs';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>live bindings test</title>
 <script type="module">
@@ -55,18 +55,8 @@ async function newPage(context) {
 }
 
 /** Ids of the newest three users, read by the independent client. */
-async function newestIds() {
-  const r = await writer.request({ operation: 'read', schema: 'public', entity: 'users', options: QUERY });
-  assert.equal(r.success, true, JSON.stringify(r));
-  return r.data.map((row) => row.id);
-}
-
-async function createUser(name) {
-  const r = await writer.request({ operation: 'create', schema: 'public', entity: 'users',
-    data: { name, email: `${name}@example.com`, status: 'active' } });
-  assert.equal(r.success, true, JSON.stringify(r));
-  return r.data.id;
-}
+const newestIds = () => userIds(writer, QUERY);
+const createUser = (name) => createUserBy(writer, name);
 
 /** Opens a store on the page (window.store) that records every snapshot it is given. */
 async function openStore(page, url, options, query = QUERY) {
@@ -233,7 +223,7 @@ test('shared: connection events reach every tab; subscribe (callback and for awa
       window.sub = await window.spec.subscribe('public.users', { filters: [{ column: 'status', operator: 'eq', value: 'active' }] },
         (n) => window.notes.push(n.operation));
     });
-    const id = Number(await createUser('shared-ops-row'));
+    const id = await createUser('shared-ops-row');
     assert.deepEqual(await a.page.evaluate(() => window.firstNote), { operation: 'create', name: 'shared-ops-row' });
     await b.page.waitForFunction(() => window.notes.includes('create'));
 

@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, pkgDir, root } from '../mqtt_client/harness.mjs';
-import { binary, serveDir } from '../spec_client/harness.mjs';
+import { binary, readyLine, serveDir } from '../spec_client/harness.mjs';
 
 /** Kill `proc`'s process group when this process exits. */
 function reap(proc) {
@@ -22,25 +22,15 @@ export async function startSpecServer(args) {
   const proc = spawn(binary, ['--mqtt-listen', '127.0.0.1:0', '--ws-listen', '127.0.0.1:0', ...args],
     { env: { ...process.env, RUST_LOG: 'info,rmqtt=error' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const kill = reap(proc);
-  let log = '';
-  const line = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
-    const onData = (chunk) => {
-      log += chunk;
-      const ready = log.split('\n').find((l) => l.includes('mqttspec-server ready'));
-      if (ready) { clearTimeout(timer); resolve(ready); }
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${log}`)); });
-  });
+  const started = readyLine(proc);
+  const line = await started.line;
   // eslint-disable-next-line no-control-regex
   const plain = line.replace(/\x1b\[[0-9;]*m/g, '');
   const port = (name) => Number(new RegExp(`${name}=Some\\([\\d.]+:(\\d+)\\)`).exec(plain)?.[1]);
   return {
     wsUrl: `ws://127.0.0.1:${port('ws')}/mqtt`,
     mqttUrl: `mqtt://127.0.0.1:${port('mqtt')}`,
-    log: () => log,
+    log: started.log,
     stop() { kill(); return new Promise((r) => (proc.exitCode !== null || proc.signalCode ? r() : proc.once('exit', r))); },
   };
 }

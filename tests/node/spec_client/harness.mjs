@@ -11,27 +11,36 @@ import { root, pkgDir, startStatic } from '../mqtt_client/harness.mjs';
 /** The server binary: `cargo build`'s debug one unless SPEC_SERVER_PROFILE=release. */
 export const binary = join(process.env.CARGO_TARGET_DIR || join(root, 'target'), process.env.SPEC_SERVER_PROFILE ?? 'debug', 'mqttspec-server');
 
+/** Collects what a starting mqttspec-server `proc` prints: `line` resolves with its
+ * "mqttspec-server ready" line (rejects if it exits first or takes over 60 s); `log()` is
+ * all it printed so far. */
+export function readyLine(proc) {
+  let log = '';
+  const line = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
+    const onData = (chunk) => {
+      log += chunk;
+      const ready = log.split('\n').find((l) => l.includes('mqttspec-server ready'));
+      if (ready) { clearTimeout(timer); resolve(ready); }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${log}`)); });
+  });
+  return { line, log: () => log };
+}
+
 /** mqttspec-server --demo on fixed ports (so a restart keeps the URL) and a SQLite file. */
 export function startServer({ dbFile, mqttPort, wsPort, extra = [] }) {
   const proc = spawn(binary, [
     '--demo', '--database', `sqlite:${dbFile}`,
     '--mqtt-listen', `127.0.0.1:${mqttPort}`, '--ws-listen', `127.0.0.1:${wsPort}`, ...extra,
   ], { env: { ...process.env, RUST_LOG: 'info,rmqtt=error' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server not ready in 60 s:\n${log}`)), 60_000);
-    const onData = (chunk) => {
-      log += chunk;
-      if (log.includes('mqttspec-server ready')) { clearTimeout(timer); resolve(); }
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}:\n${log}`)); });
-  });
+  const { line, log } = readyLine(proc);
   return {
-    ready,
+    ready: line.then(() => {}),
     wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
-    log: () => log,
+    log,
     kill() { proc.kill('SIGKILL'); return new Promise((r) => (proc.exitCode !== null ? r() : proc.once('exit', r))); },
   };
 }
@@ -72,6 +81,21 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>spec client test</titl
  * (`window.spec`) and MQTT.js (`window.mqtt`), `/pkg/*` client-wasm/pkg. */
 export function startSpecStatic() {
   return startStatic(pkgDir, PAGE);
+}
+
+/** Ids of `public.users` in the order and limit of `options`, read through `client` (a rawClient). */
+export async function userIds(client, options) {
+  const r = await client.request({ operation: 'read', schema: 'public', entity: 'users', options });
+  if (!r.success) throw new Error(`read failed: ${JSON.stringify(r)}`);
+  return r.data.map((row) => row.id);
+}
+
+/** Creates an active user named `name` through `client` (a rawClient); resolves with its id. */
+export async function createUser(client, name) {
+  const r = await client.request({ operation: 'create', schema: 'public', entity: 'users',
+    data: { name, email: `${name}@example.com`, status: 'active' } });
+  if (!r.success) throw new Error(`create failed: ${JSON.stringify(r)}`);
+  return r.data.id;
 }
 
 const DIST_TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css' };
