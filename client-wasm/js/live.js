@@ -93,14 +93,16 @@ export function liveStore(client, entity, options = {}) {
     running = true;
     const mine = ++run;
     connectionHub(client).add(online);
+    // Rows as they are now, live unless the connection is down.
+    const current = (rows) => set({ rows, status: client.connected === false ? 'stale' : 'live', error: null });
     const onChange = (rows) => {
-      if (mine === run) set({ rows, status: client.connected === false ? 'stale' : 'live', error: null });
+      if (mine === run) current(rows);
     };
     client.liveQuery(entity, { ...options, onError }, onChange).then(
       (h) => {
         if (mine !== run) return void h.close().catch(() => {});
         handle = h;
-        set({ rows: h.rows(), status: client.connected === false ? 'stale' : 'live', error: null });
+        current(h.rows());
       },
       (error) => {
         if (mine === run) set({ status: 'error', error });

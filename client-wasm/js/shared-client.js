@@ -14,7 +14,7 @@
 // lock and, once granted (the tab closed or crashed), forgets the tab's live
 // queries and subscriptions, and ends the connection after the last tab.
 
-import { withoutFunctions } from './stable-key.js';
+import { stableKey, withoutFunctions } from './stable-key.js';
 
 /** Notifications an iterated subscription keeps until taken (newer ones dropped past it). */
 const QUEUE_LIMIT = 10_000;
@@ -53,7 +53,7 @@ export class SharedSpecClient {
 
   /** Start (or join) the SharedWorker named after `url` and `options`. */
   static async connect(url, options) {
-    const name = `mqttspec-wasm ${JSON.stringify([url, options])}`;
+    const name = `mqttspec-wasm ${stableKey([url, options])}`;
     const worker = new SharedWorker(new URL('./shared-worker.js', import.meta.url), { type: 'module', name });
     const client = new SharedSpecClient(worker);
     client.#lock = await holdTabLock();
@@ -97,14 +97,7 @@ export class SharedSpecClient {
     const waiters = [];
     // Notifications are queued for `for await` only once iteration has started (as SpecClient does).
     const entry = { onNotification, onError: options?.onError, queue, waiters, iterating: false };
-    this.#subs.set(sid, entry);
-    let value;
-    try {
-      value = await this.#call({ t: 'subscribe', sid, entity, options: withoutFunctions(options ?? {}) });
-    } catch (e) {
-      this.#subs.delete(sid);
-      throw e;
-    }
+    const value = await this.#open(this.#subs, sid, entry, { t: 'subscribe', sid, entity, options: withoutFunctions(options ?? {}) });
     const unsubscribe = async () => {
       if (!this.#subs.delete(sid) || this.#ended) return;
       for (const w of waiters.splice(0)) w({ done: true, value: undefined });
@@ -128,15 +121,8 @@ export class SharedSpecClient {
   /** A live query kept current by the worker (one per identical query for all tabs). */
   async liveQuery(entity, options, onChange) {
     const lid = ++this.#next;
-    const entry = { rows: [], onChange, onError: options?.onError, open: true };
-    this.#lives.set(lid, entry);
-    let value;
-    try {
-      value = await this.#call({ t: 'live', lid, entity, options: withoutFunctions(options ?? {}) });
-    } catch (e) {
-      this.#lives.delete(lid);
-      throw e;
-    }
+    const entry = { rows: [], onChange, onError: options?.onError };
+    const value = await this.#open(this.#lives, lid, entry, { t: 'live', lid, entity, options: withoutFunctions(options ?? {}) });
     entry.rows = value.rows;
     onChange?.(value.rows, { added: value.rows, updated: [], removed: [] });
     return {
@@ -157,6 +143,18 @@ export class SharedSpecClient {
     this.#port.close();
     this.#lock?.release();
     globalThis.removeEventListener?.('pagehide', this.#onPageHide);
+  }
+
+  /** Keeps `entry` under `id` in `table` (where the worker's messages find it) while the
+   * worker opens it with `message`; takes it out again if that fails. */
+  async #open(table, id, entry, message) {
+    table.set(id, entry);
+    try {
+      return await this.#call(message);
+    } catch (e) {
+      table.delete(id);
+      throw e;
+    }
   }
 
   #invoke(method, args) {

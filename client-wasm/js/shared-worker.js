@@ -61,7 +61,7 @@ function openLive(c, key, entity, options) {
     entry.rows = h.rows();
     if (entry.members.size === 0) closeEntry(key, entry);
   }, (e) => {
-    if (lives.get(key) === entry) lives.delete(key);
+    closeEntry(key, entry);
     throw e;
   });
   lives.set(key, entry);
