@@ -511,7 +511,7 @@ fn server_bytes(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
             proptest::option::of((reason_string(), user()))
         )
             .prop_map(|(id, codes, props)| {
-                let mut bytes = write(|b| {
+                let bytes = write(|b| {
                     let mut ack =
                         v5::SubAck::new(id, vec![v5::SubscribeReasonCode::QoS0; codes.len()]);
                     ack.properties =
@@ -521,9 +521,7 @@ fn server_bytes(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
                         });
                     ack.write(b)
                 });
-                let start = bytes.len() - codes.len();
-                bytes[start..].copy_from_slice(&codes);
-                bytes
+                with_codes_at_end(bytes, &codes)
             }),
         (
             pkid(),
@@ -531,7 +529,7 @@ fn server_bytes(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
             proptest::option::of((reason_string(), user()))
         )
             .prop_map(|(id, codes, props)| {
-                let mut bytes = write(|b| {
+                let bytes = write(|b| {
                     let mut ack = v5::UnsubAck::new(id);
                     ack.reasons = vec![v5::UnsubAckReason::Success; codes.len()];
                     ack.properties =
@@ -541,9 +539,7 @@ fn server_bytes(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
                         });
                     ack.write(b)
                 });
-                let start = bytes.len() - codes.len();
-                bytes[start..].copy_from_slice(&codes);
-                bytes
+                with_codes_at_end(bytes, &codes)
             }),
         Just(vec![0xD0, 0]),
         (
@@ -566,6 +562,14 @@ fn server_bytes(protocol: Protocol) -> BoxedStrategy<Vec<u8>> {
             }),
     ]
     .boxed()
+}
+
+/// `bytes` (an ack written with placeholder reason codes, which end it) with
+/// its reason codes replaced by `codes`.
+fn with_codes_at_end(mut bytes: Vec<u8>, codes: &[u8]) -> Vec<u8> {
+    let start = bytes.len() - codes.len();
+    bytes[start..].copy_from_slice(codes);
+    bytes
 }
 
 /// Type byte and remaining length of a packet written by `mqttbytes`.
