@@ -25,12 +25,12 @@ bindgen() {
   fi
   # The driver: the copy wasm-bindgen made for SpecClient's import when there is
   # one (so the bundle holds one MqttClient), else the source file.
-  local driver; driver=$(find "$glue/snippets" -name mqtt-client.js 2>/dev/null | head -1)
+  local driver; driver=$(find "$glue" -path "*/snippets/*" -name mqtt-client.js | head -1)
   driver=${driver:-$root/client-wasm/js/mqtt-client.js}
   cat > "$glue/entry.js" <<JS
 import { MqttCore } from './$3.js';
 import { setCore } from '$driver';
-setCore((...args) => new MqttCore(...args));
+setCore(MqttCore);
 export * from './$3.js';
 export { default } from './$3.js';
 export { MqttClient } from '$driver';

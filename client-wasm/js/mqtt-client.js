@@ -17,12 +17,12 @@
 // CONNACK) are delivered and acknowledged. Listeners may also be registered
 // before connecting (`new MqttClient(url, options)`, `on`, then `open()`).
 
-/** Makes an `MqttCore` from the constructor arguments; set by the entry point. */
-let newCore;
+/** The wasm module's `MqttCore` class, given by the entry point (or the wasm's start). */
+let Core;
 
-/** Called once by the entry point with `(...args) => new MqttCore(...args)`. */
-export function setCore(make) {
-  newCore = make;
+/** Called once with the wasm module's `MqttCore` class. */
+export function setCore(core) {
+  Core = core;
 }
 
 const EVENTS = ['message', 'connect', 'reconnect', 'offline', 'close', 'error'];
@@ -402,11 +402,11 @@ export class MqttClient {
    * `on`, then call `open()`. Throws an MqttError for invalid options.
    */
   constructor(url, options) {
-    if (!newCore) throw new Error('mqttspec-wasm: call the default export (init) before making a client');
+    if (!Core) throw new Error('mqttspec-wasm: call the default export (init) before making a client');
     const o = parseOptions(options);
     this.#url = String(url);
     this.#o = o;
-    this.#core = newCore(o.clientId, o.v5, o.keepalive, o.clean, o.login, o.connectTimeout, o.resubscribe, o.maxOffline, o.maxPacketSize, o.topicAliasMaximum, o.sessionExpiry, o.user, o.reconnectPeriod, o.maxReconnectDelay);
+    this.#core = new Core(o.clientId, o.v5, o.keepalive, o.clean, o.login, o.connectTimeout, o.resubscribe, o.maxOffline, o.maxPacketSize, o.topicAliasMaximum, o.sessionExpiry, o.user, o.reconnectPeriod, o.maxReconnectDelay);
     if (o.will) this.#core.will(...o.will);
   }
 

@@ -250,7 +250,11 @@ fn pairs(flat: Vec<String>) -> Vec<(String, String)> {
 fn properties_in(props: Option<Array>) -> Option<v5::PublishProperties> {
     let p = props?;
     let bytes = p.get(2).dyn_into::<Uint8Array>().ok().map(|a| a.to_vec());
-    let user: Vec<String> = p.slice(5, p.length()).iter().filter_map(|v| v.as_string()).collect();
+    let user: Vec<String> = p
+        .slice(5, p.length())
+        .iter()
+        .filter_map(|v| v.as_string())
+        .collect();
     Some(v5::PublishProperties {
         content_type: p.get(0).as_string(),
         response_topic: p.get(1).as_string(),
