@@ -194,14 +194,13 @@ fn settings(url: &str, options: &JsValue) -> Result<Settings, SpecError> {
 }
 
 /// A message listener of the MQTT client calling `on(state, payload)`.
-fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> Function {
+fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> JsValue {
     Closure::<dyn FnMut(JsValue, Uint8Array)>::new(move |_topic: JsValue, payload: Uint8Array| {
         if let Some(rc) = weak.upgrade() {
             on(&rc, &payload.to_vec());
         }
     })
     .into_js_value()
-    .unchecked_into()
 }
 
 fn entity_ref(entity: &str, options: &JsValue) -> Result<EntityRef, SpecError> {
@@ -275,13 +274,13 @@ impl SpecClient {
             let _ = Reflect::set(&options, &"qos".into(), &(qos as u8).into());
             let subscribed = async {
                 JsFuture::from(mqtt.subscribe(
-                    &response,
+                    &JsValue::from(response),
                     &options,
                     &handler(weak.clone(), client::on_response),
                 ))
                 .await?;
                 JsFuture::from(mqtt.subscribe(
-                    &notify,
+                    &JsValue::from(notify),
                     &options,
                     &handler(weak, client::on_notification),
                 ))

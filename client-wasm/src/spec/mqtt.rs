@@ -1,7 +1,8 @@
 //! SpecClient's MQTT connection: the JS driver's `MqttClient`
 //! (`client-wasm/js/mqtt-client.js`, imported as a wasm-bindgen snippet, so
-//! the package's bundle holds one copy of it), over this module's
-//! [`MqttCore`](crate::mqtt::MqttCore).
+//! the package's bundle holds one copy of it), over this crate's
+//! [`MqttCore`](crate::mqtt::MqttCore). Rust code (SpecClient, the browser
+//! tests) drives it through these bindings.
 
 use js_sys::{Function, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -32,14 +33,23 @@ extern "C" {
         options: &JsValue,
     ) -> Promise;
 
-    /// Subscribe to `filter`; `on_message(topic, payload, info)` gets its messages.
+    /// Subscribe to `filter` (a string or an array of them); `on_message(topic,
+    /// payload, info)`, if a function, gets their messages.
     #[wasm_bindgen(method)]
     pub fn subscribe(
         this: &MqttClient,
-        filter: &str,
+        filter: &JsValue,
         options: &JsValue,
-        on_message: &Function,
+        on_message: &JsValue,
     ) -> Promise;
+
+    /// Unsubscribe from `filter` (a string or an array of them).
+    #[wasm_bindgen(method)]
+    pub fn unsubscribe(this: &MqttClient, filter: &JsValue) -> Promise;
+
+    /// Drop the connection without DISCONNECT and reconnect.
+    #[wasm_bindgen(method)]
+    pub fn reconnect(this: &MqttClient);
 
     /// Listen to a connection event; throws for an unknown event name.
     #[wasm_bindgen(method, catch)]
