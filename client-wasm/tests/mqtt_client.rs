@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use client_wasm::spec::mqtt::MqttClient;
+use client_wasm::spec::mqtt::{install_core, MqttClient};
 use gloo_timers::future::TimeoutFuture;
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -47,6 +47,8 @@ fn get(v: &JsValue, key: &str) -> JsValue {
 
 /// `new MqttClient(url, opts).open()`, through the JS API's options parser.
 async fn connect(url: &str, opts: JsValue) -> Result<MqttClient, JsValue> {
+    // wasm-bindgen-test does not run the crate's start function.
+    install_core();
     let client = MqttClient::new(url, &opts)?;
     JsFuture::from(client.open()).await?;
     Ok(client)
