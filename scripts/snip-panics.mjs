@@ -16,6 +16,7 @@
 // Fails (and so fails the build) if the module has no name section or none
 // of the functions is found, rather than silently snip nothing.
 import { readFileSync, writeFileSync } from "node:fs";
+import { encodeLeb, importDescription, leb as lebIn, sections } from "./wasm-binary.mjs";
 
 const [input, output] = process.argv.slice(2);
 const wasm = readFileSync(input);
@@ -32,39 +33,11 @@ const PANIC_PATHS = [
   /^bytes::panic_\w+/,
 ];
 
-function leb(at) {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    const b = wasm[at++];
-    value += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (b < 0x80) return [value, at];
-  }
-}
-function encodeLeb(n) {
-  const out = [];
-  do {
-    let b = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return Buffer.from(out);
-}
-
-// Sections: [id, start of content, end of content].
-const sections = [];
-for (let at = 8; at < wasm.length; ) {
-  const id = wasm[at];
-  const [size, content] = leb(at + 1);
-  sections.push([id, content, content + size, at]);
-  at = content + size;
-}
+const leb = (at) => lebIn(wasm, at);
 
 let importedFunctions = 0;
 const names = new Map(); // function index -> name
-for (const [id, start, end] of sections) {
+for (const { id, start, end } of sections(wasm)) {
   if (id === 2) {
     let [count, at] = leb(start);
     while (count--) {
@@ -73,24 +46,9 @@ for (const [id, start, end] of sections) {
       at += len; // module
       [len, at] = leb(at);
       at += len; // field
-      const kind = wasm[at++];
-      if (kind === 0) {
-        importedFunctions++;
-        [, at] = leb(at); // type index
-      } else if (kind === 1) {
-        at += 1; // reftype
-        const flags = wasm[at++];
-        [, at] = leb(at);
-        if (flags & 1) [, at] = leb(at);
-      } else if (kind === 2) {
-        const flags = wasm[at++];
-        [, at] = leb(at);
-        if (flags & 1) [, at] = leb(at);
-      } else if (kind === 3) {
-        at += 2; // valtype, mutability
-      } else {
-        throw new Error(`snip-panics: unknown import kind ${kind}`);
-      }
+      let kind;
+      [kind, at] = importDescription(wasm, at);
+      if (kind === 0) importedFunctions++;
     }
   }
   if (id === 0) {
@@ -117,7 +75,7 @@ if (!names.size) throw new Error(`snip-panics: ${input} has no function names (b
 
 const snipped = [];
 const parts = [wasm.subarray(0, 8)];
-for (const [id, start, end, header] of sections) {
+for (const { id, start, end, header } of sections(wasm)) {
   if (id !== 10) {
     parts.push(wasm.subarray(header, end));
     continue;
