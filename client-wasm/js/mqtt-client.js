@@ -384,6 +384,8 @@ export class MqttClient {
   #connectedOnce = false;
   /** Events are not taken (and so not acknowledged) until the code awaiting `open()` had its turn. */
   #holding = false;
+  /** `#pump` is taking events (a listener that publishes only flushes). */
+  #pumping = false;
   #sessionPresent = false;
   #ended = false;
   #publishes = new Map();
@@ -709,16 +711,26 @@ export class MqttClient {
   /**
    * Send what the session wants sent, then hand its events to the
    * application one at a time (taking one may queue its acknowledgement),
-   * until both are drained or events are held.
+   * until both are drained or events are held. A listener that calls the
+   * client (publish from a message handler) only gets its packets sent: the
+   * next event waits until the listener returned, so no listener runs
+   * inside another (SpecClient's handlers are Rust closures, which may not
+   * be entered twice).
    */
   #pump() {
-    for (;;) {
-      this.#flush();
-      this.#armTimer();
-      if (this.#holding) return;
-      const event = this.#core.event();
-      if (!event) return;
-      this.#dispatch(event);
+    if (this.#pumping) return this.#flush();
+    this.#pumping = true;
+    try {
+      for (;;) {
+        this.#flush();
+        this.#armTimer();
+        if (this.#holding) return;
+        const event = this.#core.event();
+        if (!event) return;
+        this.#dispatch(event);
+      }
+    } finally {
+      this.#pumping = false;
     }
   }
 

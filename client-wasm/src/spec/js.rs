@@ -193,9 +193,11 @@ fn settings(url: &str, options: &JsValue) -> Result<Settings, SpecError> {
     })
 }
 
-/// A message listener of the MQTT client calling `on(state, payload)`.
+/// A message listener of the MQTT client calling `on(state, payload)`. `Fn`,
+/// not `FnMut`: wasm-bindgen refuses to enter an `FnMut` closure twice, and
+/// a listener must never be lost to that.
 fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> JsValue {
-    Closure::<dyn FnMut(JsValue, Uint8Array)>::new(move |_topic: JsValue, payload: Uint8Array| {
+    Closure::<dyn Fn(JsValue, Uint8Array)>::new(move |_topic: JsValue, payload: Uint8Array| {
         if let Some(rc) = weak.upgrade() {
             on(&rc, &payload.to_vec());
         }
@@ -253,7 +255,7 @@ impl SpecClient {
             s.timeout_ms,
         )));
         let weak = Rc::downgrade(&rc);
-        let on_connect = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
+        let on_connect = Closure::<dyn Fn(JsValue)>::new(move |_: JsValue| {
             if let Some(rc) = weak.upgrade() {
                 client::on_connect(&rc);
             }
