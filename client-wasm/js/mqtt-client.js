@@ -828,7 +828,8 @@ export class MqttClient {
    * application hears of it through an `error` event).
    */
   #store(pkid, p) {
-    if (!this.#outbox) return this.#unstored.push([pkid, p]);
+    // A copy: the page may reuse its array before the outbox is open.
+    if (!this.#outbox) return this.#unstored.push([pkid, { ...p, payload: p.payload.slice() }]);
     this.#outbox.put(pkid, p).then((error) => {
       if (error) this.#emit('error', error);
       this.#step(() => this.#core.release(pkid));
