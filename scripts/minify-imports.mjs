@@ -9,6 +9,7 @@
 // Fails (and so fails the build) if a name is not found exactly once in the
 // glue, rather than emit a module whose imports would not link.
 import { readFileSync, writeFileSync } from "node:fs";
+import { encodeLeb, importDescription, leb as lebIn, sections } from "./wasm-binary.mjs";
 
 const [dir, name] = process.argv.slice(2);
 const wasmPath = `${dir}/${name}_bg.wasm`;
@@ -16,30 +17,11 @@ const jsPath = `${dir}/${name}.js`;
 const wasm = readFileSync(wasmPath);
 let js = readFileSync(jsPath, "utf8");
 const glue = `./${name}_bg.js`;
+const leb = (at) => lebIn(wasm, at);
 
-function leb(at) {
-  let value = 0;
-  let shift = 0;
-  for (;;) {
-    const b = wasm[at++];
-    value += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-    if (b < 0x80) return [value, at];
-  }
-}
-function encodeLeb(n) {
-  const out = [];
-  do {
-    let b = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
 function encodeName(s) {
   const bytes = Buffer.from(s, "utf8");
-  return Buffer.concat([Buffer.from(encodeLeb(bytes.length)), bytes]);
+  return Buffer.concat([encodeLeb(bytes.length), bytes]);
 }
 function shortName(i) {
   const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -52,37 +34,22 @@ function shortName(i) {
 }
 
 const parts = [wasm.subarray(0, 8)];
-let at = 8;
 let renamed = 0;
-while (at < wasm.length) {
-  const id = wasm[at];
-  const [size, body] = leb(at + 1);
-  const end = body + size;
+for (const { id, header, start, end } of sections(wasm)) {
   if (id !== 2) {
-    parts.push(wasm.subarray(at, end));
-    at = end;
+    parts.push(wasm.subarray(header, end));
     continue;
   }
   // The import section: module name, field name, then a description we copy.
-  let [count, p] = leb(body);
-  const out = [Buffer.from(encodeLeb(count))];
+  let [count, p] = leb(start);
+  const out = [encodeLeb(count)];
   while (count--) {
     const [modLen, modAt] = leb(p);
     const module = wasm.toString("utf8", modAt, modAt + modLen);
     const [fieldLen, fieldAt] = leb(modAt + modLen);
     const field = wasm.toString("utf8", fieldAt, fieldAt + fieldLen);
     const descAt = fieldAt + fieldLen;
-    let q = descAt;
-    const kind = wasm[q++];
-    if (kind === 0) [, q] = leb(q);
-    else if (kind === 1 || kind === 2) {
-      if (kind === 1) q++; // reference type
-      const flags = wasm[q++];
-      [, q] = leb(q);
-      if (flags & 1) [, q] = leb(q);
-    } else if (kind === 3) q += 2;
-    else if (kind === 4) [, q] = leb(q + 1);
-    else throw new Error(`minify-imports: unknown import kind ${kind}`);
+    const [, q] = importDescription(wasm, descAt);
     let newField = field;
     if (module === glue) {
       newField = shortName(renamed++);
@@ -95,8 +62,7 @@ while (at < wasm.length) {
     p = q;
   }
   const section = Buffer.concat(out);
-  parts.push(Buffer.from([2, ...encodeLeb(section.length)]), section);
-  at = end;
+  parts.push(Buffer.from([2]), encodeLeb(section.length), section);
 }
 writeFileSync(wasmPath, Buffer.concat(parts));
 writeFileSync(jsPath, js);

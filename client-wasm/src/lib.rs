@@ -1,28 +1,32 @@
 //! `mqttspec-wasm`: the browser client. wasm-bindgen glue over the sans-IO
 //! cores in `crates/`.
 //!
-//! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket (`MqttClient` in JS).
+//! - [`mqtt`]: MQTT 3.1.1/5 over WebSocket: `MqttCore`, the session under
+//!   the JS driver `js/mqtt-client.js` (`MqttClient` in JS).
 //! - [`spec`]: MQTTSpec queries, subscriptions and live queries (`SpecClient` in JS).
-//! - `timer`: timers kept in a Worker so a background tab keeps its keepalive.
 //! - `alloc`: the wasm build's allocator (smaller than dlmalloc).
 
 #[cfg(target_arch = "wasm32")]
 mod alloc;
 pub mod mqtt;
+#[cfg(feature = "spec")]
 mod reply;
 #[cfg(feature = "spec")]
 pub mod spec;
-mod timer;
 
 /// Power-of-two size classes instead of dlmalloc: see `alloc`.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
 static ALLOC: alloc::Classes = alloc::Classes::new();
 
-/// Panic messages in the browser console: feature `panic-hook`, on by
-/// default, off in the MQTT-only entry point (built without default features).
-#[cfg(feature = "panic-hook")]
+/// Panic messages in the browser console (feature `panic-hook`, on by
+/// default, off in the MQTT-only entry point, built without default
+/// features), and SpecClient's MQTT driver handed its core.
+#[cfg(any(feature = "spec", feature = "panic-hook"))]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
+    #[cfg(feature = "panic-hook")]
     console_error_panic_hook::set_once();
+    #[cfg(feature = "spec")]
+    spec::mqtt::install_core();
 }

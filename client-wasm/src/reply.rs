@@ -4,8 +4,6 @@
 use js_sys::{Function, Promise};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::mqtt::ClientError;
-
 /// The settling half of a promise.
 pub(crate) struct Reply {
     resolve: Function,
@@ -34,10 +32,5 @@ impl Reply {
     /// Reject with `error` (a JS `Error`).
     pub(crate) fn reject(&self, error: &JsValue) {
         let _ = self.reject.call1(&JsValue::UNDEFINED, error);
-    }
-
-    /// Reject with an MQTT client error.
-    pub(crate) fn fail(&self, err: &ClientError) {
-        self.reject(&err.to_js());
     }
 }

@@ -30,6 +30,8 @@ fn get(v: &JsValue, key: &str) -> JsValue {
 }
 
 async fn connect(client_id: &str, version: u8) -> SpecClient {
+    // wasm-bindgen-test does not run the crate's start function.
+    client_wasm::spec::mqtt::install_core();
     let options = obj(&[
         ("clientId", client_id.into()),
         ("protocolVersion", version.into()),

@@ -293,6 +293,43 @@ test('messages that arrive with CONNACK are delivered before they are acknowledg
   }
 });
 
+// A listener that calls the client (publishes from a message handler) while more
+// messages wait in the same WebSocket message: the next message is delivered after
+// the listener returned, never inside it (SpecClient's listeners are Rust closures,
+// which cannot be entered twice: a nested delivery lost a live notification).
+test('a listener that publishes is never entered again before it returns', async () => {
+  const relay = await startRelay(env.broker.tcpPort);
+  try {
+    const topic = unique('reentry');
+    const ready = env.page.evaluate(async ({ url, topic }) => {
+      const c = await MqttClient.connect(url, { reconnectPeriod: 0 });
+      window.reentry = { c, log: [], sent: [] };
+      const onMessage = (t, p) => {
+        const m = new TextDecoder().decode(p);
+        window.reentry.log.push(`enter ${m}`);
+        window.reentry.sent.push(c.publish(`${topic}/echo`, m, { qos: 1 }));
+        window.reentry.log.push(`exit ${m}`);
+      };
+      await c.subscribe(topic, { qos: 1 }, onMessage);
+    }, { url: relay.url, topic });
+    await ready;
+    relay.holdFor('n5');
+    const js = await mqttjs(5);
+    for (let i = 1; i <= 5; i++) await js.publishAsync(topic, `n${i}`, { qos: 1 });
+    await js.endAsync();
+    await relay.release();
+    await env.page.waitForFunction(() => window.reentry.log.length === 10);
+    const log = await env.page.evaluate(async () => {
+      await Promise.all(window.reentry.sent);
+      await window.reentry.c.end();
+      return window.reentry.log;
+    });
+    assert.deepEqual(log, [1, 2, 3, 4, 5].flatMap((i) => [`enter n${i}`, `exit n${i}`]));
+  } finally {
+    await relay.stop();
+  }
+});
+
 // Hidden tabs: Chromium delays main-thread timers of a hidden page (to one wake-up a
 // minute after five minutes). Headless Chromium never hides a page, so the page's
 // setTimeout is made to behave that way (every delay >= 60 s): the keepalive pings,

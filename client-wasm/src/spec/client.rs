@@ -22,7 +22,8 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use super::json::{error_to_js, field, to_js};
-use crate::mqtt::{v5, Client, QoS};
+use super::mqtt::MqttClient;
+use crate::mqtt::QoS;
 use crate::reply::Reply;
 
 pub use mqttspec_client::LiveId;
@@ -74,7 +75,9 @@ struct Live {
 
 /// The client's state.
 pub struct Inner {
-    pub mqtt: Client,
+    pub mqtt: MqttClient,
+    /// The MQTT client keeps publishes in IndexedDB (`store: 'indexeddb'`).
+    pub persistent: bool,
     pub prefix: String,
     pub client_id: String,
     pub qos: QoS,
@@ -100,7 +103,8 @@ fn random() -> f64 {
 impl Inner {
     /// State for a client on `mqtt` (not yet subscribed to its topics).
     pub fn new(
-        mqtt: Client,
+        mqtt: MqttClient,
+        persistent: bool,
         prefix: String,
         client_id: String,
         qos: QoS,
@@ -109,6 +113,7 @@ impl Inner {
         let nonce = format!("{}-{:x}", client_id, (random() * 4_294_967_295.0) as u32);
         Inner {
             mqtt,
+            persistent,
             prefix,
             client_id,
             qos,
@@ -121,7 +126,7 @@ impl Inner {
     }
 
     fn online(&self) -> bool {
-        self.mqtt.is_connected()
+        self.mqtt.connected()
     }
 }
 
@@ -221,7 +226,7 @@ pub fn call_request(rc: &Shared, message: Message, reply: Reply) {
         // With a persistent MQTT outbox a write goes to it at once, offline
         // or not, so that it survives a page reload (the server runs a
         // resent request once: it deduplicates by client id and request id).
-        let online = inner.online() || (is_write(&message) && inner.mqtt.is_persistent());
+        let online = inner.online() || (is_write(&message) && inner.persistent);
         inner.core.call(message, reply, now(), online)
     };
     run(rc, effects, None);
@@ -236,7 +241,11 @@ fn publish(rc: &Shared, message: Message) {
     let id = message.id.clone().unwrap_or_default();
     let persist = is_write(&message);
     let payload = serde_json::to_vec(&message).unwrap_or_default();
-    let sent = mqtt.publish_keeping(v5::Publish::new(topic, qos, payload), persist);
+    // A read is not kept in the outbox: pointless to resend after a reload.
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"qos".into(), &(qos as u8).into());
+    let _ = Reflect::set(&options, &"store".into(), &persist.into());
+    let sent = mqtt.publish(&topic, &js_sys::Uint8Array::from(&payload[..]), &options);
     // A publish the MQTT client refuses (queue full, ended...) fails its request at once.
     let weak = Rc::downgrade(rc);
     wasm_bindgen_futures::spawn_local(async move {
@@ -567,5 +576,5 @@ pub fn end(rc: &Shared) {
         w.ok(&iter_result(&JsValue::UNDEFINED, true));
     }
     run(rc, effects, None);
-    mqtt.end();
+    let _ = mqtt.end();
 }

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Reflect};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use mqttspec_client::request::{self, EntityRef};
 use mqttspec_client::subscriptions::Handle;
 use mqttspec_client::{LiveQuery, SpecError};
@@ -17,7 +17,8 @@ use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use super::client::{self, Inner, LiveId, Shared, Sink};
 use super::json::{error_to_js, field, from_js};
-use crate::mqtt::{Client, ClientOptions, EventKind, Handler, QoS};
+use super::mqtt::MqttClient;
+use crate::mqtt::QoS;
 use crate::reply::Reply;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -111,32 +112,45 @@ fn check_level(what: &str, value: &str) -> Result<(), SpecError> {
 const SPEC_MAX_PACKET_SIZE: u32 = 256 << 20;
 
 struct Settings {
-    mqtt: ClientOptions,
+    mqtt: MqttClient,
+    persistent: bool,
     prefix: String,
+    client_id: String,
     qos: QoS,
     timeout_ms: u64,
 }
 
-fn settings(options: &JsValue) -> Result<Settings, SpecError> {
-    let mut mqtt = ClientOptions::from_js(options)
-        .map_err(|e| SpecError::new("invalid_argument", e.message))?;
+/// The MQTT client's options: the caller's, with the token as the MQTT
+/// username, SpecClient's larger default packet size and `reconnect: false`
+/// as `reconnectPeriod: 0`.
+fn mqtt_options(options: &JsValue) -> Object {
+    let o = Object::new();
+    if options.is_object() {
+        Object::assign(&o, options.unchecked_ref());
+    }
+    let set = |key: &str, value: JsValue| {
+        let _ = Reflect::set(&o, &key.into(), &value);
+    };
     if let Some(token) = field(options, "token").as_string() {
-        let password = mqtt
-            .session
-            .login
-            .take()
-            .map(|(_, p)| p)
-            .unwrap_or_default();
-        mqtt.session.login = Some((token, password));
+        set("username", token.into());
     }
     if field(options, "maxPacketSize").as_f64().is_none() {
         // Read responses carry whole result sets: MqttClient's 1 MiB default
         // would close the connection on a few thousand rows.
-        mqtt.session.max_packet_size = SPEC_MAX_PACKET_SIZE;
+        set("maxPacketSize", SPEC_MAX_PACKET_SIZE.into());
     }
     if field(options, "reconnect").as_bool() == Some(false) {
-        mqtt.reconnect_period_ms = 0;
+        set("reconnectPeriod", 0.into());
     }
+    o
+}
+
+fn settings(url: &str, options: &JsValue) -> Result<Settings, SpecError> {
+    let invalid = |e: JsValue| {
+        let message = field(&e, "message").as_string().unwrap_or_default();
+        SpecError::new("invalid_argument", message)
+    };
+    let mqtt = MqttClient::new(url, &mqtt_options(options)).map_err(invalid)?;
     let prefix = field(options, "prefix")
         .as_string()
         .unwrap_or_else(|| "spec".into());
@@ -146,7 +160,8 @@ fn settings(options: &JsValue) -> Result<Settings, SpecError> {
             format!("prefix {prefix:?} must be non-empty without '+' or '#'"),
         ));
     }
-    check_level("clientId", &mqtt.session.client_id)?;
+    let client_id = mqtt.client_id();
+    check_level("clientId", &client_id)?;
     let qos = match field(options, "qos").as_f64() {
         None | Some(1.0) => QoS::AtLeastOnce,
         Some(0.0) => QoS::AtMostOnce,
@@ -170,18 +185,24 @@ fn settings(options: &JsValue) -> Result<Settings, SpecError> {
     };
     Ok(Settings {
         mqtt,
+        persistent: field(options, "store").as_string().as_deref() == Some("indexeddb"),
         prefix,
+        client_id,
         qos,
         timeout_ms,
     })
 }
 
-fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> Handler {
-    Rc::new(move |m: &crate::mqtt::Message| {
+/// A message listener of the MQTT client calling `on(state, payload)`. `Fn`,
+/// not `FnMut`: wasm-bindgen refuses to enter an `FnMut` closure twice, and
+/// a listener must never be lost to that.
+fn handler(weak: std::rc::Weak<RefCell<Inner>>, on: fn(&Shared, &[u8])) -> JsValue {
+    Closure::<dyn Fn(JsValue, Uint8Array)>::new(move |_topic: JsValue, payload: Uint8Array| {
         if let Some(rc) = weak.upgrade() {
-            on(&rc, &m.payload);
+            on(&rc, &payload.to_vec());
         }
     })
+    .into_js_value()
 }
 
 fn entity_ref(entity: &str, options: &JsValue) -> Result<EntityRef, SpecError> {
@@ -220,59 +241,50 @@ impl SpecClient {
         >,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        let s = match settings(&options) {
+        let s = match settings(url, &options) {
             Ok(s) => s,
             Err(e) => return Promise::reject(&error_to_js(&e)),
         };
-        let slot: Rc<RefCell<Option<Shared>>> = Rc::default();
-        let (prefix, qos, timeout_ms) = (s.prefix, s.qos, s.timeout_ms);
-        let client_id = s.mqtt.session.client_id.clone();
-        let connected = {
-            let slot = slot.clone();
-            Client::connect(url, s.mqtt, move |mqtt: Client| {
-                let rc = Rc::new(RefCell::new(Inner::new(
-                    mqtt.clone(),
-                    prefix,
-                    client_id,
-                    qos,
-                    timeout_ms,
-                )));
-                let weak = Rc::downgrade(&rc);
-                let on_connect = Closure::<dyn FnMut(JsValue)>::new(move |_: JsValue| {
-                    if let Some(rc) = weak.upgrade() {
-                        client::on_connect(&rc);
-                    }
-                });
-                mqtt.on(
-                    EventKind::Connect,
-                    on_connect.into_js_value().unchecked_into(),
-                );
-                *slot.borrow_mut() = Some(rc);
-                JsValue::UNDEFINED
-            })
-        };
+        let mqtt = s.mqtt.clone();
+        let rc = Rc::new(RefCell::new(Inner::new(
+            s.mqtt,
+            s.persistent,
+            s.prefix,
+            s.client_id,
+            s.qos,
+            s.timeout_ms,
+        )));
+        let weak = Rc::downgrade(&rc);
+        let on_connect = Closure::<dyn Fn(JsValue)>::new(move |_: JsValue| {
+            if let Some(rc) = weak.upgrade() {
+                client::on_connect(&rc);
+            }
+        });
+        let _ = mqtt.on("connect", on_connect.as_ref().unchecked_ref());
+        on_connect.forget();
+        let opened = mqtt.open();
         future_to_promise(async move {
-            JsFuture::from(connected).await?;
-            let rc = slot
-                .borrow_mut()
-                .take()
-                .ok_or_else(|| JsValue::from_str("connect did not create a client"))?;
-            let (mqtt, response, notify, qos) = {
+            JsFuture::from(opened).await?;
+            let (response, notify, qos) = {
                 let i = rc.borrow();
                 let response = topic::response_topic(&i.prefix, &i.client_id);
                 let notify = topic::notify_filter(&i.prefix, &i.client_id);
-                (i.mqtt.clone(), response, notify, i.qos)
+                (response, notify, i.qos)
             };
             let weak = Rc::downgrade(&rc);
+            let options = Object::new();
+            let _ = Reflect::set(&options, &"qos".into(), &(qos as u8).into());
             let subscribed = async {
                 JsFuture::from(mqtt.subscribe(
-                    vec![(response, qos)],
-                    Some(handler(weak.clone(), client::on_response)),
+                    &JsValue::from(response),
+                    &options,
+                    &handler(weak.clone(), client::on_response),
                 ))
                 .await?;
                 JsFuture::from(mqtt.subscribe(
-                    vec![(notify, qos)],
-                    Some(handler(weak, client::on_notification)),
+                    &JsValue::from(notify),
+                    &options,
+                    &handler(weak, client::on_notification),
                 ))
                 .await
             };
@@ -479,15 +491,13 @@ impl SpecClient {
     /// Listen to `connect`, `reconnect`, `offline`, `close` or `error`.
     #[wasm_bindgen(skip_typescript)]
     pub fn on(&self, event: &str, listener: Function) -> Result<SpecClient, JsValue> {
-        let kind = EventKind::parse(event)
-            .filter(|k| *k != EventKind::Message)
-            .ok_or_else(|| {
-                error_to_js(&SpecError::new(
-                    "invalid_argument",
-                    format!("unknown event {event:?}"),
-                ))
-            })?;
-        self.rc.borrow().mqtt.on(kind, listener);
+        let mqtt = self.rc.borrow().mqtt.clone();
+        if event == "message" || mqtt.on(event, &listener).is_err() {
+            return Err(error_to_js(&SpecError::new(
+                "invalid_argument",
+                format!("unknown event {event:?}"),
+            )));
+        }
         Ok(SpecClient {
             rc: self.rc.clone(),
         })
@@ -503,7 +513,7 @@ impl SpecClient {
     /// True while the MQTT connection is up.
     #[wasm_bindgen(getter)]
     pub fn connected(&self) -> bool {
-        self.rc.borrow().mqtt.is_connected()
+        self.rc.borrow().mqtt.connected()
     }
 
     /// The MQTT client id (second level of this client's topics).

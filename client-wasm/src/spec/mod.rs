@@ -1,5 +1,5 @@
 //! The MQTTSpec client (`SpecClient` in JS): database reads and writes,
-//! subscriptions and live queries over the MQTT client of [`crate::mqtt`].
+//! subscriptions and live queries over the JS driver's MQTT client ([`mqtt`]).
 //!
 //! The protocol logic (request ids and timeouts, the subscription registry,
 //! live query result sets, filter evaluation) is IO-free in
@@ -9,5 +9,6 @@
 mod client;
 mod js;
 mod json;
+pub mod mqtt;
 
 pub use js::{LiveQueryHandle, SpecClient, SubscriptionHandle};

@@ -291,6 +291,12 @@ impl Session {
         &self.opts
     }
 
+    /// Set the last will sent with CONNECT (takes effect from the next
+    /// connection; drivers call it before the first).
+    pub fn set_will(&mut self, will: v5::LastWill) {
+        self.opts.will = Some(will);
+    }
+
     /// CONNACK received and the connection usable.
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected

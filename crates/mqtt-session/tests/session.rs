@@ -233,6 +233,28 @@ fn connect_packet_carries_options() {
 }
 
 #[test]
+fn a_will_set_after_creation_goes_out_with_connect() {
+    for proto in BOTH {
+        let mut p = Peer::with(Options::new("dash-2", proto));
+        p.s.set_will(v5::LastWill::new(
+            "status/dash-2",
+            "gone",
+            QoS::ExactlyOnce,
+            false,
+        ));
+        p.s.start_connection(0).unwrap();
+        let [v5::Packet::Connect(c)] = &p.sent()[..] else {
+            panic!("expected CONNECT")
+        };
+        let will = c.last_will.as_ref().expect("the will");
+        assert_eq!(
+            (will.topic.as_str(), will.qos, &will.message[..]),
+            ("status/dash-2", QoS::ExactlyOnce, &b"gone"[..])
+        );
+    }
+}
+
+#[test]
 fn qos0_both_directions() {
     for proto in BOTH {
         let mut p = Peer::new(proto);
