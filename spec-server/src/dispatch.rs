@@ -46,7 +46,8 @@ const REFUSALS_QUEUED: usize = 4096;
 enum Work {
     /// Answer one request payload.
     Request(Caller, Vec<u8>),
-    /// The client went away: drop its state after the requests before it.
+    /// The client's connection went away: drop its state after the
+    /// requests before it (those after it come from a new connection).
     Gone,
 }
 
@@ -105,14 +106,7 @@ impl Dispatcher {
             if workers.len() > 4096 {
                 workers.retain(|_, w| !w.tx.is_closed());
             }
-            let worker = match workers.entry(caller.client_id.clone()) {
-                Entry::Occupied(e) if !e.get().tx.is_closed() => e.into_mut(),
-                Entry::Occupied(mut e) => {
-                    e.insert(self.spawn_worker(&caller.client_id));
-                    e.into_mut()
-                }
-                Entry::Vacant(e) => e.insert(self.spawn_worker(&caller.client_id)),
-            };
+            let worker = self.worker_of(&mut workers, &caller.client_id);
             if worker.limiter.check().is_err() {
                 Some((
                     caller,
@@ -144,24 +138,39 @@ impl Dispatcher {
     }
 
     /// The client's connection ended: its state goes after the requests
-    /// it sent before.
+    /// it sent before, and before any a new connection sends (they queue
+    /// behind it in the same worker). Was: the worker was dropped from the
+    /// map and `Gone` sent to it on the side, so a new connection's
+    /// requests went to a new worker and, while the old one was still busy,
+    /// its subscribe could be made and then dropped by the old `Gone`.
     pub fn gone(&self, client_id: &str) {
-        match self.workers().remove(client_id) {
-            Some(w) if !w.tx.is_closed() => {
-                let handler = Arc::clone(&self.handler);
-                let client_id = client_id.to_string();
-                tokio::spawn(async move {
-                    if w.tx.send(Work::Gone).await.is_err() {
-                        // The worker ended meanwhile (idle): nothing to wait for.
-                        handler.client_gone(&client_id);
-                    }
-                });
+        let mut workers = self.workers();
+        let worker = self.worker_of(&mut workers, client_id);
+        if let Err(mpsc::error::TrySendError::Full(gone)) = worker.tx.try_send(Work::Gone) {
+            // Its queue is full: `Gone` waits for a slot. A bounded channel
+            // gives a freed slot to a waiting sender before any later
+            // `try_send`, so what the client sends next still queues after it.
+            let tx = worker.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(gone).await;
+            });
+        }
+    }
+
+    /// The live worker of `client_id`, made if it has none (or its last one
+    /// ended after a quiet period).
+    fn worker_of<'a>(
+        &self,
+        workers: &'a mut HashMap<String, Worker>,
+        client_id: &str,
+    ) -> &'a mut Worker {
+        match workers.entry(client_id.to_string()) {
+            Entry::Occupied(e) if !e.get().tx.is_closed() => e.into_mut(),
+            Entry::Occupied(mut e) => {
+                e.insert(self.spawn_worker(client_id));
+                e.into_mut()
             }
-            // No worker, or one that ended after a quiet period (its entry
-            // stays until the next request): the client goes at once. (Was:
-            // Gone sent to the ended worker and lost, so a client quiet for
-            // longer than the idle period kept its subscriptions.)
-            _ => self.handler.client_gone(client_id),
+            Entry::Vacant(e) => e.insert(self.spawn_worker(client_id)),
         }
     }
 
@@ -179,8 +188,8 @@ impl Dispatcher {
     }
 }
 
-/// Answer one client's requests in order; end after a quiet period or
-/// when the client is gone.
+/// Answer one client's requests and departures in order; end after a
+/// quiet period.
 async fn run_worker(handler: Arc<Handler>, client_id: String, mut rx: mpsc::Receiver<Work>) {
     loop {
         let work = match tokio::time::timeout(WORKER_IDLE, rx.recv()).await {
@@ -194,7 +203,71 @@ async fn run_worker(handler: Arc<Handler>, client_id: String, mut rx: mpsc::Rece
         };
         match work {
             Work::Request(caller, payload) => handler.handle(&caller, &payload).await,
-            Work::Gone => return handler.client_gone(&client_id),
+            Work::Gone => handler.client_gone(&client_id),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc as blocking, Arc, Mutex};
+
+    use serde_json::json;
+    use tokio::sync::mpsc;
+
+    use super::{ClientLimits, Dispatcher};
+    use crate::handler::testing::handler;
+    use crate::handler::Caller;
+    use crate::hooks::{on, HookPoint, Hooks};
+
+    fn payload(v: serde_json::Value) -> Vec<u8> {
+        v.to_string().into_bytes()
+    }
+
+    /// A client reconnects while its old connection's read is still being
+    /// answered: the new connection's subscribe must outlive the old
+    /// connection's departure.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscribe_after_a_reconnect_survives_the_old_connections_departure() {
+        // The first read blocks in its hook until released.
+        let (entered_tx, mut entered) = mpsc::unbounded_channel::<()>();
+        let (release, released) = blocking::channel::<()>();
+        let released = Mutex::new(Some(released));
+        let hooks = Hooks::new().with(on(HookPoint::BeforeRead, move |_| {
+            if let Some(rx) = released.lock().unwrap().take() {
+                let _ = entered_tx.send(());
+                let _ = rx.recv();
+            }
+            Ok(())
+        }));
+        let (h, mut answers) = handler(None, hooks).await;
+        let h = Arc::new(h);
+        let d = Dispatcher::new(Arc::clone(&h), ClientLimits::default());
+        let c1 = || Caller::anonymous("c1", 1);
+        let read = |id: &str| {
+            payload(json!({"id": id, "type": "request", "operation": "read", "entity": "users"}))
+        };
+
+        d.request(c1(), read("r1"));
+        entered.recv().await.expect("the read reached its hook");
+        d.gone("c1"); // the old connection ends while its read is answered
+        d.request(
+            c1(),
+            payload(json!({"id": "s1", "type": "subscription", "operation": "subscribe", "entity": "users"})),
+        );
+        release.send(()).expect("release the read");
+        d.request(c1(), read("r2"));
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let out = answers.recv().await.expect("an answer");
+            let m: serde_json::Value = serde_json::from_slice(&out.payload).expect("json");
+            ids.push(m["id"].as_str().unwrap_or_default().to_string());
+        }
+        assert_eq!(ids, ["r1", "s1", "r2"], "one client's work stays in order");
+        assert_eq!(
+            h.subscription_count(),
+            1,
+            "the new connection's subscription was dropped"
+        );
     }
 }

@@ -99,45 +99,14 @@ impl Handler {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use mqttspec_proto::response::EntityList;
     use mqttspec_proto::{ErrorCode, Message};
     use serde_json::{json, Value};
     use tokio::sync::mpsc;
 
-    use crate::db::sqlite::SqliteDb;
-    use crate::db::Database;
-    use crate::handler::{Caller, Handler, HandlerConfig};
+    use crate::handler::testing::handler;
+    use crate::handler::{Caller, Handler};
     use crate::hooks::{on, HookError, HookPoint, Hooks};
-    use crate::registry::{ModelsConfig, Registry};
-
-    /// A handler on an in-memory SQLite database with the demo tables and
-    /// one more in schema `audit`; its answers arrive on the receiver.
-    async fn handler(
-        models: Option<&[&str]>,
-        hooks: Hooks,
-    ) -> (Handler, mpsc::Receiver<super::super::Outgoing>) {
-        let db = SqliteDb::open(":memory:").expect("in-memory SQLite");
-        crate::demo::seed(&db).await.expect("demo tables");
-        db.execute_script("CREATE TABLE audit_events (id INTEGER PRIMARY KEY, what TEXT);")
-            .await
-            .expect("audit table");
-        let config = models.map(|m| ModelsConfig {
-            entities: m.iter().map(|s| s.to_string()).collect(),
-        });
-        let registry = Registry::load(&db, config.as_ref())
-            .await
-            .expect("registry");
-        let (tx, rx) = mpsc::channel(16);
-        let config = HandlerConfig {
-            prefix: "spec".into(),
-            max_payload: 1 << 20,
-            max_rows: None,
-            shared: None,
-        };
-        (Handler::new(Arc::new(db), registry, hooks, config, tx), rx)
-    }
 
     /// Send `request` as client `c1` and return the answer.
     async fn ask(

@@ -30,6 +30,8 @@ use crate::subscriptions::{Subscription, Subscriptions};
 mod changes;
 mod instances;
 mod meta;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use instances::Claim;
 pub use instances::SharedMode;
