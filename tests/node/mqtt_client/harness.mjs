@@ -237,7 +237,10 @@ export async function startRelay(tcpPort) {
       if (relay.recording) relay.recorded.push(Buffer.from(d));
       sock.write(d);
     });
-    ws.on('close', () => sock.destroy());
+    // end(), not destroy(): what the client sent before closing (PUBACKs, DISCONNECT)
+    // still reaches the broker, as through any proxy (destroy() dropped unflushed
+    // writes under load, and the broker then resent an acknowledged message).
+    ws.on('close', () => sock.end());
   });
   relay.url = `ws://127.0.0.1:${wss.address().port}`;
   /** Hold what arrives from now on; `marker` (optional) is what `release` will wait for. */
