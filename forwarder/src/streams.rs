@@ -334,7 +334,11 @@ async fn connect_ws(
             .headers_mut()
             .insert("sec-websocket-protocol", offered);
     }
-    let connect = tokio_tungstenite::connect_async_with_config(request, Some(crate::relay::ws_config()), true);
+    let connect = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::relay::ws_config()),
+        true,
+    );
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err((
             504,
