@@ -22,6 +22,7 @@ use tunnel_proto::inflight::{
     public_answer, public_head, salvage, settles, Inflight, PublicAnswer, Salvaged,
 };
 use tunnel_proto::names;
+use tunnel_proto::outbox::{Offer, Outbox};
 use tunnel_proto::policy::{Enforcer, Policies, Visitor};
 use tunnel_proto::route::PublicUrls;
 use tunnel_proto::stream::{self, Grants, SendStop, SendWindow, WsData, INVALID_TEXT_CODE};
@@ -128,6 +129,9 @@ pub struct Tunnel {
     /// The forwarder's edge policies, compiled (with the rate limiter's
     /// buckets); `None` until loaded from storage after a (re)start.
     policy: RefCell<Option<Option<Enforcer>>>,
+    /// Binary frames for a v3 forwarder waiting to leave together
+    /// (`tunnel_proto::outbox`; shared with the flush task).
+    outbox: Rc<RefCell<Outbox>>,
 }
 
 /// What the DO keeps per stream in its [`StreamTable`].
@@ -232,9 +236,61 @@ impl Tunnel {
         Ok(())
     }
 
-    /// A forwarder socket came or went: look the live one up again.
+    /// A forwarder socket came or went: look the live one up again (and
+    /// drop what was queued for the old one).
     fn forget_forwarder(&self) {
         self.live.borrow_mut().take();
+        self.outbox.borrow_mut().clear();
+    }
+
+    /// Whether forwarder socket `ws` takes batches (v3). Reads the live
+    /// socket's cached attachment without copying it; any other socket:
+    /// no.
+    fn takes_batches(&self, ws: &WebSocket) -> bool {
+        self.live.borrow().as_ref().is_some_and(|(live, meta)| {
+            live == ws && meta.as_ref().is_some_and(|m| m.version >= heads::VERSION)
+        })
+    }
+
+    /// Send binary frame `frame` to forwarder `ws`, through the outbox
+    /// when it takes batches: sent now when the outbox is idle, else
+    /// queued for the flush, a zero-delay timer armed by the first frame.
+    /// Under load the public messages of many DO events then reach the
+    /// forwarder as a few batches (one socket write and one read each)
+    /// instead of one message each; a lone message still leaves at once.
+    fn send_coalesced(&self, ws: &WebSocket, frame: Vec<u8>) -> Result<()> {
+        if !self.takes_batches(ws) {
+            return ws.send_with_bytes(frame);
+        }
+        let Offer::SendAndArm(frame) = self.outbox.borrow_mut().offer(frame) else {
+            return Ok(());
+        };
+        let outbox = Rc::clone(&self.outbox);
+        let forwarder = ws.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            Delay::from(std::time::Duration::ZERO).await;
+            let messages = outbox.borrow_mut().flush();
+            for message in messages {
+                if let Err(e) = forwarder.send_with_bytes(message) {
+                    // The socket's close event fails its streams.
+                    console_warn!("sending queued frames to the forwarder failed: {e}");
+                    break;
+                }
+            }
+        });
+        ws.send_with_bytes(frame)
+    }
+
+    /// Send what waits in the outbox to forwarder `ws` now, ahead of a
+    /// message that bypasses the outbox and must not overtake it (a
+    /// stream's close after its last messages, a body after its request).
+    fn flush_outbox(&self, ws: &WebSocket) {
+        let messages = self.outbox.borrow_mut().take();
+        for message in messages {
+            if ws.send_with_bytes(message).is_err() {
+                break;
+            }
+        }
     }
 
     /// The public socket of relayed stream `id`: from the stream table, or
@@ -564,7 +620,10 @@ impl Tunnel {
                     uri: meta.uri.clone(),
                     headers,
                 };
-                ws.send_with_bytes(head.encode(id, (!streamed_upload).then_some(&body[..])))
+                self.send_coalesced(
+                    &ws,
+                    head.encode(id, (!streamed_upload).then_some(&body[..])),
+                )
             }
             None => ws.send_with_str(
                 Message::HttpRequest {
@@ -740,6 +799,8 @@ impl Tunnel {
         {
             return Err(Error::RustError(refusal.to_string()));
         }
+        // The request's head may still wait in the outbox.
+        self.flush_outbox(forwarder);
         let mut window = SendWindow::new();
         let mut grants = ChannelGrants(credits);
         let mut total = 0usize;
@@ -980,7 +1041,7 @@ impl Tunnel {
         }
         .encode(stream_id);
         match self.forwarder() {
-            Some(f) if f.send_with_bytes(frame).is_ok() => Ok(()),
+            Some(f) if self.send_coalesced(&f, frame).is_ok() => Ok(()),
             _ => ws.close(Some(1011), Some("the tunnel's forwarder is not connected")),
         }
     }
@@ -1230,6 +1291,7 @@ impl DurableObject for Tunnel {
             dead: RefCell::new(Vec::new()),
             policy: RefCell::new(None),
             live: RefCell::new(None),
+            outbox: Rc::new(RefCell::new(Outbox::new())),
         }
     }
 
@@ -1294,6 +1356,7 @@ impl DurableObject for Tunnel {
                     code,
                     reason: reason.clone(),
                 };
+                self.flush_outbox(&f);
                 let _ = f.send_with_str(close.encode());
             }
             let _ = ws.close(v2::sendable_close_code(code), Some(reason));
@@ -1318,6 +1381,7 @@ impl DurableObject for Tunnel {
                     code: 1006,
                     reason: format!("public socket error: {error}"),
                 };
+                self.flush_outbox(&f);
                 let _ = f.send_with_str(close.encode());
             }
             self.streams.borrow_mut().detach(stream_id, PartKind::Input);

@@ -30,7 +30,11 @@ mod streams;
 
 use clap::Parser;
 
-#[tokio::main]
+// One thread: `ttf` relays, it does not compute. On the multi-threaded
+// runtime every relayed message woke tasks on the other worker thread
+// (futex wake + context switch); one thread halved `ttf`'s CPU per 100 B
+// WebSocket message and per HTTP request (bench/tunnel_ws.sh, issue 17).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     let policies = match args.policies() {

@@ -334,7 +334,11 @@ async fn connect_ws(
             .headers_mut()
             .insert("sec-websocket-protocol", offered);
     }
-    let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let connect = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::relay::ws_config()),
+        true,
+    );
     match tokio::time::timeout(timeout, connect).await {
         Err(_) => Err((
             504,
@@ -436,19 +440,28 @@ async fn run_ws(
                     return;
                 }
             },
-            i = input.recv() => match i {
-                Some(Input::Message(m)) => {
-                    if let Err(e) = sink.send(m).await {
-                        let _ = out.send(control(Message::WsClose {
-                            stream_id: id,
-                            code: 1006,
-                            reason: format!("writing to the local WebSocket failed: {e}"),
-                        }));
-                        return;
-                    }
+            i = input.recv() => {
+                let i = match i {
+                    Some(Input::Message(m)) => match write_queued(&mut sink, m, &mut input).await {
+                        Ok(None) => continue,
+                        Ok(rest) => rest,
+                        Err(e) => {
+                            let _ = out.send(control(Message::WsClose {
+                                stream_id: id,
+                                code: 1006,
+                                reason: format!("writing to the local WebSocket failed: {e}"),
+                            }));
+                            return;
+                        }
+                    },
+                    other => other,
+                };
+                match i {
+                    Some(Input::Close(code, reason)) => break close_frame(code, &reason),
+                    // `write_queued` hands back anything but a message.
+                    Some(Input::Message(_)) => continue,
+                    None => break close_frame(1001, "the tunnel closed the stream"),
                 }
-                Some(Input::Close(code, reason)) => break close_frame(code, &reason),
-                None => break close_frame(1001, "the tunnel closed the stream"),
             },
         }
     };
@@ -463,6 +476,34 @@ async fn run_ws(
         }
     })
     .await;
+}
+
+/// Write `first` and the messages queued right behind it to the local
+/// socket, flushed once: the messages of one batch from the edge leave in
+/// one write (one syscall, and the local service reads them together)
+/// instead of one each. The first queued input that is not a message is
+/// handed back.
+async fn write_queued<S>(
+    sink: &mut S,
+    first: WsMessage,
+    input: &mut QueueRx<Input>,
+) -> Result<Option<Input>, WsError>
+where
+    S: futures_util::Sink<WsMessage, Error = WsError> + Unpin,
+{
+    sink.feed(first).await?;
+    let mut rest = None;
+    while let Some(next) = input.try_recv() {
+        match next {
+            Input::Message(m) => sink.feed(m).await?,
+            other => {
+                rest = Some(other);
+                break;
+            }
+        }
+    }
+    sink.flush().await?;
+    Ok(rest)
 }
 
 /// One stream bridged to an MQTT broker's TCP port.
@@ -556,5 +597,80 @@ async fn run_mqtt_tcp(
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A sink that records what it was fed and when it was flushed.
+    #[derive(Default)]
+    struct Recorder {
+        fed: Vec<WsMessage>,
+        flushed_after: Vec<usize>,
+    }
+
+    impl futures_util::Sink<WsMessage> for Recorder {
+        type Error = WsError;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(mut self: Pin<&mut Self>, item: WsMessage) -> Result<(), WsError> {
+            self.fed.push(item);
+            Ok(())
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            let n = self.fed.len();
+            self.flushed_after.push(n);
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_messages_leave_in_one_flush_and_a_close_is_handed_back() {
+        let (tx, mut rx) = stream_queue::queue::<Input>(1 << 20);
+        for text in ["b", "c"] {
+            tx.try_send(Input::Message(WsMessage::text(text))).unwrap();
+        }
+        tx.try_send(Input::Close(1000, "bye".into())).unwrap();
+        tx.try_send(Input::Message(WsMessage::text("after")))
+            .unwrap();
+        let mut sink = Recorder::default();
+        let rest = write_queued(&mut sink, WsMessage::text("a"), &mut rx)
+            .await
+            .unwrap();
+        let texts: Vec<String> = sink
+            .fed
+            .iter()
+            .map(|m| m.to_text().unwrap().to_string())
+            .collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+        assert_eq!(sink.flushed_after, [3], "one flush, after the last message");
+        assert!(matches!(rest, Some(Input::Close(1000, r)) if r == "bye"));
+        // What follows the close stays queued.
+        assert!(matches!(rx.try_recv(), Some(Input::Message(_))));
+    }
+
+    #[tokio::test]
+    async fn a_lone_message_is_written_and_flushed() {
+        let (_tx, mut rx) = stream_queue::queue::<Input>(1 << 20);
+        let mut sink = Recorder::default();
+        let rest = write_queued(&mut sink, WsMessage::binary(vec![1, 2]), &mut rx)
+            .await
+            .unwrap();
+        assert!(rest.is_none());
+        assert_eq!(sink.fed, [WsMessage::binary(vec![1, 2])]);
+        assert_eq!(sink.flushed_after, [1]);
     }
 }

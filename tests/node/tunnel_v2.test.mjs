@@ -167,6 +167,18 @@ test('echo: random sizes 1 B..512 KiB, text and binary, whole, once, in order; s
   await c.closed;
 });
 
+test('a client offering permessage-deflate gets no extension: relayed messages are not compressed', async () => {
+  // `ws` offers deflate by default, as browsers do; the edge declines (ttf
+  // never agrees to it on the local side, and it cost more CPU per message
+  // than the relay itself).
+  const c = await open(wsUrl(routed, '/chat/plain'));
+  assert.equal(c.ws.extensions, '');
+  c.ws.send('hello');
+  assert.equal((await c.next()).data.toString(), 'hello');
+  c.ws.close(1000);
+  await c.closed;
+});
+
 test('subdomain form and the default http:// route relay WebSockets too', async () => {
   const c = await open(`${wrangler.base.replace('http', 'ws')}/plain?x=1`, [], { Host: `${routed.id}.localhost:${wrangler.port}` });
   assert.equal(c.ws.protocol, '');

@@ -1,6 +1,7 @@
 //! Tunnel protocol v3 on the wire (issue 17): binary request/response heads
 //! and batches of frames, read by the real edge worker on workerd
-//! (`wrangler dev`) from a forwarder scripted by the test, and the
+//! (`wrangler dev`) from a forwarder scripted by the test, batches the edge
+//! sends (a burst of public WebSocket messages, coalesced), and the
 //! compatibility promise: a forwarder that asks for v2 gets JSON heads and
 //! never a v3 frame, and `ttf --protocol 2` is served as before.
 
@@ -12,7 +13,7 @@ use e2e::tunnel::{
     SharedWorker, Upstream,
 };
 use tungstenite::Message as WsMessage;
-use tunnel_proto::heads::{Batch, RequestHead, ResponseHead};
+use tunnel_proto::heads::{unbatch, Batch, RequestHead, ResponseHead};
 use tunnel_proto::v2::{Frame, FrameKind, FLAG_END};
 use tunnel_proto::Headers;
 
@@ -147,6 +148,76 @@ fn relayed_websocket_messages_in_one_batch_reach_the_public_client_one_by_one() 
     );
 }
 
+/// Open a public WebSocket on `fwd`'s tunnel; a thread sends `n` text
+/// messages back to back and closes (1000). Returns the stream id.
+fn burst_of_public_messages(w: &SharedWorker, fwd: &mut ScriptedForwarder, n: usize) -> u32 {
+    let url = format!("ws://127.0.0.1:{}/{}/burst", w.port, fwd.id);
+    let client = thread::spawn(move || {
+        let (mut ws, _) = tungstenite::connect(url).unwrap();
+        for i in 0..n {
+            ws.send(WsMessage::text(format!("m{i}"))).unwrap();
+        }
+        ws.close(None).unwrap();
+        // Until the close handshake ends (the edge answers it).
+        while ws.read().is_ok() {}
+    });
+    let open = fwd.next_of("ws_open").unwrap();
+    let stream_id = json_u32(&open, "stream_id");
+    fwd.send_text(&format!(
+        r#"{{"type":"ws_opened","stream_id":{stream_id}}}"#
+    ))
+    .unwrap();
+    drop(client);
+    stream_id
+}
+
+/// A number field of a JSON text frame.
+fn json_u32(text: &str, field: &str) -> u32 {
+    text.split(&format!(r#""{field}":"#))
+        .nth(1)
+        .and_then(|s| s.split([',', '}']).next())
+        .and_then(|s| s.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_burst_of_public_messages_reaches_a_v3_forwarder_whole_in_order_before_the_close() {
+    let w = worker();
+    let mut fwd = ScriptedForwarder::connect(w.port, &[], Some(3)).unwrap();
+    let stream_id = burst_of_public_messages(w, &mut fwd, 200);
+    // The edge may coalesce them into batches (kind 3); what they carry
+    // is every message once, in order, and the close comes after them.
+    let mut got = Vec::new();
+    let mut messages = 0;
+    let close = loop {
+        match fwd.ws.read().unwrap() {
+            WsMessage::Binary(bytes) => {
+                messages += 1;
+                let frame = Frame::decode(&bytes).unwrap();
+                let frames = if frame.kind == FrameKind::Batch {
+                    unbatch(&frame).map(|f| f.unwrap().encode()).collect()
+                } else {
+                    vec![bytes.to_vec()]
+                };
+                for f in &frames {
+                    let f = Frame::decode(f).unwrap();
+                    assert_eq!((f.kind, f.stream_id), (FrameKind::WsMessage, stream_id));
+                    got.push(String::from_utf8(f.payload.to_vec()).unwrap());
+                }
+            }
+            WsMessage::Text(t) if t.contains(r#""type":"ws_close""#) => break t,
+            _ => {}
+        }
+    };
+    let want: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    assert!(messages <= 200);
+    assert!(
+        close.contains(r#""code":1000"#) || close.contains(r#""code":1005"#),
+        "{close}"
+    );
+}
+
 #[test]
 fn a_v2_forwarder_gets_json_heads_and_no_v3_frame() {
     let w = worker();
@@ -171,6 +242,25 @@ fn a_v2_forwarder_gets_json_heads_and_no_v3_frame() {
     let r = caller.join().unwrap();
     assert_eq!(r.status(), 200, "{}", r.text());
     assert_eq!(r.body, b"old");
+}
+
+#[test]
+fn a_v2_forwarder_gets_a_burst_of_public_messages_one_frame_each() {
+    let w = worker();
+    let mut fwd = ScriptedForwarder::connect(w.port, &[], Some(2)).unwrap();
+    let stream_id = burst_of_public_messages(w, &mut fwd, 100);
+    let mut got = 0;
+    while got < 100 {
+        if let WsMessage::Binary(bytes) = fwd.ws.read().unwrap() {
+            let frame = Frame::decode(&bytes).unwrap();
+            assert_eq!(
+                (frame.kind, frame.stream_id),
+                (FrameKind::WsMessage, stream_id)
+            );
+            assert_eq!(frame.payload, format!("m{got}").as_bytes());
+            got += 1;
+        }
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod headers;
 pub mod heads;
 pub mod inflight;
 pub mod names;
+pub mod outbox;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
