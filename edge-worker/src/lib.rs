@@ -36,25 +36,6 @@ use tunnel::{ControlMeta, CONTROL_HEADER};
 /// [`without_compression`]).
 const NO_EXTENSION: &str = "none";
 
-/// Runs once when the module is instantiated, before any request:
-/// hides `queueMicrotask` from wasm-bindgen's futures, which then schedule
-/// their task queue with a resolved promise's `then` instead. workerd's
-/// `queueMicrotask` wraps every callback in a new function (about 3 us a
-/// call against 0.3 us for `then`, measured in workerd) and the queue is
-/// scheduled at least once per Durable Object event: 7 % of workerd's CPU
-/// in the 100-byte WebSocket echo bench, 5 % more messages/s without it.
-/// Nothing else in this worker calls `queueMicrotask`.
-#[wasm_bindgen::prelude::wasm_bindgen(start)]
-pub fn start() {
-    let global = js_sys::global();
-    // A global that cannot be shadowed keeps the slower path; no harm.
-    let _ = js_sys::Reflect::set(
-        &global,
-        &"queueMicrotask".into(),
-        &wasm_bindgen::JsValue::UNDEFINED,
-    );
-}
-
 /// Binding name of the Durable Object namespace (see `wrangler.toml`).
 const TUNNEL_BINDING: &str = "TUNNEL";
 
