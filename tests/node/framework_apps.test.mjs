@@ -10,11 +10,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { root, ensurePackage, freePort, pkgDir, startRelay, launchBrowser } from './mqtt_client/harness.mjs';
-import { binary, createUser as createUserBy, rawClient, serveDir, startServer, userIds } from './spec_client/harness.mjs';
+import { binary, createUser as createUserBy, rawClient, serveDir, startServer, stopAll, userIds } from './spec_client/harness.mjs';
 
 const APPS = ['react', 'svelte', 'vue'];
 const QUERY = { sort: [{ column: 'id', direction: 'desc' }], limit: 5 };
@@ -51,13 +51,7 @@ before(async () => {
   writer = await rawClient(server.wsUrl, 'apps-writer');
 });
 
-after(async () => {
-  await writer?.end();
-  await browser?.close();
-  for (const w of Object.values(web)) await w.stop();
-  await server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopAll({ writer, browser, webs: Object.values(web), server, dir }));
 
 test('the tarball is publishable: metadata, licenses, changelog, every entry with its types', () => {
   const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n').map((f) => f.replace(/^package\//, ''));

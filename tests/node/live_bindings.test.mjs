@@ -8,11 +8,11 @@
 // Needs `cargo build --bin mqttspec-server`; builds the package if missing.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, freePort, pkgDir, startRelay, startStatic, launchBrowser } from './mqtt_client/harness.mjs';
-import { binary, createUser as createUserBy, rawClient, startServer, userIds } from './spec_client/harness.mjs';
+import { binary, createUser as createUserBy, rawClient, startServer, stopAll, userIds } from './spec_client/harness.mjs';
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>live bindings test</title>
 <script type="module">
@@ -37,13 +37,7 @@ before(async () => {
   writer = await rawClient(server.wsUrl, 'live-writer');
 });
 
-after(async () => {
-  await writer?.end();
-  await browser?.close();
-  await web?.stop();
-  await server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopAll({ writer, browser, webs: [web], server, dir }));
 
 async function newPage(context) {
   const page = await context.newPage();

@@ -10,12 +10,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensurePackage, freePort, openPage, pkgDir, startRelay } from './mqtt_client/harness.mjs';
 import { WebSocketServer } from 'ws';
-import { binary, startServer, rawClient, startSpecStatic } from './spec_client/harness.mjs';
+import { binary, startServer, rawClient, startSpecStatic, stopAll } from './spec_client/harness.mjs';
 
 const SECRET = 'spec-client-test-secret';
 
@@ -48,13 +48,7 @@ before(async () => {
   writer = await rawClient(server.wsUrl, 'node-writer');
 });
 
-after(async () => {
-  await writer?.end();
-  await browser?.close();
-  await web?.stop();
-  await server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => stopAll({ writer, browser, webs: [web], server, dir }));
 
 test('the .d.ts types optional arguments as optional and has one interface per options kind', () => {
   // (No TypeScript compiler in node_modules: checked on the generated text.)

@@ -2,7 +2,7 @@
 // (embedded broker, SQLite file) and gives a second, independent MQTTSpec
 // client written by hand on MQTT.js.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import mqtt from 'mqtt';
@@ -111,4 +111,14 @@ export async function serveDir(dir) {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${server.address().port}/`, stop: () => new Promise((r) => server.close(r)) };
+}
+
+/** Stops what a test file started (each part optional): the MQTT.js writer, the
+ * browser, the static servers, mqttspec-server; then removes the file's temp dir. */
+export async function stopAll({ writer, browser, webs = [], server, dir }) {
+  await writer?.end();
+  await browser?.close();
+  for (const web of webs) await web?.stop();
+  await server?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }
