@@ -17,7 +17,7 @@
 // CONNACK) are delivered and acknowledged. Listeners may also be registered
 // before connecting (`new MqttClient(url, options)`, `on`, then `open()`).
 
-/** The wasm module's `MqttCore` class, given by the entry point (or the wasm's start). */
+/** The wasm module's `MqttCore` class, given by the entry module (or `install_core` in Rust tests). */
 let Core;
 
 /** Called once with the wasm module's `MqttCore` class. */

@@ -19,14 +19,10 @@ pub mod spec;
 #[global_allocator]
 static ALLOC: alloc::Classes = alloc::Classes::new();
 
-/// Panic messages in the browser console (feature `panic-hook`, on by
-/// default, off in the MQTT-only entry point, built without default
-/// features), and SpecClient's MQTT driver handed its core.
-#[cfg(any(feature = "spec", feature = "panic-hook"))]
+/// Panic messages in the browser console: feature `panic-hook`, on by
+/// default, off in the MQTT-only entry point (built without default features).
+#[cfg(feature = "panic-hook")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 fn start() {
-    #[cfg(feature = "panic-hook")]
     console_error_panic_hook::set_once();
-    #[cfg(feature = "spec")]
-    spec::mqtt::install_core();
 }

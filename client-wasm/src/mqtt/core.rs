@@ -347,7 +347,6 @@ impl MqttCore {
 
     /// Set the last will (before the first `start`); `delay` is MQTT 5's
     /// will delay interval in seconds.
-    #[allow(clippy::too_many_arguments)]
     pub fn will(
         &mut self,
         topic: String,

@@ -71,10 +71,11 @@ extern "C" {
     fn set_core(make: &JsValue);
 }
 
-/// Hand the driver this module's `MqttCore` class (wasm-bindgen offers no
-/// name for an exported class on the Rust side: it is read from an
-/// instance's `constructor`). Called at start, so SpecClient works without
-/// the package's entry file (which does the same for `MqttClient` users).
+/// Hand the driver this crate's `MqttCore` class, for Rust code that runs
+/// without the package's entry module (which does it with one line:
+/// `setCore(MqttCore)`): the browser tests. wasm-bindgen offers no name for
+/// an exported class on the Rust side, so it is read from an instance's
+/// `constructor`.
 pub fn install_core() {
     let sample = JsValue::from(MqttCore::new(
         String::new(),
