@@ -145,6 +145,12 @@ impl Dispatcher {
     /// its subscribe could be made and then dropped by the old `Gone`.
     pub fn gone(&self, client_id: &str) {
         let mut workers = self.workers();
+        let working = workers.get(client_id).is_some_and(|w| !w.tx.is_closed());
+        if !working && !self.handler.knows_client(client_id) {
+            // Nothing waiting, nothing kept (most MQTT clients of the broker):
+            // no worker is started just to find that out.
+            return;
+        }
         let worker = self.worker_of(&mut workers, client_id);
         if let Err(mpsc::error::TrySendError::Full(gone)) = worker.tx.try_send(Work::Gone) {
             // Its queue is full: `Gone` waits for a slot. A bounded channel

@@ -255,7 +255,7 @@ impl Handler {
     /// A client went away (broker event or expiry): drop its subscriptions.
     /// Clients the server never heard of are ignored.
     pub fn client_gone(&self, client_id: &str) {
-        if !self.subs().knows(client_id) {
+        if !self.knows_client(client_id) {
             return;
         }
         let mut ctx = HookContext {
@@ -290,6 +290,11 @@ impl Handler {
     /// disconnect events).
     pub fn expired_clients(&self, ttl: std::time::Duration) -> Vec<String> {
         self.subs().expired_clients(ttl)
+    }
+
+    /// The server keeps state of `client_id` (seen, and not dropped since).
+    pub fn knows_client(&self, client_id: &str) -> bool {
+        self.subs().knows(client_id)
     }
 
     /// Number of live subscriptions.
