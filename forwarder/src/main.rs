@@ -16,6 +16,7 @@
     )
 )]
 
+mod burst;
 mod cli;
 mod console;
 mod inspect;

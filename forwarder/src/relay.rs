@@ -5,7 +5,7 @@
 //! `streams`; heartbeat pings; reconnect with backoff when the socket is
 //! lost; close cleanly on Ctrl-C.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -16,12 +16,13 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tunnel_proto::heads::{self, Batch, RequestHead};
+use tunnel_proto::heads::{self, RequestHead};
 use tunnel_proto::policy::Policies;
 use tunnel_proto::v1::decode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::{names, ErrorCode, Message};
 
+use crate::burst::Burst;
 use crate::cli::Args;
 use crate::console;
 use crate::inspect::{server, Inspector};
@@ -343,25 +344,26 @@ async fn session(
 }
 
 /// One binary frame from the edge (a batch's frames one by one): a
-/// request (v3), or a body chunk or message for a stream.
+/// request (v3), or a body chunk or message for a stream. Returns the
+/// stream id of the request it started, if it did.
 fn on_frame(
     ctx: &Ctx<'_>,
     streams: &mut Streams,
     answers: &mpsc::UnboundedSender<Out>,
     frame: Frame<'_>,
-) {
+) -> Option<u32> {
     if frame.kind != FrameKind::Request {
         if let Some(i) = ctx.inspector {
             i.edge_binary(&frame);
         }
         streams.deliver(frame);
-        return;
+        return None;
     }
     let (head, body) = match RequestHead::decode(&frame) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("Ignored a bad request frame from the edge: {e}");
-            return;
+            return None;
         }
     };
     if let Some(i) = ctx.inspector {
@@ -388,12 +390,13 @@ fn on_frame(
         relayed,
         Some(frame.stream_id),
         !frame.is_end(),
-    );
+    )
+    .then_some(frame.stream_id)
 }
 
 /// Serve one relayed request in its own task; its answer (or its head
 /// and body frames, on `stream_id`) goes to `answers`. `body_streamed`:
-/// the body follows as body frames.
+/// the body follows as body frames. False when it was refused at once.
 fn start_request(
     ctx: &Ctx<'_>,
     streams: &mut Streams,
@@ -401,7 +404,7 @@ fn start_request(
     mut relayed: Relayed,
     stream_id: Option<u32>,
     body_streamed: bool,
-) {
+) -> bool {
     let Ctx {
         args,
         routes,
@@ -436,7 +439,7 @@ fn start_request(
                 message: refusal.to_string(),
             };
             let _ = answers.send(Out::Frame(WsMessage::text(refused.encode())));
-            return;
+            return false;
         }
     };
     tokio::spawn(async move {
@@ -466,21 +469,47 @@ fn start_request(
             let _ = answers.send(Out::Ended(id));
         }
     });
+    true
 }
 
-/// v3: `first` and the binary frames queued right behind it, as one
-/// message (a batch when there are several, at most `heads::MAX_BATCH`
-/// bytes); the first other item taken from the queue is given back.
-fn gather(answers: &mut mpsc::UnboundedReceiver<Out>, first: Bytes) -> (Vec<u8>, Option<Out>) {
-    let mut batch = Batch::default();
-    batch.push(first.into());
-    loop {
-        match answers.try_recv() {
-            Ok(Out::Frame(WsMessage::Binary(more))) if batch.fits(&more) => batch.push(more.into()),
-            Ok(other) => return (batch.finish(), Some(other)),
-            Err(_) => return (batch.finish(), None),
-        }
+/// Wait until `deadline`; forever without one.
+async fn linger(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
+}
+
+/// Send `messages` to the edge (and show them to the inspector).
+async fn send_all<K>(
+    sink: &mut K,
+    inspector: Option<&Inspector>,
+    messages: Vec<Vec<u8>>,
+) -> Result<(), End>
+where
+    K: futures_util::Sink<WsMessage, Error = WsError> + Unpin,
+{
+    for message in messages {
+        send_one(sink, inspector, WsMessage::binary(message)).await?;
+    }
+    Ok(())
+}
+
+/// Send `frame` to the edge (and show it to the inspector).
+async fn send_one<K>(
+    sink: &mut K,
+    inspector: Option<&Inspector>,
+    frame: WsMessage,
+) -> Result<(), End>
+where
+    K: futures_util::Sink<WsMessage, Error = WsError> + Unpin,
+{
+    if let Some(i) = inspector {
+        i.to_edge(&frame);
+    }
+    sink.send(frame)
+        .await
+        .map_err(|e| End::Lost(format!("sending to the edge failed: {e}")))
 }
 
 /// Relay requests until the socket is lost or the user stops. `binary`:
@@ -509,6 +538,7 @@ where
         args.ping_interval(),
     );
     let mut awaiting_pong = false;
+    let mut burst = Burst::default();
     let stop = stop.requested();
     tokio::pin!(stop);
     loop {
@@ -521,17 +551,21 @@ where
                     Some(Ok(WsMessage::Binary(bytes))) => {
                         match Frame::decode(&bytes) {
                             Ok(frame) if frame.kind == FrameKind::Batch => {
+                                let mut started = Vec::new();
                                 for inner in heads::unbatch(&frame) {
                                     match inner {
-                                        Ok(inner) => on_frame(ctx, &mut streams, &answers_tx, inner),
+                                        Ok(inner) => started.extend(on_frame(ctx, &mut streams, &answers_tx, inner)),
                                         Err(e) => {
                                             eprintln!("Ignored the rest of a bad batch from the edge: {e}");
                                             break;
                                         }
                                     }
                                 }
+                                burst.started(&started);
                             }
-                            Ok(frame) => on_frame(ctx, &mut streams, &answers_tx, frame),
+                            Ok(frame) => {
+                                on_frame(ctx, &mut streams, &answers_tx, frame);
+                            }
                             Err(e) => eprintln!("Ignored a bad binary frame from the edge: {e}"),
                         }
                         continue;
@@ -580,34 +614,46 @@ where
                 }
             }
             Some(out) = answers.recv() => {
+                // Everything queued now; v3 binary frames wait in `burst`
+                // for the answers of their batch (see burst.rs).
                 let mut next = Some(out);
                 while let Some(out) = next.take() {
                     let frame = match out {
-                        // v3: binary frames queued together leave as one batch.
-                        Out::Frame(WsMessage::Binary(first)) if binary => {
-                            let (batch, after) = gather(&mut answers, first);
-                            next = after;
-                            WsMessage::binary(batch)
+                        Out::Frame(WsMessage::Binary(frame)) if binary => {
+                            burst.hold(frame.into(), Instant::now());
+                            None
                         }
-                        Out::Frame(frame) => frame,
+                        Out::Frame(frame) => Some(frame),
                         Out::Consumed(id, bytes) => {
                             streams.consumed(id, bytes);
-                            WsMessage::text(Message::Window { stream_id: id, bytes }.encode())
+                            Some(WsMessage::text(Message::Window { stream_id: id, bytes }.encode()))
                         }
                         Out::Ended(id) => {
                             if let Some(i) = inspector {
                                 i.stream_ended(id);
                             }
                             streams.ended(id);
-                            continue;
+                            burst.ended(id);
+                            None
                         }
                     };
-                    if let Some(i) = inspector {
-                        i.to_edge(&frame);
+                    if let Some(frame) = frame {
+                        if let Err(end) = send_all(&mut sink, inspector, burst.take()).await {
+                            return end;
+                        }
+                        if let Err(end) = send_one(&mut sink, inspector, frame).await {
+                            return end;
+                        }
                     }
-                    if let Err(e) = sink.send(frame).await {
-                        return End::Lost(format!("sending to the edge failed: {e}"));
-                    }
+                    next = answers.try_recv().ok();
+                }
+                if let Err(end) = send_all(&mut sink, inspector, burst.due(Instant::now())).await {
+                    return end;
+                }
+            },
+            _ = linger(burst.deadline()) => {
+                if let Err(end) = send_all(&mut sink, inspector, burst.due(Instant::now())).await {
+                    return end;
                 }
             },
             _ = heartbeat.tick() => {
@@ -631,56 +677,5 @@ where
                 return End::Stopped;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tunnel_proto::heads::unbatch;
-
-    #[test]
-    fn frames_queued_together_leave_as_one_batch_in_order() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let frame = |id: u32, text: &str| Frame::ws_message(id, true, text.as_bytes()).encode();
-        for (id, text) in [(2, "b"), (3, "c")] {
-            tx.send(Out::Frame(WsMessage::binary(frame(id, text))))
-                .unwrap();
-        }
-        tx.send(Out::Ended(9)).unwrap();
-        tx.send(Out::Frame(WsMessage::binary(frame(4, "d"))))
-            .unwrap();
-        let (batch, after) = gather(&mut rx, Bytes::from(frame(1, "a")));
-        let batch = Frame::decode(&batch).unwrap();
-        assert_eq!(batch.kind, FrameKind::Batch);
-        let inner: Vec<_> = unbatch(&batch)
-            .map(|f| {
-                let f = f.unwrap();
-                (f.stream_id, f.payload.to_vec())
-            })
-            .collect();
-        assert_eq!(
-            inner,
-            [(1, b"a".to_vec()), (2, b"b".to_vec()), (3, b"c".to_vec())]
-        );
-        assert!(matches!(after, Some(Out::Ended(9))), "the order is kept");
-        // Alone in the queue: the frame leaves as itself, not as a batch.
-        let (tx, mut rx) = mpsc::unbounded_channel::<Out>();
-        drop(tx);
-        let (single, after) = gather(&mut rx, Bytes::from(frame(6, "f")));
-        assert_eq!(single, frame(6, "f"));
-        assert!(after.is_none());
-    }
-
-    #[test]
-    fn a_batch_stays_under_its_bound() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let big = Frame::body(1, 0, &vec![0u8; heads::MAX_BATCH / 2]).encode();
-        for _ in 0..3 {
-            tx.send(Out::Frame(WsMessage::binary(big.clone()))).unwrap();
-        }
-        let (batch, after) = gather(&mut rx, Bytes::from(big.clone()));
-        assert!(batch.len() <= heads::MAX_BATCH);
-        assert!(matches!(after, Some(Out::Frame(_))), "the rest waits");
     }
 }

@@ -251,6 +251,43 @@ fn hundred_concurrent_requests_each_get_their_own_answer() {
     }
 }
 
+/// `ttf` holds the answers of requests that reached it together until the
+/// last of them is answered (forwarder/src/burst.rs), but never longer than
+/// its linger: a slow request sent at the same moment as fast ones must
+/// not hold their answers back, nor the answers of requests after it.
+#[test]
+fn a_slow_request_sent_with_fast_ones_does_not_hold_their_answers() {
+    let (w, _up, f) = tunnel(&[]);
+    let start = std::sync::Arc::new(std::sync::Barrier::new(33));
+    let call = |path: String| {
+        let (id, start) = (f.id.clone(), start.clone());
+        std::thread::spawn(move || {
+            start.wait();
+            get(w, &id, &path)
+        })
+    };
+    let slow = call("/slow?ms=20000".to_string());
+    let fast: Vec<_> = (0..32).map(|i| call(format!("/echo?i={i}"))).collect();
+    for (i, h) in fast.into_iter().enumerate() {
+        let r = h.join().unwrap();
+        assert_eq!(r.status(), 200, "request {i}: {}", r.text());
+        assert_eq!(
+            r.header("x-echo-uri"),
+            Some(format!("/echo?i={i}").as_str())
+        );
+    }
+    assert!(
+        !slow.is_finished(),
+        "the fast requests were answered only after the slow one"
+    );
+    // Later requests are not held for the slow one either.
+    for i in 0..3 {
+        let r = get(w, &f.id, &format!("/echo/after/{i}"));
+        assert_eq!(r.status(), 200, "{}", r.text());
+    }
+    assert!(!slow.is_finished());
+}
+
 #[test]
 fn edge_outcomes_404_413_504_and_local_errors() {
     let (w, _up, mut f) = tunnel(&[]);

@@ -253,6 +253,23 @@ impl Batch {
     }
 }
 
+/// Whole encoded frames packed into as few messages as fit, in order:
+/// batches of at most [`MAX_BATCH`] bytes, a frame alone as itself.
+pub fn pack(frames: impl IntoIterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut messages = Vec::new();
+    let mut batch = Batch::default();
+    for frame in frames {
+        if !batch.fits(&frame) {
+            messages.push(std::mem::take(&mut batch).finish());
+        }
+        batch.push(frame);
+    }
+    if !batch.is_empty() {
+        messages.push(batch.finish());
+    }
+    messages
+}
+
 /// The frames of a kind-3 frame, in order; an error ends the iteration
 /// (the rest of the batch is not trusted).
 pub fn unbatch<'a>(frame: &Frame<'a>) -> impl Iterator<Item = Result<Frame<'a>, HeadError>> {

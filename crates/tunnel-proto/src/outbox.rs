@@ -17,7 +17,7 @@
 //!
 //! [`MAX_BATCH`]: crate::heads::MAX_BATCH
 
-use crate::heads::Batch;
+use crate::heads::pack;
 
 /// The frames waiting for the next flush.
 #[derive(Debug, Default)]
@@ -62,18 +62,7 @@ impl Outbox {
     /// The queued frames as messages to send now, before a message that
     /// bypasses the outbox; a flush stays armed.
     pub fn take(&mut self) -> Vec<Vec<u8>> {
-        let mut messages = Vec::new();
-        let mut batch = Batch::default();
-        for frame in self.queued.drain(..) {
-            if !batch.fits(&frame) {
-                messages.push(std::mem::take(&mut batch).finish());
-            }
-            batch.push(frame);
-        }
-        if !batch.is_empty() {
-            messages.push(batch.finish());
-        }
-        messages
+        pack(self.queued.drain(..))
     }
 
     /// The peer is gone: its queued frames are dropped (a flush already
