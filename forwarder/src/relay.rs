@@ -480,33 +480,22 @@ async fn linger(deadline: Option<Instant>) {
     }
 }
 
-/// Send `messages` to the edge (and show them to the inspector).
-async fn send_all<K>(
-    sink: &mut K,
-    inspector: Option<&Inspector>,
-    messages: Vec<Vec<u8>>,
-) -> Result<(), End>
+/// Send binary `messages` to the edge.
+async fn send_all<K>(sink: &mut K, messages: Vec<Vec<u8>>) -> Result<(), End>
 where
     K: futures_util::Sink<WsMessage, Error = WsError> + Unpin,
 {
     for message in messages {
-        send_one(sink, inspector, WsMessage::binary(message)).await?;
+        send_one(sink, WsMessage::binary(message)).await?;
     }
     Ok(())
 }
 
-/// Send `frame` to the edge (and show it to the inspector).
-async fn send_one<K>(
-    sink: &mut K,
-    inspector: Option<&Inspector>,
-    frame: WsMessage,
-) -> Result<(), End>
+/// Send `frame` to the edge.
+async fn send_one<K>(sink: &mut K, frame: WsMessage) -> Result<(), End>
 where
     K: futures_util::Sink<WsMessage, Error = WsError> + Unpin,
 {
-    if let Some(i) = inspector {
-        i.to_edge(&frame);
-    }
     sink.send(frame)
         .await
         .map_err(|e| End::Lost(format!("sending to the edge failed: {e}")))
@@ -615,15 +604,24 @@ where
             }
             Some(out) = answers.recv() => {
                 // Everything queued now; v3 binary frames wait in `burst`
-                // for the answers of their batch (see burst.rs).
+                // for the answers of their batch (see burst.rs). The
+                // inspector sees each frame as it is made, before its
+                // stream's end.
                 let mut next = Some(out);
                 while let Some(out) = next.take() {
                     let frame = match out {
-                        Out::Frame(WsMessage::Binary(frame)) if binary => {
-                            burst.hold(frame.into(), Instant::now());
-                            None
+                        Out::Frame(frame) => {
+                            if let Some(i) = inspector {
+                                i.to_edge(&frame);
+                            }
+                            match frame {
+                                WsMessage::Binary(frame) if binary => {
+                                    burst.hold(frame.into(), Instant::now());
+                                    None
+                                }
+                                frame => Some(frame),
+                            }
                         }
-                        Out::Frame(frame) => Some(frame),
                         Out::Consumed(id, bytes) => {
                             streams.consumed(id, bytes);
                             Some(WsMessage::text(Message::Window { stream_id: id, bytes }.encode()))
@@ -638,21 +636,22 @@ where
                         }
                     };
                     if let Some(frame) = frame {
-                        if let Err(end) = send_all(&mut sink, inspector, burst.take()).await {
+                        // Nothing overtakes a held frame.
+                        if let Err(end) = send_all(&mut sink, burst.take()).await {
                             return end;
                         }
-                        if let Err(end) = send_one(&mut sink, inspector, frame).await {
+                        if let Err(end) = send_one(&mut sink, frame).await {
                             return end;
                         }
                     }
                     next = answers.try_recv().ok();
                 }
-                if let Err(end) = send_all(&mut sink, inspector, burst.due(Instant::now())).await {
+                if let Err(end) = send_all(&mut sink, burst.due(Instant::now())).await {
                     return end;
                 }
             },
             _ = linger(burst.deadline()) => {
-                if let Err(end) = send_all(&mut sink, inspector, burst.due(Instant::now())).await {
+                if let Err(end) = send_all(&mut sink, burst.due(Instant::now())).await {
                     return end;
                 }
             },
