@@ -30,6 +30,7 @@ use tunnel_proto::table::{BodyVerdict, Chunk, Part, PartKind, Slots, StreamTable
 use tunnel_proto::v1::encode_body;
 use tunnel_proto::v2::{self, Frame, FrameKind};
 use tunnel_proto::Message;
+use worker::wasm_bindgen::prelude::{wasm_bindgen, JsValue};
 use worker::*;
 
 use crate::config::Config;
@@ -103,9 +104,24 @@ pub struct ControlMeta {
     pub heard: u64,
 }
 
-/// One tunnel: the forwarder's socket and its requests in flight.
-#[durable_object]
+/// One tunnel: the Durable Object. Its state is shared (`Rc`) so that a
+/// WebSocket event can hand it to a future only when it must wait (see
+/// the hand-written exports below).
+#[durable_object(fetch)]
 pub struct Tunnel {
+    shared: Rc<TunnelState>,
+}
+
+impl std::ops::Deref for Tunnel {
+    type Target = TunnelState;
+
+    fn deref(&self) -> &TunnelState {
+        &self.shared
+    }
+}
+
+/// A tunnel's state: the forwarder's socket and its requests in flight.
+pub struct TunnelState {
     state: State,
     config: Config,
     inflight: RefCell<Inflight<oneshot::Sender<Message>>>,
@@ -118,7 +134,7 @@ pub struct Tunnel {
     /// lookup by tag reads every forwarder socket's attachment, and it was
     /// done (with two more reads) for every relayed message and request.
     /// Cleared whenever a forwarder socket comes or goes; the attachment
-    /// is kept in step by [`Tunnel::store_meta`].
+    /// is kept in step by [`TunnelState::store_meta`].
     live: RefCell<Option<(WebSocket, Option<ControlMeta>)>>,
     /// Public requests waiting for a forwarder to (re)connect, woken when
     /// one has answered `ready`.
@@ -196,7 +212,7 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-impl Tunnel {
+impl TunnelState {
     /// The forwarder's control socket, if one is connected.
     fn forwarder(&self) -> Option<WebSocket> {
         if let Some((ws, _)) = self.live.borrow().as_ref() {
@@ -1279,7 +1295,7 @@ impl Tunnel {
 
 impl DurableObject for Tunnel {
     fn new(state: State, env: Env) -> Self {
-        Self {
+        let shared = TunnelState {
             state,
             config: Config::from_env(&env),
             inflight: RefCell::new(Inflight::new(random_u64())),
@@ -1292,6 +1308,9 @@ impl DurableObject for Tunnel {
             policy: RefCell::new(None),
             live: RefCell::new(None),
             outbox: Rc::new(RefCell::new(Outbox::new())),
+        };
+        Self {
+            shared: Rc::new(shared),
         }
     }
 
@@ -1317,28 +1336,6 @@ impl DurableObject for Tunnel {
             }
         }
         self.relay(req, meta).await
-    }
-
-    async fn websocket_message(
-        &self,
-        ws: WebSocket,
-        message: WebSocketIncomingMessage,
-    ) -> Result<()> {
-        // The live forwarder's messages skip the tag lookup.
-        let forwarder = self
-            .live
-            .borrow()
-            .as_ref()
-            .is_some_and(|(live, _)| live == &ws);
-        if !forwarder {
-            if let Some(stream_id) = self.stream_of(&ws) {
-                return self.on_public_message(&ws, stream_id, message);
-            }
-        }
-        match message {
-            WebSocketIncomingMessage::String(text) => self.on_text(&ws, &text).await,
-            WebSocketIncomingMessage::Binary(bytes) => self.on_binary(&bytes),
-        }
     }
 
     async fn websocket_close(
@@ -1395,4 +1392,92 @@ impl DurableObject for Tunnel {
         }
         Ok(())
     }
+}
+
+/// The hibernatable WebSocket events, exported by hand rather than by
+/// `#[durable_object]`, which makes every event an async function: a
+/// promise, a spawned task and a microtask per relayed public message,
+/// which workerd then awaits (a quarter of its CPU per message in the
+/// 100 B echo benchmark). Most messages need no waiting (a public message
+/// relayed to the forwarder, a binary frame or batch from it), so
+/// `webSocketMessage` handles them at once and returns `undefined`; only
+/// the forwarder's text messages (which may touch storage) get a promise.
+#[wasm_bindgen(
+    wasm_bindgen = ::worker::wasm_bindgen,
+    wasm_bindgen_futures = ::worker::wasm_bindgen_futures,
+    js_sys = ::worker::js_sys
+)]
+impl Tunnel {
+    /// A message on a hibernatable socket: a public socket's or the
+    /// forwarder's.
+    #[wasm_bindgen(js_name = webSocketMessage)]
+    pub fn web_socket_message(
+        &self,
+        ws: worker_sys::web_sys::WebSocket,
+        message: JsValue,
+    ) -> std::result::Result<JsValue, JsValue> {
+        let ws = WebSocket::from(ws);
+        let message = match message.as_string() {
+            Some(text) => WebSocketIncomingMessage::String(text),
+            None => WebSocketIncomingMessage::Binary(js_sys::Uint8Array::new(&message).to_vec()),
+        };
+        // The live forwarder's messages skip the tag lookup.
+        let from_forwarder = self
+            .live
+            .borrow()
+            .as_ref()
+            .is_some_and(|(live, _)| live == &ws);
+        if !from_forwarder {
+            if let Some(stream_id) = self.stream_of(&ws) {
+                return handled(self.on_public_message(&ws, stream_id, message));
+            }
+        }
+        match message {
+            WebSocketIncomingMessage::Binary(bytes) => handled(self.on_binary(&bytes)),
+            WebSocketIncomingMessage::String(text) => {
+                let shared = Rc::clone(&self.shared);
+                let answered = async move {
+                    shared
+                        .on_text(&ws, &text)
+                        .await
+                        .map(|()| JsValue::NULL)
+                        .map_err(JsValue::from)
+                };
+                Ok(wasm_bindgen_futures::future_to_promise(answered).into())
+            }
+        }
+    }
+
+    /// A hibernatable socket closed.
+    #[wasm_bindgen(js_name = webSocketClose)]
+    pub async fn web_socket_close(
+        &self,
+        ws: worker_sys::web_sys::WebSocket,
+        code: usize,
+        reason: String,
+        was_clean: bool,
+    ) -> std::result::Result<JsValue, JsValue> {
+        DurableObject::websocket_close(self, ws.into(), code, reason, was_clean)
+            .await
+            .map(|()| JsValue::NULL)
+            .map_err(JsValue::from)
+    }
+
+    /// A hibernatable socket failed.
+    #[wasm_bindgen(js_name = webSocketError)]
+    pub async fn web_socket_error(
+        &self,
+        ws: worker_sys::web_sys::WebSocket,
+        error: JsValue,
+    ) -> std::result::Result<JsValue, JsValue> {
+        DurableObject::websocket_error(self, ws.into(), error.into())
+            .await
+            .map(|()| JsValue::NULL)
+            .map_err(JsValue::from)
+    }
+}
+
+/// What a handler that finished at once returns to workerd.
+fn handled(result: Result<()>) -> std::result::Result<JsValue, JsValue> {
+    result.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
 }
