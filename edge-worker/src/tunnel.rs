@@ -148,6 +148,10 @@ pub struct TunnelState {
     /// Binary frames for a v3 forwarder waiting to leave together
     /// (`tunnel_proto::outbox`; shared with the flush task).
     outbox: Rc<RefCell<Outbox>>,
+    /// The stream id of each relayed public socket seen since the DO
+    /// (re)started, keyed by the socket: one lookup per public message
+    /// instead of reading the socket's tags from the runtime.
+    stream_ids: js_sys::WeakMap,
 }
 
 /// What the DO keeps per stream in its [`StreamTable`].
@@ -935,12 +939,20 @@ impl TunnelState {
         })
     }
 
-    /// The stream of a relayed public socket (`None` for the forwarder's).
+    /// The stream of a relayed public socket (`None` for the forwarder's):
+    /// from [`TunnelState::stream_ids`], else (after the DO woke from
+    /// hibernation) from its tags, once.
     fn stream_of(&self, ws: &WebSocket) -> Option<u32> {
-        self.state
+        if let Some(id) = self.stream_ids.get(ws.as_ref()).as_f64() {
+            return Some(id as u32);
+        }
+        let id: u32 = self
+            .state
             .get_tags(ws)
             .iter()
-            .find_map(|t| t.strip_prefix("s:")?.parse().ok())
+            .find_map(|t| t.strip_prefix("s:")?.parse().ok())?;
+        self.stream_ids.set(ws.as_ref(), &JsValue::from(id));
+        Some(id)
     }
 
     /// Relay a public WebSocket upgrade as a stream: `ws_open` to the
@@ -975,6 +987,8 @@ impl TunnelState {
         let tag = stream_tag(stream_id);
         self.state
             .accept_websocket_with_tags(&pair.server, &[PUBLIC_TAG, &tag]);
+        self.stream_ids
+            .set(pair.server.as_ref(), &JsValue::from(stream_id));
         let open = Message::WsOpen {
             stream_id,
             uri: meta.uri.clone(),
@@ -1308,6 +1322,7 @@ impl DurableObject for Tunnel {
             policy: RefCell::new(None),
             live: RefCell::new(None),
             outbox: Rc::new(RefCell::new(Outbox::new())),
+            stream_ids: js_sys::WeakMap::new(),
         };
         Self {
             shared: Rc::new(shared),
