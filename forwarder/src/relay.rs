@@ -665,6 +665,8 @@ where
                 }
             }
             _ = &mut stop => {
+                // Answers already made still go out.
+                let _ = send_all(&mut sink, burst.take()).await;
                 let close = CloseFrame { code: CloseCode::Normal, reason: "forwarder stopped".into() };
                 let _ = sink.send(WsMessage::Close(Some(close))).await;
                 // Wait briefly for the edge to acknowledge the close.
