@@ -73,11 +73,10 @@ impl Burst {
     /// passed (the batch's stragglers are then no longer waited for);
     /// else nothing yet.
     pub fn due(&mut self, now: Instant) -> Vec<Vec<u8>> {
-        let late = self.deadline().is_some_and(|deadline| now >= deadline);
-        if late {
+        if self.deadline().is_some_and(|deadline| now >= deadline) {
             self.open.clear();
         }
-        if self.open.is_empty() || late || self.held_bytes >= MAX_BATCH {
+        if self.open.is_empty() || self.held_bytes >= MAX_BATCH {
             self.take()
         } else {
             Vec::new()
